@@ -1,0 +1,70 @@
+"""tether: the lifecycle of asyncio applications.
+
+Declare each component once (how it starts, how it stops, what it needs); every
+entrypoint gets exactly the components it needs, started in dependency order and
+concurrently where independent, supervised while they run, and stopped gracefully in
+reverse order on a signal, a crash or a normal exit, with nothing left behind.
+"""
+
+from ._engine import reload
+from ._errors import (
+    DependencyCycleError,
+    DependencyError,
+    HookError,
+    ServiceStateError,
+    StopTimeoutError,
+    TetherError,
+)
+from ._events import EventKind, LifecycleEvent, subscribe
+from ._service import (
+    BlockingService,
+    Service,
+    ServiceBase,
+    ServiceState,
+    ServiceStatus,
+    status,
+)
+from ._stages import EXIT, INIT, RELOAD, START, STARTED, STOP, STOPPING, Direction, Stage
+from ._tasks import cron, task, timer
+
+__all__ = [
+    "EXIT",
+    "INIT",
+    "RELOAD",
+    "START",
+    "STARTED",
+    "STOP",
+    "STOPPING",
+    "BlockingService",
+    "DependencyCycleError",
+    "DependencyError",
+    "Direction",
+    "EventKind",
+    "HookError",
+    "LifecycleEvent",
+    "Service",
+    "ServiceBase",
+    "ServiceState",
+    "ServiceStateError",
+    "ServiceStatus",
+    "Stage",
+    "StopTimeoutError",
+    "TetherError",
+    "cron",
+    "reload",
+    "status",
+    "subscribe",
+    "task",
+    "timer",
+]
+
+__version__ = "0.1.0.dev0"
+
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("tether._"):
+        try:
+            _obj.__module__ = "tether"
+        except (AttributeError, TypeError):  # pragma: no cover - builtins-like objects
+            pass
+del _name, _obj

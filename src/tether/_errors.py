@@ -1,0 +1,62 @@
+"""The exception hierarchy: every error tether raises derives from TetherError."""
+
+from __future__ import annotations
+
+__all__ = [
+    "DependencyCycleError",
+    "DependencyError",
+    "HookError",
+    "ServiceStateError",
+    "StopTimeoutError",
+    "TetherError",
+]
+
+
+class TetherError(Exception):
+    """Base class of every error raised by tether itself.
+
+    Exceptions raised by your own hooks and tasks are never wrapped: they propagate as
+    they are, with a note that names the service and the stage.
+    """
+
+
+class DependencyError(TetherError, TypeError):
+    """A service's ``dependencies`` held something that is not a service.
+
+    Raised before anything starts; the message names the parent service, the position
+    of the offending item and what it was.
+    """
+
+
+class DependencyCycleError(TetherError):
+    """The dependencies form a cycle; nothing was started.
+
+    ``cycle`` holds the services along the cycle, the first repeated at the end, and
+    the message shows it as ``Api -> Cache -> Api``.
+    """
+
+    def __init__(self, message: str, cycle: tuple[object, ...]) -> None:
+        super().__init__(message)
+        self.cycle = cycle
+
+
+class HookError(TetherError, TypeError):
+    """A lifecycle hook has the wrong kind: async where it must be sync or the reverse.
+
+    Raised before anything starts; the message names the class and the method.
+    """
+
+
+class ServiceStateError(TetherError, RuntimeError):
+    """A service was used in a way its current state does not allow.
+
+    For example ``wait()`` on a service that is not running, entering a service that is
+    already running as a root, or starting a service from inside its own stop hook.
+    """
+
+
+class StopTimeoutError(TetherError, TimeoutError):
+    """A stop hook (or the tasks cancelled after it) outlived ``graceful_shutdown_timeout``.
+
+    The hook was cancelled and the rest of the graph still stopped.
+    """

@@ -1,0 +1,101 @@
+"""Lifecycle events: every state change the engine makes, published to subscribers.
+
+Subscribers are scoped with contextvars, so a runner, a test or a logging setup sees
+the events of the code it wraps and nothing else. Logging, status output and health
+endpoints are built on these events rather than on their own bookkeeping.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import enum
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._service import ServiceBase, ServiceState
+
+__all__ = ["EventKind", "LifecycleEvent", "subscribe"]
+
+logger = logging.getLogger("tether.events")
+
+
+class EventKind(enum.StrEnum):
+    """What a :class:`LifecycleEvent` reports."""
+
+    STATE = "state"
+    """A service changed state (``event.state``); ``duration`` is the time the
+    transition took where it has one (start and stop)."""
+    STAGE_BEGIN = "stage_begin"
+    """A stage began over ``event.count`` services."""
+    STAGE_END = "stage_end"
+    """A stage ended; ``duration`` is its wall time, ``error`` the first failure."""
+    HOOK = "hook"
+    """One service's hook for ``event.stage`` returned or raised (``error``)."""
+    TASK_CRASHED = "task_crashed"
+    """A background task raised; ``detail`` is the task's name."""
+    TIMER_SKIPPED = "timer_skipped"
+    """A timer tick overran its interval; ``count`` ticks were skipped."""
+
+
+@dataclass(frozen=True, slots=True)
+class LifecycleEvent:
+    """One lifecycle event, as delivered to subscribers."""
+
+    kind: EventKind
+    service: ServiceBase | None = None
+    stage: str | None = None
+    state: ServiceState | None = None
+    duration: float | None = None
+    error: BaseException | None = None
+    count: int | None = None
+    detail: str | None = None
+    timestamp: float = field(default_factory=time.time)
+
+
+Subscriber = Callable[[LifecycleEvent], object]
+
+_subscribers: contextvars.ContextVar[tuple[Subscriber, ...]] = contextvars.ContextVar(
+    "tether_subscribers", default=()
+)
+
+
+@contextmanager
+def subscribe(callback: Subscriber) -> Iterator[None]:
+    """Deliver every lifecycle event raised inside the ``with`` block to ``callback``.
+
+    The subscription follows the context: tasks and services started inside the block
+    keep publishing to it after their own tasks were created. A callback that raises
+    is logged and never disturbs the engine. Callbacks run synchronously on the event
+    loop and must be quick::
+
+        events = []
+        with tether.subscribe(events.append):
+            async with Api():
+                ...
+    """
+    if not callable(callback):
+        raise TypeError(f"subscribe() takes a callable, got {callback!r}.")
+    token = _subscribers.set((*_subscribers.get(), callback))
+    try:
+        yield
+    finally:
+        _subscribers.reset(token)
+
+
+def publishing() -> bool:
+    """Whether anyone listens; lets hot paths skip building events."""
+    return bool(_subscribers.get())
+
+
+def publish(event: LifecycleEvent) -> None:
+    """Hand ``event`` to every subscriber in the current context."""
+    for callback in _subscribers.get():
+        try:
+            callback(event)
+        except Exception:
+            logger.exception("tether event subscriber %r failed on %s", callback, event.kind)

@@ -1,0 +1,630 @@
+"""Service and BlockingService: the facet contract, hooks, state and per-service records."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import inspect
+import math
+import threading
+import time
+import types
+from collections.abc import Coroutine, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Self, TypeAlias
+
+from ._errors import HookError, ServiceStateError
+from ._stages import BUILTIN_STAGES, START, STOP, Stage
+
+if TYPE_CHECKING:
+    from ._engine import Operation
+    from ._tasks import TaskSpec
+
+__all__ = [
+    "BlockingService",
+    "Service",
+    "ServiceBase",
+    "ServiceState",
+    "ServiceStatus",
+    "status",
+]
+
+
+class ServiceState(enum.StrEnum):
+    """Where a service is in its lifecycle."""
+
+    CREATED = "created"
+    """Never started."""
+    STARTING = "starting"
+    """Its ``start`` hook is running."""
+    RUNNING = "running"
+    """Started; its tasks and timers run."""
+    STOPPING = "stopping"
+    """Its ``stop`` hook is running, or its tasks are being cancelled."""
+    STOPPED = "stopped"
+    """Stopped cleanly; it can be started again."""
+    FAILED = "failed"
+    """Its last run ended badly (failed start, crashed task, failed or late stop); it
+    can be started again."""
+
+
+# --------------------------------------------------------------------------- records
+
+
+class Node:
+    """A vertex the engine schedules: a service's record or an ordering barrier.
+
+    ``after`` lists the nodes that must have started before this one (its dependencies,
+    and the barrier of the group it was declared in); stopping follows the same edges
+    in reverse. ``member``, ``pending`` and ``next`` are scratch space of the operation
+    that currently owns the node.
+    """
+
+    __slots__ = ("after", "member", "next", "pending")
+
+    after: list[Node]
+    member: object
+    pending: int
+    next: list[Node] | None
+
+    def __init__(self) -> None:
+        self.after = []
+        self.member = None
+        self.pending = 0
+        self.next = None
+
+
+class Barrier(Node):
+    """Stands for "every member of a group has started" (facet's sequential groups)."""
+
+    __slots__ = ()
+
+
+class Record(Node):
+    """Everything the engine knows about one service; lives in the service's __dict__.
+
+    Containers that most services never need (tasks, sleepers, events) are created on
+    first use: a graph of 100,000 services should not cost 500,000 allocations.
+    """
+
+    __slots__ = (
+        "crash",
+        "crash_raised",
+        "deps",
+        "error",
+        "exit_event",
+        "exit_requested",
+        "holders",
+        "info",
+        "loop",
+        "mark",
+        "op",
+        "restarts",
+        "root_holds",
+        "service",
+        "skipped_ticks",
+        "sleepers",
+        "started_at",
+        "state",
+        "stopping",
+        "tasks",
+        "thread_exit",
+    )
+
+    service: ServiceBase
+    info: ClassInfo
+    state: ServiceState
+    op: Operation | None
+    mark: object
+    deps: list[Record]
+    holders: dict[Record, None]
+    root_holds: int
+    tasks: set[asyncio.Task[Any]] | None
+    exit_requested: bool
+    crash: BaseException | None
+    crash_raised: bool
+    exit_event: asyncio.Event | None
+    thread_exit: threading.Event | None
+    stopping: bool
+    sleepers: set[asyncio.Future[bool]] | None
+    loop: asyncio.AbstractEventLoop | None
+    started_at: float | None
+    restarts: int
+    skipped_ticks: int
+    error: BaseException | None
+
+    def __init__(self, service: ServiceBase) -> None:
+        self.after = self.deps = _EMPTY
+        self.member = None
+        self.pending = 0
+        self.next = None
+        self.service = service
+        self.info = class_info(type(service))
+        self.state = ServiceState.CREATED
+        self.op = None
+        self.mark = None
+        self.holders = {}
+        self.root_holds = 0
+        self.tasks = None
+        self.exit_requested = False
+        self.crash = None
+        self.crash_raised = False
+        self.exit_event = None
+        self.thread_exit = None
+        self.stopping = False
+        self.sleepers = None
+        self.loop = None
+        self.started_at = None
+        self.restarts = 0
+        self.skipped_ticks = 0
+        self.error = None
+
+    def reset_for_run(self) -> None:
+        """Fresh per-run state: each run begins with new tasks, flags and events."""
+        self.tasks = None
+        self.exit_requested = False
+        self.crash = None
+        self.crash_raised = False
+        self.exit_event = None
+        if self.info.blocking:
+            self.thread_exit = threading.Event()
+        self.stopping = False
+        self.sleepers = None
+        self.started_at = None
+        self.skipped_ticks = 0
+        self.error = None
+
+    @property
+    def name(self) -> str:
+        return display_name(self.service)
+
+    def __repr__(self) -> str:
+        return f"<Record {self.name} {self.state.value}>"
+
+
+_EMPTY: list[Any] = []  # shared by records that have no dependencies; never mutated
+
+
+def record(service: ServiceBase) -> Record:
+    """The engine's record of ``service``, created on first use (mixins have no __init__)."""
+    d = service.__dict__
+    rec: Record | None = d.get("_tether")
+    if rec is None:
+        rec = d["_tether"] = Record(service)
+    return rec
+
+
+def display_name(service: object) -> str:
+    """How errors and logs name a service: its class, and its ``name`` if it has one."""
+    label = class_label(type(service))
+    try:
+        own = service.__dict__.get("name")
+    except AttributeError:
+        own = None
+    if isinstance(own, str) and own:
+        short = own if len(own) <= 40 else own[:37] + "..."
+        return f"{label}[{short}]"
+    return label
+
+
+def class_label(cls: type) -> str:
+    """A class's qualified name without the ``<locals>`` of a defining function."""
+    return cls.__qualname__.rsplit("<locals>.", 1)[-1]
+
+
+# ----------------------------------------------------------------------- class info
+
+
+class ClassInfo:
+    """What a service class brings: its hooks per stage, its tasks, and any mistake in them.
+
+    Built once per class and cached on it. Validation errors are kept and raised when
+    the class is first used in a graph, before anything starts.
+    """
+
+    __slots__ = (
+        "blocking",
+        "custom_stages",
+        "error",
+        "hooks",
+        "spawns",
+        "start",
+        "stop",
+        "timeout_overridden",
+    )
+
+    blocking: bool
+    hooks: dict[Stage, str]
+    custom_stages: frozenset[Stage]
+    spawns: tuple[tuple[str, TaskSpec], ...]
+    start: str | None
+    stop: str | None
+    timeout_overridden: bool
+    error: HookError | None
+
+
+def class_info(cls: type[ServiceBase]) -> ClassInfo:
+    """The cached :class:`ClassInfo` of ``cls``."""
+    info = cls.__dict__.get("_tether_class_info")
+    if info is None:
+        info = _build_class_info(cls)
+        type.__setattr__(cls, "_tether_class_info", info)
+    return info
+
+
+def _is_async(func: object) -> bool:
+    return inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func)
+
+
+def _build_class_info(cls: type[ServiceBase]) -> ClassInfo:
+    from ._tasks import TaskSpec
+
+    info = ClassInfo()
+    blocking = issubclass(cls, BlockingService)
+    base: type[ServiceBase] = BlockingService if blocking else Service
+    problems: list[str] = []
+    hooks: dict[Stage, str] = {}
+    owner = class_label(cls)
+
+    def check(stage: Stage, attr_name: str) -> None:
+        attr = inspect.getattr_static(cls, attr_name)
+        func = attr.__func__ if isinstance(attr, staticmethod | classmethod) else attr
+        where = f"{owner}.{attr_name}"
+        if not callable(func):
+            problems.append(
+                f"{where} is {func!r} ({type(func).__name__}), not a method; "
+                f"tether calls it as the {stage.name!r} hook."
+            )
+            return
+        if inspect.isasyncgenfunction(func):
+            problems.append(
+                f"{where} is an async generator; a {stage.name!r} hook must be "
+                f"{'a plain function' if blocking or stage.sync_only else 'async def'} "
+                f"that returns when the stage is done."
+            )
+        elif blocking and _is_async(func):
+            problems.append(
+                f"{where} is async, but BlockingService hooks are plain functions "
+                f"(they run without an event loop, or in a worker thread). Write "
+                f"`def {attr_name}(self)`, or subclass tether.Service for async hooks."
+            )
+        elif stage.sync_only and _is_async(func):
+            problems.append(
+                f"{where} is async, but the {stage.name!r} stage runs while no event "
+                f"loop exists. Write `def {attr_name}(self)`."
+            )
+        elif not blocking and stage in (START, STOP) and not inspect.iscoroutinefunction(func):
+            problems.append(
+                f"{where} must be a coroutine function (async def), got a plain "
+                f"function. Write `async def {attr_name}(self)`, or subclass "
+                f"tether.BlockingService for blocking hooks."
+            )
+
+    for stage in BUILTIN_STAGES:
+        assert stage.method is not None
+        if not hasattr(cls, stage.method):
+            continue
+        default = getattr(base, stage.method, None)
+        if default is not None and getattr(cls, stage.method) is default:
+            continue
+        hooks[stage] = stage.method
+        check(stage, stage.method)
+
+    marked: dict[str, Stage] = {}
+    spawns: dict[str, TaskSpec] = {}
+    for klass in reversed(cls.__mro__):
+        for attr_name, value in vars(klass).items():
+            func = value.__func__ if isinstance(value, staticmethod | classmethod) else value
+            if not isinstance(func, types.FunctionType):
+                continue
+            stage = getattr(func, "__tether_stage__", None)
+            if isinstance(stage, Stage):
+                marked[attr_name] = stage
+            spec = getattr(func, "__tether_task__", None)
+            if isinstance(spec, TaskSpec):
+                spawns[attr_name] = spec
+    custom: set[Stage] = set()
+    for attr_name, stage in marked.items():
+        if stage in hooks:
+            problems.append(
+                f"{owner} has two hooks for stage {stage.name!r}: "
+                f"{hooks[stage]} and {attr_name}; keep one."
+            )
+            continue
+        hooks[stage] = attr_name
+        custom.add(stage)
+        check(stage, attr_name)
+    for attr_name, spec in spawns.items():
+        func = getattr(cls, attr_name)
+        if blocking:
+            problems.append(
+                f"{owner}.{attr_name} is marked @{spec.kind}, but a BlockingService has no "
+                f"event loop to run it on; subclass tether.Service instead."
+            )
+        elif not inspect.iscoroutinefunction(func):
+            problems.append(
+                f"{owner}.{attr_name} is marked @{spec.kind} and must be a coroutine "
+                f"function (async def)."
+            )
+
+    info.blocking = blocking
+    info.hooks = hooks
+    info.custom_stages = frozenset(custom)
+    info.spawns = tuple(spawns.items())
+    info.start = hooks.get(START)
+    info.stop = hooks.get(STOP)
+    info.timeout_overridden = (
+        getattr(cls, "graceful_shutdown_timeout", None) is not ServiceBase.__dict__["graceful_shutdown_timeout"]
+    )
+    info.error = HookError(" ".join(problems)) if problems else None
+    return info
+
+
+# ------------------------------------------------------------------------- services
+
+DependencyItem: TypeAlias = "ServiceBase | Iterable[ServiceBase]"
+
+
+class ServiceBase:
+    """What :class:`Service` and :class:`BlockingService` share; not used directly.
+
+    Subclasses never need to call ``super().__init__()``: the engine keeps its state in
+    a record created on first use.
+    """
+
+    __slots__ = ()
+
+    @property
+    def dependencies(self) -> Iterable[DependencyItem]:
+        """The services this one needs, started before it and stopped after it.
+
+        Return an iterable. A top-level item is a service or a list of services:
+        top-level items start one after another in the order written, the members of a
+        nested list start concurrently. A service listed by several dependents is
+        started once and stopped after the last of them.
+        """
+        return ()
+
+    @property
+    def graceful_shutdown_timeout(self) -> float:
+        """Seconds the ``stop`` hook (and cancelling the service's tasks) may take.
+
+        Past it the hook is cancelled, a :class:`~tether.StopTimeoutError` naming the
+        service is reported, and the rest of the graph still stops. Default 10.
+        """
+        return 10
+
+    @property
+    def running(self) -> bool:
+        """Whether the service has started and has not begun to stop."""
+        rec: Record | None = self.__dict__.get("_tether")
+        return rec is not None and rec.state is ServiceState.RUNNING
+
+    def request_stop(self) -> None:
+        """Ask the service, and every running service that depends on it, to stop.
+
+        ``wait()`` and ``run()`` of those services return; stopping follows (``run()``
+        and ``async with`` stop the graph). Safe to call at any time, from any thread,
+        more than once; a no-op when the service is not running.
+        """
+        rec: Record | None = self.__dict__.get("_tether")
+        if rec is None:
+            return
+        loop = rec.loop
+        if loop is not None and not loop.is_closed():
+            try:
+                running_loop = asyncio.get_running_loop()
+            except RuntimeError:
+                running_loop = None
+            if running_loop is not loop:
+                loop.call_soon_threadsafe(_engine.signal_exit, rec, None)
+                return
+        _engine.signal_exit(rec, None)
+
+    def __repr__(self) -> str:
+        rec: Record | None = self.__dict__.get("_tether")
+        if rec is None:
+            return f"<{display_name(self)} state=created>"
+        parts = [f"<{display_name(self)} state={rec.state.value}"]
+        if rec.started_at is not None and rec.state is ServiceState.RUNNING:
+            parts.append(f"uptime={time.monotonic() - rec.started_at:.1f}s")
+        if rec.tasks:
+            parts.append(f"tasks={len(rec.tasks)}")
+        return " ".join(parts) + ">"
+
+
+class Service(ServiceBase):
+    """An asyncio component: how it starts, how it stops, what it needs.
+
+    A mixin with facet's contract: override ``start`` and ``stop``, list what it needs
+    in ``dependencies``, spawn background work with ``add_task``, then ``await
+    service.run()`` or use ``async with service:``. Starting a service starts its
+    dependencies first (concurrently where independent); stopping runs in exact
+    reverse, dependents first. Any exception stops the whole stack and propagates::
+
+        class Api(tether.Service):
+            def __init__(self, db: Database) -> None:
+                self.db = db
+
+            @property
+            def dependencies(self) -> list[tether.Service]:
+                return [self.db]
+
+            async def start(self) -> None:
+                self.server = await asyncio.start_server(self.handle, "127.0.0.1", 8080)
+
+            async def stop(self) -> None:
+                self.server.close()
+                await self.server.wait_closed()
+
+        asyncio.run(Api(Database()).run())
+    """
+
+    async def start(self) -> None:
+        """Hook: bring the component up. Its dependencies are running already."""
+
+    async def stop(self) -> None:
+        """Hook: take the component down. Its dependents have stopped already.
+
+        Runs at most ``graceful_shutdown_timeout`` seconds. The service's background
+        tasks are cancelled and awaited after it returns.
+        """
+
+    def add_task(
+        self, coro: Coroutine[Any, Any, Any], *, name: str | None = None
+    ) -> asyncio.Task[Any]:
+        """Run ``coro`` as a background task owned by this service.
+
+        If the task raises, the stack crashes: ``wait()`` and ``run()`` of every
+        service depending on this one raise the exception, and everything stops. On
+        stop the task is cancelled and awaited before the service's stop completes.
+        Allowed while the service is starting, running or stopping.
+        """
+        return _engine.add_task(record(self), coro, name)
+
+    async def wait(self) -> None:
+        """Wait until a stop is requested or something this service depends on crashed.
+
+        Raises the crash's exception. Returns at once if the service has already
+        stopped. Raises :class:`~tether.ServiceStateError` if it never started.
+        """
+        await _engine.wait(record(self))
+
+    async def run(self) -> None:
+        """Start the graph, wait until a stop is requested or a crash, stop the graph."""
+        async with self:
+            await self.wait()
+
+    async def sleep(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``; return early when this service begins to stop.
+
+        Returns True if the full time elapsed, False if it was cut short by a stop, so
+        a loop reads ``while await self.sleep(5): ...``.
+        """
+        from ._tasks import sleep_until
+
+        loop = asyncio.get_running_loop()
+        return await sleep_until(record(self), loop.time() + seconds)
+
+    async def __aenter__(self) -> Self:
+        await _engine.start_root(self)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: types.TracebackType | None,
+    ) -> None:
+        await _engine.stop_root(self, exc)
+
+
+class BlockingService(ServiceBase):
+    """The same contract for blocking code: plain ``def`` hooks and ``with``.
+
+    Used on its own, a graph of blocking services starts and stops in the calling
+    thread, in dependency order (one at a time). Inside an async graph (a dependency
+    of a :class:`Service`) its hooks run in a worker thread so the event loop never
+    blocks. A stop hook cannot be interrupted in a thread: past the timeout it is
+    reported and left to finish on its own::
+
+        class Store(tether.BlockingService):
+            def start(self) -> None:
+                self.db = sqlite3.connect("app.db")
+
+            def stop(self) -> None:
+                self.db.close()
+
+        with Store() as store:
+            ...
+    """
+
+    def start(self) -> None:
+        """Hook: bring the component up. Its dependencies are running already."""
+
+    def stop(self) -> None:
+        """Hook: take the component down. Its dependents have stopped already."""
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until a stop is requested; True if it was, False on ``timeout``."""
+        rec = record(self)
+        event = rec.thread_exit
+        if event is None:
+            raise ServiceStateError(
+                f"{display_name(self)}.wait() needs a started service; "
+                f"use `with service:` or service.run()."
+            )
+        return event.wait(timeout)
+
+    def run(self) -> None:
+        """Start the graph, block until ``request_stop()`` (or Ctrl-C), stop the graph."""
+        with self:
+            self.wait()
+
+    def __enter__(self) -> Self:
+        _engine.start_root_sync(self)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: types.TracebackType | None,
+    ) -> None:
+        _engine.stop_root_sync(self, exc)
+
+
+# --------------------------------------------------------------------------- status
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceStatus:
+    """A snapshot of one service, as :func:`status` returns it."""
+
+    service: ServiceBase
+    name: str
+    state: ServiceState
+    uptime: float | None
+    """Seconds since it started running; None unless running."""
+    restarts: int
+    tasks: tuple[asyncio.Task[Any], ...]
+    """Its background tasks that have not finished."""
+    dependencies: tuple[ServiceBase, ...]
+    """What it depended on in its current or last run."""
+    error: BaseException | None
+    """What ended its last run badly, if anything did."""
+    skipped_ticks: int
+    """Timer ticks skipped because a tick overran its interval."""
+
+
+def status(service: ServiceBase) -> ServiceStatus:
+    """A snapshot of ``service``'s state, uptime, restarts and running tasks."""
+    rec = record(service)
+    uptime = None
+    if rec.state is ServiceState.RUNNING and rec.started_at is not None:
+        uptime = time.monotonic() - rec.started_at
+    return ServiceStatus(
+        service=service,
+        name=display_name(service),
+        state=rec.state,
+        uptime=uptime,
+        restarts=rec.restarts,
+        tasks=tuple(t for t in rec.tasks or () if not t.done()),
+        dependencies=tuple(d.service for d in rec.deps),
+        error=rec.error or rec.crash,
+        skipped_ticks=rec.skipped_ticks,
+    )
+
+
+def check_timeout(service: ServiceBase) -> float:
+    """``graceful_shutdown_timeout`` validated: a positive number of seconds."""
+    value = service.graceful_shutdown_timeout
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ServiceStateError(
+            f"{display_name(service)}.graceful_shutdown_timeout must be a positive "
+            f"number of seconds (math.inf for no limit), got {value!r}."
+        )
+    return float(value) if not math.isinf(value) else math.inf
+
+
+from . import _engine  # noqa: E402  (the engine imports this module's classes)
