@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import enum
+import heapq
+import itertools
 import logging
 import math
 import time
@@ -69,6 +71,9 @@ _RUNNING: Final = ServiceState.RUNNING
 _STOPPING: Final = ServiceState.STOPPING
 _STOPPED: Final = ServiceState.STOPPED
 _FAILED: Final = ServiceState.FAILED
+
+# Start order across the process: stopping one thread's blocking graph walks it backwards.
+_start_sequence = itertools.count(1)
 
 # A stop hook that ignores its cancellation gets this much longer (capped by its own
 # timeout) to finish before the engine abandons it and moves on.
@@ -289,6 +294,7 @@ async def _drive(
                     try:
                         await coro
                     except asyncio.CancelledError as exc:
+                        op.inline = None
                         assert task is not None
                         if op.self_cancels:
                             op.self_cancels = 0
@@ -298,14 +304,12 @@ async def _drive(
                             raise
                         on_error(node, exc)
                     except BaseException as exc:
+                        op.inline = None
+                        _forget_self_cancel(op, task)
                         on_error(node, exc)
                     else:
-                        if op.self_cancels:
-                            op.self_cancels = 0
-                            assert task is not None
-                            task.uncancel()
-                    finally:
                         op.inline = None
+                        _forget_self_cancel(op, task)
                     advance(node)
                 else:
                     t = loop.create_task(coro)
@@ -341,6 +345,14 @@ async def _drive(
         op.driver = None
 
 
+def _forget_self_cancel(op: Operation, task: asyncio.Task[Any] | None) -> None:
+    """An inline hook finished despite our cancellation: withdraw the request."""
+    if op.self_cancels:
+        op.self_cancels = 0
+        assert task is not None
+        task.uncancel()
+
+
 async def _cancel_and_wait(tasks: list[asyncio.Task[Any]]) -> None:
     """Cancel ``tasks`` and wait for all of them, even if we are cancelled meanwhile."""
     if not tasks:
@@ -359,11 +371,26 @@ async def _cancel_and_wait(tasks: list[asyncio.Task[Any]]) -> None:
 
 
 def _drive_sync(nodes: list[Node], op: object, direction: Direction, run: OnSync) -> None:
-    """The blocking counterpart of :func:`_drive`: one node at a time, same order."""
+    """The blocking counterpart of :func:`_drive`: one node at a time.
+
+    Among the nodes that may run next, the one that started last goes first when
+    walking backward (and first-started when forward), so siblings of a concurrent
+    group stop in exact reverse of their start. Ties keep the order written.
+    """
     _plan(nodes, op, direction)
-    ready: deque[Node] = deque(n for n in nodes if n.pending == 0)
+    sign = -1 if direction is Direction.BACKWARD else 1
+    order = itertools.count()
+    ready: list[tuple[int, int, Node]] = []
+
+    def push(node: Node) -> None:
+        key = node.seq * sign if isinstance(node, Record) else -(1 << 62)
+        heapq.heappush(ready, (key, next(order), node))
+
+    for node in nodes:
+        if node.pending == 0:
+            push(node)
     while ready:
-        node = ready.popleft()
+        node = heapq.heappop(ready)[2]
         if type(node) is not Barrier and not run(node):
             return
         succ = node.next
@@ -371,7 +398,7 @@ def _drive_sync(nodes: list[Node], op: object, direction: Direction, run: OnSync
             for s in succ:
                 s.pending -= 1
                 if s.pending == 0:
-                    ready.append(s)
+                    push(s)
 
 
 OnSync = Callable[[Node], bool]
@@ -511,6 +538,7 @@ def _started(op: Operation, rec: Record) -> None:
     for attr, spec in rec.info.spawns:
         add_task(rec, spec.run(rec.service, attr, rec), f"{rec.name}.{attr}")
     rec.started_at = time.monotonic()
+    rec.seq = next(_start_sequence)
     _state(rec, _RUNNING)
     op.started.append(rec)
 
@@ -778,7 +806,12 @@ async def _stop_tasks(op: Operation, rec: Record) -> None:
     They get the service's graceful timeout (at most a second, since they only have to
     react to a cancellation); one that swallows CancelledError is reported and left.
     """
-    tasks = list(rec.tasks or ())
+    if rec.sleepers:
+        # Tasks woken from sleep() by this stop get a turn to return on their own.
+        await asyncio.sleep(0)
+    tasks = [t for t in rec.tasks or () if not t.done()]
+    if not tasks:
+        return
     for t in tasks:
         t.cancel()
     _, pending = await asyncio.wait(tasks, timeout=min(check_timeout(rec.service), 1.0))
@@ -1166,6 +1199,7 @@ def _run_sync_hook(op: Operation, rec: Record, stage: Stage) -> None:
             _state(rec, _FAILED, time.perf_counter() - began)
             raise
         rec.started_at = time.monotonic()
+        rec.seq = next(_start_sequence)
         _state(rec, _RUNNING, time.perf_counter() - began)
         op.started.append(rec)
         return

@@ -101,6 +101,7 @@ class Record(Node):
         "op",
         "restarts",
         "root_holds",
+        "seq",
         "service",
         "skipped_ticks",
         "sleepers",
@@ -132,9 +133,12 @@ class Record(Node):
     restarts: int
     skipped_ticks: int
     error: BaseException | None
+    seq: int
+    """When it last reached RUNNING, as a process-wide sequence number."""
 
     def __init__(self, service: ServiceBase) -> None:
         self.after = self.deps = _EMPTY
+        self.seq = 0
         self.member = None
         self.pending = 0
         self.next = None

@@ -133,6 +133,11 @@ def cron(expression: str, *, tz: dt.tzinfo | None = None) -> Callable[[AsyncMeth
     return decorate
 
 
+def _now(tz: dt.tzinfo | None) -> dt.datetime:
+    """The wall clock cron schedules follow (a seam for tests on a virtual clock)."""
+    return dt.datetime.now(tz)
+
+
 def _wake(fut: asyncio.Future[bool]) -> None:
     if not fut.done():
         fut.set_result(True)
@@ -201,14 +206,14 @@ async def _cron_loop(
 
     loop = asyncio.get_running_loop()
     what = getattr(method, "__qualname__", repr(method))
-    schedule = croniter(expression, dt.datetime.now(tz))
+    schedule = croniter(expression, _now(tz))
     while True:
         fire_at: dt.datetime = schedule.get_next(dt.datetime)
-        delay = (fire_at - dt.datetime.now(tz)).total_seconds()
+        delay = (fire_at - _now(tz)).total_seconds()
         if not await sleep_until(rec, loop.time() + max(delay, 0.0)):
             return
         await method()
-        now = dt.datetime.now(tz)
+        now = _now(tz)
         missed = 0
         while True:
             upcoming: dt.datetime = schedule.get_next(dt.datetime)
