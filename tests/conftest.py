@@ -15,9 +15,9 @@ T = TypeVar("T")
 WAIT = 5.0  # seconds: every wait in the tests is bounded by this
 
 
-async def bounded(awaitable: Awaitable[T], timeout: float = WAIT) -> T:
+async def bounded(awaitable: Awaitable[T], seconds: float = WAIT) -> T:
     """Await with a bound, so a hang fails fast instead of eating CI time."""
-    return await asyncio.wait_for(awaitable, timeout)
+    return await asyncio.wait_for(awaitable, seconds)
 
 
 class Log(list[str]):

@@ -135,7 +135,7 @@ def test_wait_before_start_is_an_error(log: Log) -> None:
 
 def test_async_service_in_a_with_graph_is_an_error(log: Log) -> None:
     """An async Service cannot be started without an event loop; nothing starts."""
-    with pytest.raises(tether.HookError, match="async tether.Service and cannot be started"):
+    with pytest.raises(tether.HookError, match=r"async tether\.Service and cannot be started"):
         with BNode("a", log, [BNode("b", log), Node("async", log)]):
             pass  # pragma: no cover
     assert log == []

@@ -106,7 +106,9 @@ def build(graph: Graph, pauses: list[int], events: Events) -> list[Vertex]:
     return nodes
 
 
-def must_start_after(graph: Graph, root: int, running: set[int] | None = None) -> dict[int, set[int]]:
+def must_start_after(
+    graph: Graph, root: int, running: set[int] | None = None
+) -> dict[int, set[int]]:
     """facet's recursive semantics: what must have started before each new service."""
     running = running or set()
     seen: set[int] = set()

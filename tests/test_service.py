@@ -316,7 +316,7 @@ async def test_concurrent_start_failures_raise_the_first_and_note_the_others(log
             try:
                 await asyncio.sleep(WAIT * 10)
             finally:
-                raise KeyError("second")  # noqa: B012 - on purpose
+                raise KeyError("second")
 
     root = Node("root", log, [[FailsAfter("first", 2), Shielded()]])
     with pytest.raises(ValueError, match="first") as info:

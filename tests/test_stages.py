@@ -319,7 +319,7 @@ async def test_hook_returning_an_awaitable_is_awaited(log: Log) -> None:
     """A plain function hook that returns an awaitable has it awaited."""
 
     class Returns(Staged):
-        def on_started(self) -> Any:  # type: ignore[override]
+        def on_started(self) -> Any:
             fut = asyncio.get_running_loop().create_future()
             fut.set_result(None)
             self.log.append("returned-future")

@@ -6,6 +6,8 @@ concurrently where independent, supervised while they run, and stopped gracefull
 reverse order on a signal, a crash or a normal exit, with nothing left behind.
 """
 
+from types import FunctionType as _FunctionType
+
 from ._engine import reload
 from ._errors import (
     DependencyCycleError,
@@ -60,11 +62,9 @@ __all__ = [
 
 __version__ = "0.1.0.dev0"
 
+# Re-exported classes and functions say they live in `tether`, as users import them.
 for _name in __all__:
     _obj = globals()[_name]
-    if getattr(_obj, "__module__", "").startswith("tether._"):
-        try:
-            _obj.__module__ = "tether"
-        except (AttributeError, TypeError):  # pragma: no cover - builtins-like objects
-            pass
+    if isinstance(_obj, type | _FunctionType) and _obj.__module__.startswith("tether._"):
+        _obj.__module__ = "tether"
 del _name, _obj

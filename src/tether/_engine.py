@@ -11,6 +11,7 @@ inline in the operation's task; several at once each get a task of their own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import enum
 import heapq
@@ -34,7 +35,6 @@ from ._service import (
     ServiceBase,
     ServiceState,
     check_timeout,
-    display_name,
     record,
 )
 from ._stages import (
@@ -104,8 +104,8 @@ class Operation:
         "records",
         "self_cancels",
         "started",
-        "wake",
         "waiters",
+        "wake",
     )
 
     def __init__(self, kind: OpKind, loop: asyncio.AbstractEventLoop | None) -> None:
@@ -329,9 +329,9 @@ async def _drive(
                 if t.cancelled():
                     on_error(node, asyncio.CancelledError())
                 else:
-                    exc = t.exception()
-                    if exc is not None:
-                        on_error(node, exc)
+                    error = t.exception()
+                    if error is not None:
+                        on_error(node, error)
                 advance(node)
     except BaseException:
         # Cancelled from outside (or a bug): leave no task of ours behind.
@@ -408,9 +408,7 @@ OnSync = Callable[[Node], bool]
 
 
 @types.coroutine
-def _resume(
-    coro: Coroutine[Any, Any, Any], yielded: Any
-) -> Generator[Any, Any, Any]:
+def _resume(coro: Coroutine[Any, Any, Any], yielded: Any) -> Generator[Any, Any, Any]:
     """Continue ``coro``, already stepped once in this task and suspended on ``yielded``."""
     while True:
         try:
@@ -430,7 +428,7 @@ def _resume(
                 return stop.value
 
 
-class _Expired(Exception):
+class _HookExpiredError(Exception):
     """The guarded hook outlived its deadline (and maybe its grace period)."""
 
     def __init__(self, abandoned: bool) -> None:
@@ -444,7 +442,7 @@ def _guarded(
 ) -> Generator[Any, Any, None]:
     """Continue ``coro`` until ``deadline``; then cancel it, and abandon it if it ignores that.
 
-    Raises ``_Expired`` when the deadline passed. Cancellation from outside passes
+    Raises ``_HookExpiredError`` when the deadline passed. Cancellation from outside passes
     through to ``coro`` and propagates as usual; like ``asyncio.timeout``, the
     uncancel protocol tells our cancellations from anyone else's.
     """
@@ -475,18 +473,16 @@ def _guarded(
                     ours_pending = 0
                     ours = task.uncancel() <= baseline
                 if ours and expiries >= 2:
-                    try:
+                    with contextlib.suppress(RuntimeError):  # it ignored GeneratorExit too
                         coro.close()
-                    except RuntimeError:  # it ignored GeneratorExit as well
-                        pass
-                    raise _Expired(abandoned=True) from None
+                    raise _HookExpiredError(abandoned=True) from None
                 if ours:
                     handle = loop.call_at(loop.time() + grace, expire)
                 try:
                     yielded = coro.throw(exc)
                 except BaseException as raised:
                     if expiries:
-                        raise _Expired(abandoned=False) from raised
+                        raise _HookExpiredError(abandoned=False) from raised
                     if isinstance(raised, StopIteration):
                         return
                     raise
@@ -495,14 +491,14 @@ def _guarded(
                     yielded = coro.throw(exc)
                 except StopIteration:
                     if expiries:
-                        raise _Expired(abandoned=False) from None
+                        raise _HookExpiredError(abandoned=False) from None
                     return
             else:
                 try:
                     yielded = coro.send(None)
                 except StopIteration:
                     if expiries:
-                        raise _Expired(abandoned=False) from None
+                        raise _HookExpiredError(abandoned=False) from None
                     return
     finally:
         handle.cancel()
@@ -511,9 +507,7 @@ def _guarded(
 # ------------------------------------------------------------------------ start
 
 
-def _begin_start(
-    op: Operation, rec: Record, inline: bool
-) -> Coroutine[Any, Any, None] | None:
+def _begin_start(op: Operation, rec: Record, inline: bool) -> Coroutine[Any, Any, None] | None:
     """Start one service: synchronously if its hook finishes without suspending."""
     _state(rec, _STARTING)
     info = rec.info
@@ -605,20 +599,20 @@ def _start_error(op: Operation) -> OnError:
     return on_error
 
 
-def _hook_begin(op: Operation, stage: Stage, guard: bool) -> Begin:
+def _hook_begin(stage: Stage, *, guard: bool) -> Begin:
     """``begin`` for a stage that calls a hook and changes no state."""
 
-    def begin(node: Node, inline: bool) -> Coroutine[Any, Any, None] | None:
+    def begin(node: Node, _inline: bool) -> Coroutine[Any, Any, None] | None:
         assert isinstance(node, Record)
         attr = node.info.hooks.get(stage)
         if attr is None:
             return None
-        return _call_hook(op, node, stage, attr, guard)
+        return _call_hook(node, stage, attr, guard=guard)
 
     return begin
 
 
-async def _call_hook(op: Operation, rec: Record, stage: Stage, attr: str, guard: bool) -> None:
+async def _call_hook(rec: Record, stage: Stage, attr: str, *, guard: bool) -> None:
     began = time.perf_counter()
     service = rec.service
     try:
@@ -647,11 +641,7 @@ async def _call_hook(op: Operation, rec: Record, stage: Stage, attr: str, guard:
 def _timeout_error(rec: Record, stage: Stage, abandoned: bool) -> StopTimeoutError:
     timeout = rec.service.graceful_shutdown_timeout
     what = f"{rec.name}.{rec.info.hooks.get(stage, stage.name)}"
-    tail = (
-        "; it ignored the cancellation and was abandoned"
-        if abandoned
-        else "; it was cancelled"
-    )
+    tail = "; it ignored the cancellation and was abandoned" if abandoned else "; it was cancelled"
     return StopTimeoutError(
         f"{what} (stage {stage.name!r}) did not finish within graceful_shutdown_timeout="
         f"{timeout}s{tail}. The rest of the graph still stops; raise the timeout or "
@@ -679,7 +669,7 @@ async def _finish_guarded(
     deadline = asyncio.get_running_loop().time() + timeout
     try:
         await _guarded(coro, step, deadline, min(timeout, _ABANDON_GRACE))
-    except _Expired as expired:
+    except _HookExpiredError as expired:
         raise _timeout_error(rec, stage, expired.abandoned) from None
 
 
@@ -859,18 +849,25 @@ def _stage_end(stage: Stage, began: float, count: int, error: BaseException | No
         )
 
 
+def _record_begin(
+    op: Operation,
+    func: Callable[[Operation, Record, bool], Coroutine[Any, Any, None] | None],
+) -> Begin:
+    def begin(node: Node, inline: bool) -> Coroutine[Any, Any, None] | None:
+        assert isinstance(node, Record)
+        return func(op, node, inline)
+
+    return begin
+
+
 async def _start_phase(op: Operation) -> None:
     nodes: list[Node] = [*op.records, *op.barriers]
     on_error = _start_error(op)
     for stage in phase_stages(_Phase.START, _custom_stages(op)):
         if stage is START:
-
-            def begin(node: Node, inline: bool) -> Coroutine[Any, Any, None] | None:
-                assert isinstance(node, Record)
-                return _begin_start(op, node, inline)
-
+            begin = _record_begin(op, _begin_start)
         elif _has_hooks(op, stage):
-            begin = _hook_begin(op, stage, guard=False)
+            begin = _hook_begin(stage, guard=False)
         else:
             continue
         began = _stage_begin(stage, len(op.records))
@@ -890,18 +887,14 @@ async def _stop_phase(op: Operation) -> None:
                 barriers.append(pred)
     nodes: list[Node] = [*records, *barriers]
 
-    def on_error(node: Node, exc: BaseException) -> None:
+    def on_error(_node: Node, exc: BaseException) -> None:
         op.errors.append(exc)
 
     for stage in phase_stages(_Phase.STOP, _custom_stages(op)):
         if stage is STOP:
-
-            def begin(node: Node, inline: bool) -> Coroutine[Any, Any, None] | None:
-                assert isinstance(node, Record)
-                return _begin_stop(op, node, inline)
-
+            begin = _record_begin(op, _begin_stop)
         elif _has_hooks(op, stage):
-            begin = _hook_begin(op, stage, guard=True)
+            begin = _hook_begin(stage, guard=True)
         else:
             continue
         began = _stage_begin(stage, len(records))
@@ -1093,8 +1086,7 @@ def _raise_after_stop(
             logger.error("tether: error while stopping %s", root.name, exc_info=exc)
             if not isinstance(body_error, asyncio.CancelledError):
                 body_error.add_note(
-                    f"tether: also raised while stopping {root.name}: "
-                    f"{type(exc).__name__}: {exc}"
+                    f"tether: also raised while stopping {root.name}: {type(exc).__name__}: {exc}"
                 )
         return
     primary, rest = problems[0], problems[1:]
@@ -1179,9 +1171,9 @@ def start_root_sync(service: ServiceBase) -> None:
         stop_op = Operation(OpKind.SYNC, None)
         stop_op.claim(started)
         _stop_sync(stop_op)
-        for exc in stop_op.errors:
-            logger.error("tether: another error while starting %s", root.name, exc_info=exc)
-            failure.add_note(f"tether: also raised while starting: {type(exc).__name__}: {exc}")
+        for error in stop_op.errors:
+            logger.error("tether: another error while starting %s", root.name, exc_info=error)
+            failure.add_note(f"tether: also raised while starting: {type(error).__name__}: {error}")
     raise failure
 
 
@@ -1224,16 +1216,18 @@ def _run_sync_hook(op: Operation, rec: Record, stage: Stage) -> None:
     began = time.perf_counter()
     try:
         result = getattr(rec.service, attr)()
-        if asyncio.iscoroutine(result):
-            result.close()
-            raise HookError(
-                f"{rec.name}.{attr} returned a coroutine, but stage {stage.name!r} runs "
-                f"without an event loop here; make it a plain function."
-            )
     except BaseException as exc:
         _note(exc, f"raised by {rec.name}.{attr} (stage {stage.name!r})")
         _hook_event(rec, stage, began, exc)
         raise
+    if asyncio.iscoroutine(result):
+        result.close()
+        error = HookError(
+            f"{rec.name}.{attr} returned a coroutine, but stage {stage.name!r} runs "
+            f"without an event loop here; make it a plain function."
+        )
+        _hook_event(rec, stage, began, error)
+        raise error
     _hook_event(rec, stage, began, None)
 
 
@@ -1272,9 +1266,7 @@ def stop_root_sync(service: ServiceBase, body_error: BaseException | None) -> No
     op = Operation(OpKind.SYNC, None)
     planned = _plan_stop(root, op)
     if isinstance(planned, Operation):
-        raise ServiceStateError(
-            f"Cannot stop {root.name}: it is busy in another operation."
-        )
+        raise ServiceStateError(f"Cannot stop {root.name}: it is busy in another operation.")
     if planned:
         _stop_sync(op)
     _raise_after_stop(root, op.errors, body_error)
@@ -1372,7 +1364,7 @@ async def reload(service: ServiceBase) -> None:
     op.claim(records)
     nodes: list[Node] = list(records)
 
-    def on_error(node: Node, exc: BaseException) -> None:
+    def on_error(_node: Node, exc: BaseException) -> None:
         op.errors.append(exc)
 
     try:
@@ -1380,7 +1372,7 @@ async def reload(service: ServiceBase) -> None:
             if not _has_hooks(op, stage):
                 continue
             began = _stage_begin(stage, len(records))
-            await _drive(op, nodes, stage.direction, _hook_begin(op, stage, False), on_error)
+            await _drive(op, nodes, stage.direction, _hook_begin(stage, guard=False), on_error)
             _stage_end(stage, began, len(records), op.errors[0] if op.errors else None)
     finally:
         op.release()
@@ -1394,11 +1386,10 @@ async def reload(service: ServiceBase) -> None:
 # ------------------------------------------------------------- tasks and exits
 
 
-def add_task(
-    rec: Record, coro: Coroutine[Any, Any, Any], name: str | None
-) -> asyncio.Task[Any]:
+def add_task(rec: Record, coro: Coroutine[Any, Any, Any], name: str | None) -> asyncio.Task[Any]:
     """Spawn ``coro`` as a background task owned by ``rec``'s service."""
-    if not asyncio.iscoroutine(coro):
+    given: object = coro
+    if not asyncio.iscoroutine(given):
         hint = ""
         if callable(coro):
             hint = f" Call it: add_task({getattr(coro, '__name__', 'func')}(...))."

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "DefinitionError",
     "DependencyCycleError",
     "DependencyError",
     "HookError",
@@ -20,7 +21,15 @@ class TetherError(Exception):
     """
 
 
-class DependencyError(TetherError, TypeError):
+class DefinitionError(TetherError):
+    """A service is defined in a way tether cannot use.
+
+    Raised before anything starts. Subclasses say what part is wrong; this class itself
+    covers values such as a ``graceful_shutdown_timeout`` that is not a positive number.
+    """
+
+
+class DependencyError(DefinitionError, TypeError):
     """A service's ``dependencies`` held something that is not a service.
 
     Raised before anything starts; the message names the parent service, the position
@@ -40,7 +49,7 @@ class DependencyCycleError(TetherError):
         self.cycle = cycle
 
 
-class HookError(TetherError, TypeError):
+class HookError(DefinitionError, TypeError):
     """A lifecycle hook has the wrong kind: async where it must be sync or the reverse.
 
     Raised before anything starts; the message names the class and the method.

@@ -67,13 +67,14 @@ def _items(rec: Record) -> list[Any] | tuple[Any, ...]:
             f"{display_name(service)}.dependencies returned a single service "
             f"({display_name(deps)}); return an iterable such as [{display_name(deps)}]."
         )
-    if isinstance(deps, str | bytes) or not isinstance(deps, Iterable):
+    given: object = deps
+    if isinstance(given, str | bytes) or not isinstance(given, Iterable):
         hint = " It is a method: decorate it with @property." if callable(deps) else ""
         raise DependencyError(
             f"{display_name(service)}.dependencies must return an iterable of services "
             f"or lists of services, got {deps!r} ({type(deps).__name__}).{hint}"
         )
-    return list(deps)
+    return list(given)
 
 
 def _describe(item: object) -> str:

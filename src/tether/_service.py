@@ -5,20 +5,19 @@ from __future__ import annotations
 import asyncio
 import enum
 import inspect
-import math
 import threading
 import time
 import types
-from collections.abc import Coroutine, Iterable
+from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self, TypeAlias
 
-from ._errors import HookError, ServiceStateError
+from ._errors import DefinitionError, HookError, ServiceStateError
 from ._stages import BUILTIN_STAGES, START, STOP, Stage
+from ._tasks import TaskSpec, sleep_until
 
 if TYPE_CHECKING:
     from ._engine import Operation
-    from ._tasks import TaskSpec
 
 __all__ = [
     "BlockingService",
@@ -62,7 +61,7 @@ class Node:
 
     __slots__ = ("after", "member", "next", "pending")
 
-    after: list[Node]
+    after: Sequence[Node]
     member: object
     pending: int
     next: list[Node] | None
@@ -261,8 +260,6 @@ def _is_async(func: object) -> bool:
 
 
 def _build_class_info(cls: type[ServiceBase]) -> ClassInfo:
-    from ._tasks import TaskSpec
-
     info = ClassInfo()
     blocking = issubclass(cls, BlockingService)
     base: type[ServiceBase] = BlockingService if blocking else Service
@@ -321,9 +318,9 @@ def _build_class_info(cls: type[ServiceBase]) -> ClassInfo:
             func = value.__func__ if isinstance(value, staticmethod | classmethod) else value
             if not isinstance(func, types.FunctionType):
                 continue
-            stage = getattr(func, "__tether_stage__", None)
-            if isinstance(stage, Stage):
-                marked[attr_name] = stage
+            marker = getattr(func, "__tether_stage__", None)
+            if isinstance(marker, Stage):
+                marked[attr_name] = marker
             spec = getattr(func, "__tether_task__", None)
             if isinstance(spec, TaskSpec):
                 spawns[attr_name] = spec
@@ -358,7 +355,8 @@ def _build_class_info(cls: type[ServiceBase]) -> ClassInfo:
     info.start = hooks.get(START)
     info.stop = hooks.get(STOP)
     info.timeout_overridden = (
-        getattr(cls, "graceful_shutdown_timeout", None) is not ServiceBase.__dict__["graceful_shutdown_timeout"]
+        getattr(cls, "graceful_shutdown_timeout", None)
+        is not ServiceBase.__dict__["graceful_shutdown_timeout"]
     )
     info.error = HookError(" ".join(problems)) if problems else None
     return info
@@ -505,8 +503,6 @@ class Service(ServiceBase):
         Returns True if the full time elapsed, False if it was cut short by a stop, so
         a loop reads ``while await self.sleep(5): ...``.
         """
-        from ._tasks import sleep_until
-
         loop = asyncio.get_running_loop()
         return await sleep_until(record(self), loop.time() + seconds)
 
@@ -622,13 +618,13 @@ def status(service: ServiceBase) -> ServiceStatus:
 
 def check_timeout(service: ServiceBase) -> float:
     """``graceful_shutdown_timeout`` validated: a positive number of seconds."""
-    value = service.graceful_shutdown_timeout
+    value: object = service.graceful_shutdown_timeout
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ServiceStateError(
+        raise DefinitionError(
             f"{display_name(service)}.graceful_shutdown_timeout must be a positive "
             f"number of seconds (math.inf for no limit), got {value!r}."
         )
-    return float(value) if not math.isinf(value) else math.inf
+    return float(value)
 
 
 from . import _engine  # noqa: E402  (the engine imports this module's classes)

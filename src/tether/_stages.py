@@ -91,7 +91,8 @@ class Stage:
         after: Stage | None = None,
         direction: DirectionLike = Direction.FORWARD,
     ) -> None:
-        if not isinstance(name, str) or not name.isidentifier():
+        given: object = name
+        if not isinstance(given, str) or not given.isidentifier():
             raise ValueError(f"Stage name must be an identifier, got {name!r}.")
         if (before is None) == (after is None):
             raise TypeError(

@@ -77,9 +77,7 @@ def task(func: AsyncMethod) -> AsyncMethod:
     return _mark(func, TaskSpec("task"), "task")
 
 
-def timer(
-    interval: float, *, immediate: bool = False
-) -> Callable[[AsyncMethod], AsyncMethod]:
+def timer(interval: float, *, immediate: bool = False) -> Callable[[AsyncMethod], AsyncMethod]:
     """Call this async method every ``interval`` seconds while the service runs.
 
     Ticks follow a fixed schedule: tick *n* is due at ``t0 + n * interval`` (``t0``
@@ -99,7 +97,9 @@ def timer(
         raise ValueError(f"@timer interval must be a positive, finite number, got {interval!r}.")
 
     def decorate(func: AsyncMethod) -> AsyncMethod:
-        return _mark(func, TaskSpec("timer", interval=float(interval), immediate=immediate), "timer")
+        return _mark(
+            func, TaskSpec("timer", interval=float(interval), immediate=immediate), "timer"
+        )
 
     return decorate
 
@@ -121,7 +121,8 @@ def cron(expression: str, *, tz: dt.tzinfo | None = None) -> Callable[[AsyncMeth
         raise ImportError(
             "@tether.cron needs the croniter library: pip install 'tether[cron]'"
         ) from None
-    if not isinstance(expression, str) or not croniter.is_valid(expression):
+    given: object = expression
+    if not isinstance(given, str) or not croniter.is_valid(given):
         raise ValueError(
             f"@cron({expression!r}) is not a valid cron expression; expected five "
             f"fields such as '*/5 * * * *' (minute hour day month weekday)."
