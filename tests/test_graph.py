@@ -205,3 +205,18 @@ def test_facet_style_attribute_named_like_a_stage_is_not_a_hook() -> None:
 
     with Flags() as flags:
         assert flags.started
+
+
+async def test_implicit_dependencies_start_first_and_concurrently(log: Log) -> None:
+    """Dependencies added by tether (the injector) start before the service, concurrently."""
+    from tether._service import add_implicit_dependencies
+
+    db, cache, listed = Node("db", log), Node("cache", log), Node("listed", log)
+    api = Node("api", log, [listed, db])
+    add_implicit_dependencies(api, [db, cache])
+    async with api:
+        assert db.running
+        assert cache.running
+    # cache is implicit only: first; listed and db keep the order written.
+    assert log.of("start") == ["cache", "listed", "db", "api"]
+    assert log.of("stop") == ["api", "db", "listed", "cache"]

@@ -61,6 +61,8 @@ def _items(rec: Record) -> list[Any] | tuple[Any, ...]:
         exc.add_note(f"tether: raised while reading {display_name(service)}.dependencies")
         raise
     if type(deps) is list or type(deps) is tuple:
+        if rec.implicit:
+            return _with_implicit(rec, deps)
         return deps
     if isinstance(deps, ServiceBase):
         raise DependencyError(
@@ -74,7 +76,19 @@ def _items(rec: Record) -> list[Any] | tuple[Any, ...]:
             f"{display_name(service)}.dependencies must return an iterable of services "
             f"or lists of services, got {deps!r} ({type(deps).__name__}).{hint}"
         )
-    return list(given)
+    items = list(given)
+    return _with_implicit(rec, items) if rec.implicit else items
+
+
+def _with_implicit(rec: Record, items: list[Any] | tuple[Any, ...]) -> list[Any]:
+    listed: set[int] = set()
+    for item in items:
+        if isinstance(item, ServiceBase):
+            listed.add(id(item))
+        elif isinstance(item, Iterable) and not isinstance(item, str | bytes):
+            listed.update(id(member) for member in item)
+    extra = [s for s in rec.implicit if id(s) not in listed]
+    return [extra, *items] if extra else list(items)
 
 
 def _describe(item: object) -> str:

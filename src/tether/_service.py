@@ -94,6 +94,7 @@ class Record(Node):
         "exit_event",
         "exit_requested",
         "holders",
+        "implicit",
         "info",
         "loop",
         "mark",
@@ -118,6 +119,8 @@ class Record(Node):
     mark: object
     deps: list[Record]
     holders: dict[Record, None]
+    implicit: tuple[ServiceBase, ...]
+    """Dependencies added by tether itself (the injector), besides ``dependencies``."""
     root_holds: int
     tasks: set[asyncio.Task[Any]] | None
     exit_requested: bool
@@ -147,6 +150,7 @@ class Record(Node):
         self.op = None
         self.mark = None
         self.holders = {}
+        self.implicit = ()
         self.root_holds = 0
         self.tasks = None
         self.exit_requested = False
@@ -195,6 +199,19 @@ def record(service: ServiceBase) -> Record:
     if rec is None:
         rec = d["_tether"] = Record(service)
     return rec
+
+
+def add_implicit_dependencies(service: ServiceBase, services: Iterable[ServiceBase]) -> None:
+    """Make ``services`` dependencies of ``service`` on top of its ``dependencies``.
+
+    This is how the injector wires the lifecycle: what was injected into a service
+    starts before it and stops after it. Implicit dependencies that ``dependencies``
+    does not list start concurrently, before the listed ones; those it lists keep the
+    order written there.
+    """
+    rec = record(service)
+    added = [s for s in services if s is not service]
+    rec.implicit = tuple(dict.fromkeys((*rec.implicit, *added)))
 
 
 def display_name(service: object) -> str:
