@@ -10,6 +10,7 @@ from types import FunctionType as _FunctionType
 
 from ._engine import reload
 from ._errors import (
+    DefinitionError,
     DependencyCycleError,
     DependencyError,
     HookError,
@@ -38,6 +39,7 @@ __all__ = [
     "STOP",
     "STOPPING",
     "BlockingService",
+    "DefinitionError",
     "DependencyCycleError",
     "DependencyError",
     "Direction",
