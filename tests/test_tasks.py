@@ -132,8 +132,40 @@ def test_timer_rejects_bad_intervals() -> None:
     for bad in (0, -1, float("inf")):
         with pytest.raises(ValueError, match="positive, finite"):
             tether.timer(bad)
-    with pytest.raises(TypeError, match="seconds as a number"):
+    with pytest.raises(TypeError, match="a number of seconds"):
         tether.timer("10s")  # type: ignore[arg-type]
+
+
+def test_timer_interval_can_come_from_the_service() -> None:
+    """A callable interval is read from the service when it starts (e.g. from config)."""
+
+    class Configured(Ticker):
+        def __init__(self, every: float) -> None:
+            super().__init__()
+            self.every = every
+
+        @tether.timer(lambda self: self.every)
+        async def tick(self) -> None:
+            await super().tick()
+
+    async def main() -> list[float]:
+        service = Configured(every=2.5)
+        await service.run()
+        return service.ticks
+
+    assert run_virtual(main()) == [2.5 * n for n in range(1, 9)]
+
+
+async def test_timer_interval_from_the_service_is_validated() -> None:
+    """A bad interval read at start fails the start, naming the service and method."""
+
+    class Bad(tether.Service):
+        @tether.timer(lambda self: -1)
+        async def tick(self) -> None:  # pragma: no cover
+            pass
+
+    with pytest.raises(ValueError, match=r"Bad\.tick: the interval must be a positive"):
+        await Bad().run()
 
 
 def test_sleep_returns_early_when_the_service_stops() -> None:

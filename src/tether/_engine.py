@@ -173,18 +173,27 @@ class Operation:
 # ----------------------------------------------------------------------- events
 
 
-def _state(rec: Record, state: ServiceState, duration: float | None = None) -> None:
+_ENDINGS: Final = frozenset({_RUNNING, _STOPPED, _FAILED})
+
+
+def _state(rec: Record, state: ServiceState) -> None:
+    """Set ``rec``'s state and publish it, with the transition's duration when it ends one."""
     rec.state = state
     if _subscribers.get():
+        now = time.perf_counter()
+        began = rec.changed_at
+        rec.changed_at = now
         publish(
             LifecycleEvent(
                 kind=EventKind.STATE,
                 service=rec.service,
                 state=state,
-                duration=duration,
+                duration=now - began if began and state in _ENDINGS else None,
                 error=rec.error if state is _FAILED else None,
             )
         )
+    else:
+        rec.changed_at = 0.0
 
 
 def _hook_event(rec: Record, stage: Stage, started: float, error: BaseException | None) -> None:
@@ -1188,11 +1197,11 @@ def _run_sync_hook(op: Operation, rec: Record, stage: Stage) -> None:
         except BaseException as exc:
             rec.error = exc
             _note(exc, f"raised by {rec.name}.start (stage 'start')")
-            _state(rec, _FAILED, time.perf_counter() - began)
+            _state(rec, _FAILED)
             raise
         rec.started_at = time.monotonic()
         rec.seq = next(_start_sequence)
-        _state(rec, _RUNNING, time.perf_counter() - began)
+        _state(rec, _RUNNING)
         op.started.append(rec)
         return
     if stage is STOP:

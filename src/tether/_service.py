@@ -87,6 +87,7 @@ class Record(Node):
     """
 
     __slots__ = (
+        "changed_at",
         "crash",
         "crash_raised",
         "deps",
@@ -137,10 +138,13 @@ class Record(Node):
     error: BaseException | None
     seq: int
     """When it last reached RUNNING, as a process-wide sequence number."""
+    changed_at: float
+    """perf_counter() of the last state change while events were published, else 0."""
 
     def __init__(self, service: ServiceBase) -> None:
         self.after = self.deps = _EMPTY
         self.seq = 0
+        self.changed_at = 0.0
         self.member = None
         self.pending = 0
         self.next = None

@@ -30,7 +30,7 @@ class TaskSpec:
         self,
         kind: str,
         *,
-        interval: float = 0.0,
+        interval: float | Callable[[Any], float] = 0.0,
         immediate: bool = False,
         expression: str = "",
         tz: dt.tzinfo | None = None,
@@ -47,7 +47,10 @@ class TaskSpec:
         if self.kind == "task":
             return _call(method)
         if self.kind == "timer":
-            return _timer_loop(rec, method, self.interval, self.immediate)
+            interval = self.interval
+            if callable(interval):
+                interval = _check_interval(interval(service), f"{rec.name}.{attr}")
+            return _timer_loop(rec, method, interval, self.immediate)
         return _cron_loop(rec, method, self.expression, self.tz)
 
 
@@ -77,29 +80,43 @@ def task(func: AsyncMethod) -> AsyncMethod:
     return _mark(func, TaskSpec("task"), "task")
 
 
-def timer(interval: float, *, immediate: bool = False) -> Callable[[AsyncMethod], AsyncMethod]:
+def _check_interval(interval: object, where: str = "@timer") -> float:
+    if isinstance(interval, bool) or not isinstance(interval, int | float):
+        raise TypeError(f"{where}: the interval is a number of seconds, got {interval!r}.")
+    if not interval > 0 or math.isinf(interval):
+        raise ValueError(
+            f"{where}: the interval must be a positive, finite number, got {interval!r}."
+        )
+    return float(interval)
+
+
+def timer(
+    interval: float | Callable[[Any], float], *, immediate: bool = False
+) -> Callable[[AsyncMethod], AsyncMethod]:
     """Call this async method every ``interval`` seconds while the service runs.
 
     Ticks follow a fixed schedule: tick *n* is due at ``t0 + n * interval`` (``t0``
     is when the service started), so lateness never accumulates. A tick that overruns
     its interval is never stacked with the next one: the missed ticks are skipped,
     counted (see :func:`tether.status`) and logged. With ``immediate=True`` the first
-    tick runs at ``t0`` instead of ``t0 + interval``. An exception crashes the stack::
+    tick runs at ``t0`` instead of ``t0 + interval``. An exception crashes the stack.
+    ``interval`` may be a function of the service, read when it starts, for intervals
+    that come from configuration::
 
         class Stats(tether.Service):
             @tether.timer(10)
             async def report(self) -> None:
                 print(self.counters)
+
+            @tether.timer(lambda self: self.config.flush_every)
+            async def flush(self) -> None: ...
     """
-    if isinstance(interval, bool) or not isinstance(interval, int | float):
-        raise TypeError(f"@timer(interval) takes seconds as a number, got {interval!r}.")
-    if not interval > 0 or math.isinf(interval):
-        raise ValueError(f"@timer interval must be a positive, finite number, got {interval!r}.")
+    checked: float | Callable[[Any], float] = (
+        interval if callable(interval) else _check_interval(interval)
+    )
 
     def decorate(func: AsyncMethod) -> AsyncMethod:
-        return _mark(
-            func, TaskSpec("timer", interval=float(interval), immediate=immediate), "timer"
-        )
+        return _mark(func, TaskSpec("timer", interval=checked, immediate=immediate), "timer")
 
     return decorate
 
