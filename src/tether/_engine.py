@@ -14,10 +14,12 @@ import asyncio
 import contextlib
 import contextvars
 import enum
+import functools
 import heapq
 import itertools
 import logging
 import math
+import sys
 import time
 import types
 from collections import deque
@@ -96,6 +98,7 @@ class Operation:
         "driver",
         "errors",
         "failure",
+        "finished",
         "inflight",
         "infos",
         "inline",
@@ -119,7 +122,8 @@ class Operation:
         self.failure: BaseException | None = None
         self.aborted = False
         self.driver: asyncio.Task[Any] | None = None
-        self.inflight: dict[asyncio.Task[Any], Node] = {}
+        self.inflight: dict[asyncio.Task[Any], tuple[Node, Coroutine[Any, Any, None]]] = {}
+        self.finished: deque[tuple[asyncio.Task[Any], BaseException | None]] = deque()
         self.inline: Node | None = None
         self.self_cancels = 0
         self.wake: asyncio.Future[None] | None = None
@@ -263,15 +267,10 @@ async def _drive(
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     op.driver = task
+    spawn = _spawner(loop)
     ready: deque[Node] = deque(n for n in nodes if n.pending == 0)
     inflight = op.inflight
-    finished: deque[asyncio.Task[Any]] = deque()
-
-    def on_done(t: asyncio.Task[Any]) -> None:
-        finished.append(t)
-        wake = op.wake
-        if wake is not None and not wake.done():
-            wake.set_result(None)
+    finished = op.finished
 
     def advance(node: Node) -> None:
         succ = node.next
@@ -321,37 +320,78 @@ async def _drive(
                         _forget_self_cancel(op, task)
                     advance(node)
                 else:
-                    t = loop.create_task(coro)
-                    t.add_done_callback(on_done)
-                    inflight[t] = node
+                    inflight[spawn(_reporting(op, coro))] = (node, coro)
             if not inflight:
                 break
-            while not finished:
+            while not finished and not op.aborted:
                 op.wake = loop.create_future()
                 try:
                     await op.wake
                 finally:
                     op.wake = None
+            if op.aborted:
+                await _cancel_and_wait([t for t in inflight if not t.done()])
             while finished:
-                t = finished.popleft()
-                node = inflight.pop(t)
-                if t.cancelled():
-                    on_error(node, asyncio.CancelledError())
-                else:
-                    error = t.exception()
-                    if error is not None:
-                        on_error(node, error)
+                t, error = finished.popleft()
+                node = inflight.pop(t)[0]
+                if error is not None:
+                    on_error(node, error)
                 advance(node)
+            if op.aborted:
+                # Cancelled before their first step: they never got to report.
+                for node, never_run in inflight.values():
+                    never_run.close()
+                    on_error(node, asyncio.CancelledError())
+                inflight.clear()
     except BaseException:
         # Cancelled from outside (or a bug): leave no task of ours behind.
         await _cancel_and_wait(list(inflight))
-        for t in inflight:
-            if not t.cancelled() and t.exception() is not None:
-                on_error(inflight[t], t.exception())  # type: ignore[arg-type]
+        while finished:
+            t, error = finished.popleft()
+            node = inflight.pop(t)[0]
+            if error is not None and not isinstance(error, asyncio.CancelledError):
+                on_error(node, error)
+        for _, never_run in inflight.values():
+            never_run.close()
         inflight.clear()
         raise
     finally:
         op.driver = None
+
+
+async def _reporting(op: Operation, coro: Coroutine[Any, Any, None]) -> None:
+    """Run one node's work in its own task and report the outcome to the driver.
+
+    Reporting from inside the task saves a done callback (one scheduled call) per node.
+    """
+    error: BaseException | None = None
+    try:
+        await coro
+    except BaseException as exc:  # reported, never lost
+        error = exc
+    task = asyncio.current_task()
+    assert task is not None
+    op.finished.append((task, error))
+    wake = op.wake
+    if wake is not None and not wake.done():
+        wake.set_result(None)
+
+
+def _spawner(
+    loop: asyncio.AbstractEventLoop,
+) -> Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]]:
+    """How the driver creates tasks: eagerly where Python can (3.12+), else plainly.
+
+    A custom task factory installed on the loop is respected.
+    """
+    if loop.get_task_factory() is not None:
+        return loop.create_task
+    if _EAGER:  # pragma: no cover - Python 3.12+
+        return functools.partial(asyncio.Task, loop=loop, eager_start=True)  # type: ignore[call-arg]
+    return functools.partial(asyncio.Task, loop=loop)
+
+
+_EAGER: Final = sys.version_info >= (3, 12)
 
 
 def _forget_self_cancel(op: Operation, task: asyncio.Task[Any] | None) -> None:
