@@ -189,6 +189,10 @@ class Record(Node):
     def name(self) -> str:
         return display_name(self.service)
 
+    def task_done(self, task: asyncio.Task[Any]) -> None:
+        """Done callback of the service's background tasks."""
+        _engine.task_done(self, task)
+
     def __repr__(self) -> str:
         return f"<Record {self.name} {self.state.value}>"
 
@@ -253,8 +257,9 @@ class ClassInfo:
         "hooks",
         "spawns",
         "start",
+        "start_mode",
         "stop",
-        "timeout_overridden",
+        "stop_mode",
     )
 
     blocking: bool
@@ -263,8 +268,10 @@ class ClassInfo:
     spawns: tuple[tuple[str, TaskSpec], ...]
     start: str | None
     stop: str | None
-    timeout_overridden: bool
     error: HookError | None
+    start_mode: int
+    """Whether the start hook has ever suspended (see the scheduler); learned at run time."""
+    stop_mode: int
 
 
 def class_info(cls: type[ServiceBase]) -> ClassInfo:
@@ -375,10 +382,8 @@ def _build_class_info(cls: type[ServiceBase]) -> ClassInfo:
     info.spawns = tuple(spawns.items())
     info.start = hooks.get(START)
     info.stop = hooks.get(STOP)
-    info.timeout_overridden = (
-        getattr(cls, "graceful_shutdown_timeout", None)
-        is not ServiceBase.__dict__["graceful_shutdown_timeout"]
-    )
+    info.start_mode = 0
+    info.stop_mode = 0
     info.error = HookError(" ".join(problems)) if problems else None
     return info
 
