@@ -17,7 +17,7 @@ from ._stages import BUILTIN_STAGES, START, STOP, Stage
 from ._tasks import TaskSpec, sleep_until
 
 if TYPE_CHECKING:
-    from ._engine import Operation
+    from ._scheduler import Operation
 
 __all__ = [
     "BlockingService",
