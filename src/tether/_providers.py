@@ -38,7 +38,7 @@ class Kind(enum.Enum):
 
     INSTANCE = "instance"
     CALL = "call"
-    ASYNC = "async"
+    ASYNC = "async function"
     GENERATOR = "generator"
     ASYNC_GENERATOR = "async generator"
 
