@@ -259,8 +259,9 @@ class Config:
         fields = fields_of(cls)
         known = {field.name for field in fields}
         pydantic = is_pydantic(cls)
-        for key in values:
-            if key not in known and not _allows_extra(cls):
+        for key, value in values.items():
+            # A table that is not a field is another section (``[db.replica]``).
+            if key not in known and not isinstance(value, dict) and not _allows_extra(cls):
                 path = (*prefix, key)
                 problems.append(
                     f"{_dotted(base, path)}: unknown key (from {_source(sources, path)}); "

@@ -231,9 +231,33 @@ def convert_field(value: Any, annotation: Any, *, for_pydantic: bool = False) ->
     """Convert one value to ``annotation``; raises msgspec.ValidationError."""
     msgspec = _msgspec()
     value = _respell(value, annotation, msgspec)
+    if for_pydantic and _foreign(annotation, msgspec):
+        return value  # a pydantic-only type (HttpUrl, SecretStr): the model converts it
     return msgspec.convert(
         value, annotation, strict=False, dec_hook=_hook(pass_unknown=for_pydantic)
     )
+
+
+def _foreign(annotation: Any, msgspec: Any) -> bool:
+    """Whether ``annotation`` holds a type msgspec cannot build (other than Secret)."""
+    inspect = msgspec.inspect
+    try:
+        pending = [inspect.type_info(annotation)]
+    except (TypeError, ValueError):
+        return True
+    while pending:
+        info = pending.pop()
+        if isinstance(info, inspect.CustomType):
+            if (typing.get_origin(info.cls) or info.cls) is not Secret:
+                return True
+            continue
+        for attribute in ("item_type", "key_type", "value_type"):
+            inner = getattr(info, attribute, None)
+            if inner is not None:
+                pending.append(inner)
+        pending.extend(getattr(info, "types", ()) or ())
+        pending.extend(getattr(info, "item_types", ()) or ())
+    return False
 
 
 def build(cls: type, values: dict[str, Any]) -> Any:
