@@ -22,7 +22,7 @@ class DbConfig:
     pool_size: int = 10
     timeout: dt.timedelta = dt.timedelta(seconds=5)
     hosts: list[str] = dataclasses.field(default_factory=list)
-    password: tether.Secret[str] = tether.Secret("")
+    password: tether.Secret[str] = dataclasses.field(default_factory=lambda: tether.Secret(""))
     tls: Tls = dataclasses.field(default_factory=Tls)
 
 
@@ -152,11 +152,15 @@ def test_every_problem_is_reported_at_once_with_its_source(toml_file: Path) -> N
     with pytest.raises(tether.ConfigError) as caught:
         config.load(DbConfig)
     assert caught.value.problems == (
-        "db.url: missing; expected str. Set it in a config file under [db], as "
-        "APP_DB_URL or with -c db.url=...",
+        (
+            "db.url: missing; expected str. Set it in a config file under [db], as "
+            "APP_DB_URL or with -c db.url=..."
+        ),
         f"db.pool_size: expected int, got 'many' from {toml_file}",
-        "db.timeout: expected timedelta, got 'soon' from environment variable APP_DB_TIMEOUT "
-        "(Invalid ISO8601 duration)",
+        (
+            "db.timeout: expected timedelta, got 'soon' from environment variable APP_DB_TIMEOUT "
+            "(Invalid ISO8601 duration)"
+        ),
         "db.hosts: expected list[str], got '[1, 2' from -c db.hosts (Input data was truncated)",
         f"db.tls.verify: expected bool, got 'maybe' from {toml_file}",
     )
@@ -170,8 +174,10 @@ def test_unknown_keys_are_reported(tmp_path: Path) -> None:
     with pytest.raises(tether.ConfigError) as caught:
         tether.Config().add_toml(path).load(DbConfig)
     assert caught.value.problems == (
-        f"db.pool_sise: unknown key (from {path}); DbConfig has hosts, password, pool_size, "
-        "timeout, tls, url",
+        (
+            f"db.pool_sise: unknown key (from {path}); DbConfig has hosts, password, pool_size, "
+            "timeout, tls, url"
+        ),
     )
 
 
@@ -204,7 +210,7 @@ def test_secrets_are_redacted_in_errors_repr_and_render() -> None:
     @dataclasses.dataclass
     class Auth:
         token: tether.Secret[str]
-        pin: tether.Secret[int] = tether.Secret(0)
+        pin: tether.Secret[int] = dataclasses.field(default_factory=lambda: tether.Secret(0))
 
     config = tether.Config().add_env(
         "APP", environ={"APP_AUTH_TOKEN": "hunter2", "APP_AUTH_PIN": "12x4"}
@@ -212,8 +218,9 @@ def test_secrets_are_redacted_in_errors_repr_and_render() -> None:
     with pytest.raises(tether.ConfigError) as caught:
         config.load(Auth)
     assert "12x4" not in str(caught.value)
-    assert "auth.pin: expected Secret[int], got '***' from environment variable APP_AUTH_PIN" in (
-        caught.value.problems[0]
+    assert (
+        "auth.pin: expected Secret[int], got '***' from environment variable APP_AUTH_PIN"
+        in (caught.value.problems[0])
     )
     auth = tether.Config().add_env("APP", environ={"APP_AUTH_TOKEN": "hunter2"}).load(Auth)
     assert auth.token.reveal() == "hunter2"

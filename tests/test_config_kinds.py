@@ -76,8 +76,10 @@ def test_each_kind_reports_every_wrong_value(cls: type[Any]) -> None:
     with pytest.raises(tether.ConfigError) as caught:
         tether.Config().add_env("APP", environ=environ).load(cls, "db")
     assert caught.value.problems == (
-        "db.url: missing; expected str. Set it in a config file under [db], as APP_DB_URL "
-        "or with -c db.url=...",
+        (
+            "db.url: missing; expected str. Set it in a config file under [db], as APP_DB_URL "
+            "or with -c db.url=..."
+        ),
         "db.pool_size: expected int, got 'many' from environment variable APP_DB_POOL_SIZE",
         "db.debug: expected bool, got 'perhaps' from environment variable APP_DB_DEBUG",
     )
@@ -110,9 +112,7 @@ def test_a_dataclass_post_init_check_is_reported() -> None:
     config = tether.Config().add_overrides(["ports.low=9", "ports.high=1"])
     with pytest.raises(tether.ConfigError) as caught:
         config.load(Ports, "ports")
-    assert caught.value.problems == (
-        "ports: low must not exceed high (Ports rejected the values)",
-    )
+    assert caught.value.problems == ("ports: low must not exceed high (Ports rejected the values)",)
 
 
 def test_pydantic_only_field_types_are_left_to_pydantic() -> None:
@@ -171,6 +171,6 @@ def test_each_kind_is_injectable_as_a_section(cls: type[Any]) -> None:
     """Declared once with its section name, any kind is resolved by the container."""
     section_cls = tether.section("db")(type(f"Injected{cls.__name__}", (cls,), {}))
     container = tether.Container(config=tether.Config().add_env("APP", environ=ENVIRON))
-    loaded = container.get(section_cls)
+    loaded: Any = container.get(section_cls)
     assert loaded.pool_size == 20
     assert container.get(section_cls) is loaded

@@ -100,7 +100,7 @@ async def test_concurrent_tasks_each_see_their_own_scope(container: tether.Conta
             handler = await container.aget(Handler)
             return handler.request.path
 
-    assert await bounded(asyncio.gather(serve("/a"), serve("/b"))) == ["/a", "/b"]
+    assert list(await bounded(asyncio.gather(serve("/a"), serve("/b")))) == ["/a", "/b"]
 
 
 async def test_nested_scopes_see_every_ancestor(container: tether.Container) -> None:

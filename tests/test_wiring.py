@@ -170,6 +170,7 @@ async def test_root_of_a_factory_wraps_what_it_needs(container: tether.Container
         return {"repo": repo}
 
     root = container.root(make_report)
+    assert isinstance(root, tether.Service)
     async with root:
         assert container.get(Database).running
     assert not container.get(Database).running

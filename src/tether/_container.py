@@ -815,16 +815,20 @@ class Container:
             return value
         return Uses(label, frontier)
 
+    @overload
     async def call(
-        self, function: Callable[..., Coroutine[Any, Any, T] | T], /, **kwargs: Any
-    ) -> T:
+        self, function: Callable[..., Coroutine[Any, Any, T]], /, **kwargs: Any
+    ) -> T: ...
+    @overload
+    async def call(self, function: Callable[..., T], /, **kwargs: Any) -> T: ...
+    async def call(self, function: Callable[..., Any], /, **kwargs: Any) -> Any:
         """Call ``function`` with its parameters injected, awaiting it if it is async.
 
         buvar's ``di.nject`` for a function: keyword arguments fill parameters by name,
         the rest are resolved as for :meth:`aget`. The result is not cached.
         """
         found = await self._current()._call(function, kwargs)
-        return typing.cast("T", found[0])
+        return found[0]
 
     async def _call(
         self, function: Callable[..., Any], overrides: dict[str, Any]
