@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import typing
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
@@ -40,7 +41,7 @@ _EMPTY: _Frontier = ()
 class _Tree:
     """What a root container shares with all its scopes."""
 
-    __slots__ = ("auto", "epoch", "named", "var")
+    __slots__ = ("auto", "named", "var")
 
     def __init__(self) -> None:
         self.var: ContextVar[Container | None] = ContextVar("tether.container", default=None)
@@ -48,8 +49,6 @@ class _Tree:
         """Types registered under a name somewhere in the tree."""
         self.auto: dict[Any, Provider] = {}
         """Implicit providers: service classes and config sections."""
-        self.epoch = 0
-        """Bumped by every registration; invalidates memoized closures."""
 
 
 class _Frame:
@@ -102,11 +101,13 @@ class Container:
         "_cache",
         "_chain",
         "_children",
+        "_closures",
         "_finalizers",
         "_frontier",
         "_lent",
         "_parent",
         "_providers",
+        "_recipes",
         "_tokens",
         "_tree",
     )
@@ -137,6 +138,10 @@ class Container:
         self._building: dict[Any, asyncio.Future[tuple[Any, _Frontier]]] = {}
         self._children: list[Container] = []
         self._tokens: list[Token[Container | None]] = []
+        self._closures: dict[tuple[int, tuple[Any, ...]], frozenset[Any]] = {}
+        """Keys each provider owned here may look up, transitively (see _home)."""
+        self._recipes: dict[Any, Callable[[], Any]] = {}
+        """Transient values whose parameters are all cached here: a prepared call."""
 
     # ------------------------------------------------------------------ register
 
@@ -201,17 +206,19 @@ class Container:
         self._providers[key] = provider
         self._cache.pop(key, None)
         self._frontier.pop(key, None)
-        tree = self._tree
-        tree.epoch += 1
         if provider.name is not None:
-            tree.named.add(provides)
+            self._tree.named.add(provides)
+        self._closures.clear()
+        self._recipes.clear()
         self._forget_lent()
 
     def _forget_lent(self) -> None:
-        """Drop instances borrowed from ancestors by open scopes: a registration may shadow them."""
+        """Drop what open scopes derived from their ancestors: a registration may shadow it."""
         pending = list(self._children)
         while pending:
             child = pending.pop()
+            child._closures.clear()
+            child._recipes.clear()
             for key in child._lent:
                 child._cache.pop(key, None)
                 child._frontier.pop(key, None)
@@ -239,10 +246,12 @@ class Container:
         """
         scope = self._current()
         if not overrides:
-            value = scope._cache.get(key if name is None else (key, name), MISSING)
-            if value is not MISSING:
-                return typing.cast("T", value)
-            return typing.cast("T", scope._top(key, name, None)[0])
+            ck = key if name is None else (key, name)
+            value = scope._cache.get(ck, MISSING)
+            if value is MISSING:
+                recipe = scope._recipes.get(ck)
+                value = scope._top(key, name, None)[0] if recipe is None else recipe()
+            return typing.cast("T", value)
         return typing.cast("T", scope._top(key, name, overrides)[0])
 
     async def aget(self, key: type[T], name: str | None = None, /, **overrides: Any) -> T:
@@ -252,9 +261,13 @@ class Container:
         """
         scope = self._current()
         if not overrides:
-            value = scope._cache.get(key if name is None else (key, name), MISSING)
+            ck = key if name is None else (key, name)
+            value = scope._cache.get(ck, MISSING)
             if value is not MISSING:
                 return typing.cast("T", value)
+            recipe = scope._recipes.get(ck)
+            if recipe is not None:
+                return typing.cast("T", recipe())
         found = await scope._atop(key, name, overrides or None)
         return typing.cast("T", found[0])
 
@@ -264,7 +277,10 @@ class Container:
             return self, _EMPTY
         provider, owner, bindings = self._find(key, name, explicit_only=False, stack=stack)
         if overrides is None:
-            return self._obtain(_cache_key(key, name), provider, owner, bindings, stack)
+            found = self._obtain(_cache_key(key, name), provider, owner, bindings, stack)
+            if provider.transient and provider.kind is Kind.CALL:
+                self._prepare_recipe(_cache_key(key, name), provider, bindings)
+            return found
         _check_overrides(provider, bindings, overrides)
         return self._build(provider, bindings, stack, overrides)
 
@@ -274,7 +290,10 @@ class Container:
             return self, _EMPTY
         provider, owner, bindings = self._find(key, name, explicit_only=False, stack=stack)
         if overrides is None:
-            return await self._aobtain(_cache_key(key, name), provider, owner, bindings, stack)
+            found = await self._aobtain(_cache_key(key, name), provider, owner, bindings, stack)
+            if provider.transient and provider.kind is Kind.CALL:
+                self._prepare_recipe(_cache_key(key, name), provider, bindings)
+            return found
         _check_overrides(provider, bindings, overrides)
         return await self._abuild(provider, bindings, stack, overrides)
 
@@ -352,9 +371,10 @@ class Container:
     ) -> frozenset[Any]:
         """Every key ``provider`` may look up, transitively, as seen from ``owner``."""
         tree = self._tree
-        memo = provider.closure.get(bindings)
-        if memo is not None and memo[0] == tree.epoch:
-            return memo[1]
+        memo_key = (id(provider), bindings)
+        memo = owner._closures.get(memo_key)
+        if memo is not None:
+            return memo
         keys: set[Any] = set()
         seen: set[tuple[int, tuple[Any, ...]]] = set()
         pending = [(provider, owner, bindings)]
@@ -380,8 +400,56 @@ class Container:
                         pending.append((found, home, found_bindings))
                         break
         result = frozenset(keys)
-        provider.closure[bindings] = (tree.epoch, result)
+        owner._closures[memo_key] = result
         return result
+
+    def _prepare_recipe(self, ck: Any, provider: Provider, bindings: tuple[Any, ...]) -> None:
+        """Remember how to rebuild a transient from cached values: one call, no lookups.
+
+        Only when every parameter is a cached value of this container (or a constant,
+        or a default nothing provides); forgotten on any registration here or above.
+        """
+        args: list[Any] = []
+        kwargs: dict[str, Any] = {}
+        services: list[ServiceBase] = []
+        named = self._tree.named
+        for param in provider.plan(bindings):
+            if param.const is not MISSING:
+                value = param.const
+            elif param.key is Container or param.key in named:
+                return
+            else:
+                value = self._cache.get(param.key, MISSING)
+                if value is MISSING:
+                    if param.default is MISSING:
+                        return
+                    found, _, _ = self._find(param.key, None, explicit_only=True, stack=None)
+                    if found is not MISSING:
+                        return
+                    continue
+                if isinstance(value, ServiceBase):
+                    services.append(value)
+                else:
+                    services.extend(self._frontier.get(param.key, _EMPTY))
+            if param.positional:
+                args.append(value)
+            else:
+                kwargs[param.name] = value
+        factory = provider.factory
+        assert factory is not None
+        call = functools.partial(factory, *args, **kwargs)
+        if not services:
+            self._recipes[ck] = call
+            return
+        wired = tuple(dict.fromkeys(services))
+
+        def recipe() -> Any:
+            instance = call()
+            if isinstance(instance, ServiceBase):
+                add_implicit_dependencies(instance, wired)
+            return instance
+
+        self._recipes[ck] = recipe
 
     # --------------------------------------------------------------- sync path
 
@@ -750,6 +818,7 @@ class Container:
         self._cache.update(keep)
         self._frontier.clear()
         self._lent.clear()
+        self._recipes.clear()
 
     # -------------------------------------------------------------- lifecycle
 
@@ -890,7 +959,8 @@ def _check_overrides(
         return
     if provider.kind is Kind.INSTANCE:
         raise InjectionError(
-            f"{provider.label} is registered as an instance; there are no parameters to "
+            f"{key_label(_cache_key(provider.provides, provider.name))} is registered as an "
+            f"instance; there are no parameters to "
             f"override with {', '.join(overrides)}."
         )
     names = {param.name for param in provider.plan(bindings)}

@@ -107,7 +107,6 @@ class Provider:
     """A registered way of making a value of ``provides``."""
 
     __slots__ = (
-        "closure",
         "factory",
         "generic",
         "instance",
@@ -132,13 +131,13 @@ class Provider:
     generic: tuple[TypeVar, ...]
     """The type variables a generic provider binds from the requested type's arguments."""
     label: str
-    where: str
+    where: tuple[types.CodeType, int] | None
+    """Where it was registered (formatted only when a conflict is reported)."""
     target: Callable[..., Any] | None
     """What the signature is read from (the class for class providers)."""
     owner_class: type | None
     """The class of a classmethod, so its own name resolves in string annotations."""
     plans: dict[tuple[Any, ...], tuple[Param, ...]]
-    closure: dict[tuple[Any, ...], tuple[int, frozenset[Any]]]
     section: type | None
     """Set on the implicit provider of a config section class."""
 
@@ -151,21 +150,22 @@ class Provider:
         self.transient = False
         self.generic = ()
         self.plans = {}
-        self.closure = {}
         self.section = None
-        self.where = ""
+        self.where = None
 
     # ------------------------------------------------------------------ creation
 
     @classmethod
-    def of_instance(cls, instance: Any, provides: Any, name: str | None, where: str) -> Provider:
+    def of_instance(
+        cls, instance: Any, provides: Any, name: str | None, where: tuple[types.CodeType, int] | None
+    ) -> Provider:
         """A provider that always returns ``instance`` (``Container.add``)."""
         self = cls()
         self.kind = Kind.INSTANCE
         self.instance = instance
         self.provides = type(instance) if provides is None else provides
         self.name = name
-        self.label = type_label(self.provides)
+        self.label = ""  # an instance is never built, so never shown in a chain
         self.where = where
         return self
 
@@ -177,7 +177,7 @@ class Provider:
         provides: Any = None,
         name: str | None = None,
         transient: bool = False,
-        where: str = "",
+        where: tuple[types.CodeType, int] | None = None,
     ) -> Provider:
         """A provider that calls ``factory``; raises RegistrationError if it cannot."""
         self = cls()
@@ -329,7 +329,10 @@ class Provider:
         shown = repr(self.instance) if self.kind is Kind.INSTANCE else self.label
         if len(shown) > 60:
             shown = shown[:57] + "..."
-        return f"{what} {shown}" + (f" (registered at {self.where})" if self.where else "")
+        if self.where is None:
+            return f"{what} {shown}"
+        code, line = self.where
+        return f"{what} {shown} (registered at {code.co_filename.rsplit('/', 1)[-1]}:{line})"
 
 
 def _signature(provider: Provider) -> inspect.Signature:
@@ -380,13 +383,12 @@ def _substitute(hint: Any, mapping: dict[TypeVar, Any]) -> Any:
     return hint
 
 
-def registration_site() -> str:
-    """``file.py:12`` of the first frame outside tether, for conflict messages."""
-    here = __name__.rsplit(".", 1)[0] + "."
+_PACKAGE = __name__.rsplit(".", 1)[0] + "."
+
+
+def registration_site() -> tuple[types.CodeType, int] | None:
+    """The code and line of the first caller outside tether, for conflict messages."""
     frame: types.FrameType | None = sys._getframe(1)
-    while frame is not None and frame.f_globals.get("__name__", "").startswith(here):
+    while frame is not None and frame.f_globals.get("__name__", "").startswith(_PACKAGE):
         frame = frame.f_back
-    if frame is None:
-        return ""
-    filename = frame.f_code.co_filename.rsplit("/", 1)[-1]
-    return f"{filename}:{frame.f_lineno}"
+    return None if frame is None else (frame.f_code, frame.f_lineno)
