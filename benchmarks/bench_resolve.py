@@ -82,9 +82,7 @@ def svcs_workloads() -> dict[str, Callable[[], object]] | None:
     registry.register_value(A, A())
     registry.register_value(B, B())
     registry.register_value(C, C())
-    registry.register_factory(
-        Three, lambda svcs_container: Three(*svcs_container.get(A, B, C))
-    )
+    registry.register_factory(Three, lambda svcs_container: Three(*svcs_container.get(A, B, C)))
     registry.register_factory(
         Handler, lambda svcs_container: Handler(*svcs_container.get(Request, A))
     )

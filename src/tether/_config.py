@@ -517,7 +517,7 @@ def _render(
         _render(inner_cls, instance=value, base=base, prefix=path, sources=sources, blocks=blocks)
 
 
-def _literal(value: Any, *, secret: bool) -> str:  # noqa: PLR0911  (one return per kind)
+def _literal(value: Any, *, secret: bool) -> str:
     if secret or isinstance(value, Secret) or hasattr(value, "get_secret_value"):
         return '"***"'
     if value is None:

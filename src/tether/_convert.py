@@ -162,7 +162,7 @@ def _respell(value: Any, annotation: Any, msgspec: Any) -> Any:
     return _respell_info(value, info, msgspec)
 
 
-def _respell_info(value: Any, info: Any, msgspec: Any) -> Any:  # noqa: PLR0911  (by type)
+def _respell_info(value: Any, info: Any, msgspec: Any) -> Any:
     inspect = msgspec.inspect
     if isinstance(info, inspect.UnionType):
         for member in info.types:

@@ -47,7 +47,7 @@ _ITERATOR_ORIGINS = (Iterator, Generator, Iterable)
 _ASYNC_ITERATOR_ORIGINS = (AsyncIterator, AsyncGenerator, AsyncIterable)
 
 
-def type_label(tp: object) -> str:  # noqa: PLR0911  (one return per kind of type)
+def type_label(tp: object) -> str:
     """How errors show a type: ``Database``, ``list[int]``, ``Repo[User]``, ``int | None``."""
     if tp is type(None) or tp is None:
         return "None"
@@ -157,7 +157,11 @@ class Provider:
 
     @classmethod
     def of_instance(
-        cls, instance: Any, provides: Any, name: str | None, where: tuple[types.CodeType, int] | None
+        cls,
+        instance: Any,
+        provides: Any,
+        name: str | None,
+        where: tuple[types.CodeType, int] | None,
     ) -> Provider:
         """A provider that always returns ``instance`` (``Container.add``)."""
         self = cls()
