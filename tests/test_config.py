@@ -329,3 +329,19 @@ def test_dotted_section_names_are_nested_tables(tmp_path: Path) -> None:
     path.write_text('[app.db]\nurl = "x"\n')
     config = tether.Config().add_toml(path).add_env("APP", environ={"APP_APP_DB_SIZE": "4"})
     assert config.load(Nested) == Nested(url="x", size=4)
+
+
+def test_importing_tether_loads_no_conversion_library() -> None:
+    """msgspec, pydantic and attrs are imported only when a section is loaded."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, tether\n"
+        "tether.Container().get(tether.Config)\n"
+        "print(sorted(m for m in ('msgspec', 'pydantic', 'attrs') if m in sys.modules))\n"
+    )
+    done = subprocess.run(  # noqa: S603  (the running interpreter, fixed code)
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert done.stdout.strip() == "[]"
