@@ -80,3 +80,23 @@ async def test_the_api_serves_with_config_from_toml_and_environment(
     assert lines[-1] in ("db: closed", "http: client closed")
     assert lines.index("api: stopped") == 3
     assert lines[2].startswith("api: listening on http://127.0.0.1:")
+
+
+def test_the_readme_injection_example_runs() -> None:
+    """The README's injection snippet runs as written and prints what it says."""
+    readme = (EXAMPLE.parent.parent / "README.md").read_text()
+    after = readme.split("<!-- injection-example -->\n```python\n", 1)[1]
+    code = after.split("```", 1)[0]
+    done = subprocess.run(  # noqa: S603  (the running interpreter, our README's code)
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert done.stdout.splitlines() == [
+        "database up (4 connections)",
+        "maintenance on sqlite:///app.db",
+        "database down",
+        "database up (4 connections)",
+        "api up",
+        "serving",
+        "api down",
+        "database down",
+    ]
