@@ -10,15 +10,11 @@ sections are never ambiguous. Conversion is msgspec's (see ``_convert.py``).
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
-import json
 import os
 import re
-import tomllib
 import typing
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
 from typing import Any, Self, TypeVar
 
 from ._convert import (
@@ -43,7 +39,7 @@ T = TypeVar("T")
 C = TypeVar("C", bound=type)
 
 _Path = tuple[str, ...]
-_SECTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*")
+_SECTION_NAME = r"[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*"
 
 
 def section(name: str) -> Callable[[C], C]:
@@ -61,7 +57,7 @@ def section(name: str) -> Callable[[C], C]:
             pool_size: int = 10
             timeout: timedelta = timedelta(seconds=5)   # "10s", "5m", 30, "PT1M"
     """
-    if name and not _SECTION_NAME.fullmatch(name):
+    if name and not re.fullmatch(_SECTION_NAME, name):
         raise ConfigError(
             f"Invalid section name {name!r}: use identifiers joined by dots, such as 'db' "
             f"or 'app.db', or '' for the top level."
@@ -80,21 +76,35 @@ def section(name: str) -> Callable[[C], C]:
     return mark
 
 
-@dataclasses.dataclass(slots=True)
 class _Layer:
-    label: str
-    entries: list[tuple[_Path, Any, str]] = dataclasses.field(default_factory=list)
-    """Leaf values: (path, value, source label)."""
-    env_prefix: str | None = None
-    environ: dict[str, str] = dataclasses.field(default_factory=dict)
+    """One source: leaf values with their source labels, or an environment snapshot."""
+
+    __slots__ = ("entries", "env_prefix", "environ", "label")
+
+    def __init__(
+        self,
+        label: str,
+        entries: list[tuple[_Path, Any, str]] | None = None,
+        *,
+        env_prefix: str | None = None,
+        environ: dict[str, str] | None = None,
+    ) -> None:
+        self.label = label
+        self.entries = entries or []
+        self.env_prefix = env_prefix
+        self.environ = environ or {}
 
 
-@dataclasses.dataclass(slots=True)
 class _Loaded:
-    name: str
-    cls: type
-    instance: Any
-    sources: dict[_Path, str]
+    """A section as last loaded, for render()."""
+
+    __slots__ = ("cls", "instance", "name", "sources")
+
+    def __init__(self, name: str, cls: type, instance: Any, sources: dict[_Path, str]) -> None:
+        self.name = name
+        self.cls = cls
+        self.instance = instance
+        self.sources = sources
 
 
 def _leaves(
@@ -153,6 +163,10 @@ class Config:
         Raises :class:`tether.ConfigError` naming the file if it is missing (unless
         ``optional``) or not valid TOML (with tomllib's line and column).
         """
+        # Imported here: `import tether` must stay cheap for programs without config.
+        import tomllib  # noqa: PLC0415
+        from pathlib import Path  # noqa: PLC0415
+
         label = os.fspath(path)
         try:
             with Path(path).open("rb") as file:
@@ -518,6 +532,8 @@ def _render(
 
 
 def _literal(value: Any, *, secret: bool) -> str:
+    import json  # noqa: PLC0415  (rendering is rare; keep `import tether` cheap)
+
     if secret or isinstance(value, Secret) or hasattr(value, "get_secret_value"):
         return '"***"'
     if value is None:

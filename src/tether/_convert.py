@@ -73,13 +73,15 @@ class Secret(Generic[T]):
         )
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
 class Field:
     """One field of a section class."""
 
-    name: str
-    annotation: Any
-    required: bool
+    __slots__ = ("annotation", "name", "required")
+
+    def __init__(self, name: str, annotation: Any, required: bool) -> None:
+        self.name = name
+        self.annotation = annotation
+        self.required = required
 
 
 def _msgspec() -> Any:
@@ -144,8 +146,10 @@ def is_secret(annotation: Any) -> bool:
 
 _TRUE = frozenset({"yes", "on", "y"})
 _FALSE = frozenset({"no", "off", "n"})
-_DURATION = re.compile(r"\s*(?:\d+(?:\.\d+)?\s*(?:ms|us|s|m|h|d|w)\s*)+")
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|us|s|m|h|d|w)")
+# Patterns, not compiled objects: re compiles and caches them on first use, so
+# `import tether` does not pay for them.
+_DURATION = r"\s*(?:\d+(?:\.\d+)?\s*(?:ms|us|s|m|h|d|w)\s*)+"
+_DURATION_PART = r"(\d+(?:\.\d+)?)\s*(ms|us|s|m|h|d|w)"
 _UNIT_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -183,9 +187,10 @@ def _respell_info(value: Any, info: Any, msgspec: Any) -> Any:
                 return True
             if lowered in _FALSE:
                 return False
-        elif isinstance(info, inspect.TimeDeltaType) and _DURATION.fullmatch(text):
+        elif isinstance(info, inspect.TimeDeltaType) and re.fullmatch(_DURATION, text):
             return sum(
-                float(number) * _UNIT_SECONDS[unit] for number, unit in _DURATION_PART.findall(text)
+                float(number) * _UNIT_SECONDS[unit]
+                for number, unit in re.findall(_DURATION_PART, text)
             )
         elif sequence:
             if text.startswith("["):

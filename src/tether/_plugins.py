@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import importlib.metadata
-import importlib.util
 import inspect
 import sys
 import types
@@ -122,8 +120,10 @@ class Plugins(Service):
         ``names`` restricts it to those entry points. An entry point's value is a module
         (``myapp.plugin``) or a callable (``myapp.plugin:prepare``).
         """
+        from importlib.metadata import entry_points  # noqa: PLC0415  (costly; only when used)
+
         wanted = None if names is None else set(names)
-        found = sorted(importlib.metadata.entry_points(group=group), key=lambda ep: ep.name)
+        found = sorted(entry_points(group=group), key=lambda ep: ep.name)
         for entry_point in found:
             if wanted is not None and entry_point.name not in wanted:
                 continue
@@ -158,7 +158,9 @@ class Plugins(Service):
                         f"import path, or load it from another plugin's prepare."
                     )
                 package = chain[-1].package
-                path = importlib.util.resolve_name(path, package)
+                from importlib.util import resolve_name  # noqa: PLC0415  (only when used)
+
+                path = resolve_name(path, package)
             imported = _import(path, plugin)
             if attribute:
                 target: object = imported
