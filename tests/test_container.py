@@ -336,3 +336,31 @@ async def test_call_injects_a_function(container: tether.Container) -> None:
         return f"{greeting} {settings.url}"
 
     assert await container.call(handler, greeting="hello") == "hello sqlite://"
+
+
+async def test_resolution_is_typed(container: tether.Container) -> None:
+    """The type checker sees what was asked for (mypy --strict checks these lines)."""
+    from typing import assert_type
+
+    container.register(Pool)
+    container.register(make_repository)
+    assert_type(container.get(Pool), Pool)
+    assert_type(await container.aget(Pool), Pool)
+    assert_type(container.get(Repository[User]), Repository[User])
+    async with container.started(Pool) as pool:
+        assert_type(pool, Pool)
+
+
+def test_transients_rebuilt_from_cached_values_follow_new_registrations() -> None:
+    """A transient rebuilt from cached values (the fast path) sees later registrations."""
+
+    class Job:
+        def __init__(self, settings: Settings | None = None) -> None:
+            self.settings = settings
+
+    container = tether.Container()
+    container.register(Job, transient=True)
+    assert container.get(Job).settings is None  # nothing provides Settings yet
+    assert container.get(Job) is not container.get(Job)
+    settings = container.add(Settings("postgres://"))
+    assert container.get(Job).settings is settings

@@ -119,11 +119,9 @@ class Container:
         empty one if omitted: sections then get their defaults).
         """
         self._setup(None)
-        if config is None:
-            from ._config import Config  # noqa: PLC0415  (config is optional until used)
+        from ._config import Config  # noqa: PLC0415  (config is optional until used)
 
-            config = Config()
-        self.add(config)
+        self.add(Config() if config is None else config, provides=Config)
 
     def _setup(self, parent: Container | None) -> None:
         self._parent = parent
@@ -859,8 +857,8 @@ class Container:
     def root(self, target: Any, /) -> ServiceBase:
         """Resolve ``target`` into the service to run as the root of an application.
 
-        ``target`` is a type (often a service class) or a function whose parameters
-        are injected. A service comes back as it is, its injected services wired as
+        ``target`` is a type (often a service class), a function whose parameters are
+        injected, or a service instance (returned as it is). A service comes back as it is, its injected services wired as
         dependencies; anything else comes back wrapped in a root service that depends
         on the services it was built from. This is what ``tether run module:Api`` calls;
         it uses sync providers only (build async resources in a service's ``start``)::
@@ -868,6 +866,8 @@ class Container:
             tether.run(container.root(Api))
         """
         scope = self._current()
+        if isinstance(target, ServiceBase):
+            return target
         if isinstance(target, type) or typing.get_origin(target) is not None:
             value, frontier = scope._top(target, None, None)
             label = type_label(target)
