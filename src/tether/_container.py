@@ -858,10 +858,11 @@ class Container:
         """Resolve ``target`` into the service to run as the root of an application.
 
         ``target`` is a type (often a service class), a function whose parameters are
-        injected, or a service instance (returned as it is). A service comes back as it is, its injected services wired as
-        dependencies; anything else comes back wrapped in a root service that depends
-        on the services it was built from. This is what ``tether run module:Api`` calls;
-        it uses sync providers only (build async resources in a service's ``start``)::
+        injected, or a service instance (returned as it is). A resolved service comes
+        back with its injected services wired as dependencies; anything else comes back
+        wrapped in a root service that depends on the services it was built from. This
+        is what ``tether run module:Api`` calls; it uses sync providers only (build
+        async resources in a service's ``start``)::
 
             tether.run(container.root(Api))
         """
