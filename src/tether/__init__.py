@@ -8,17 +8,26 @@ reverse order on a signal, a crash or a normal exit, with nothing left behind.
 
 from types import FunctionType as _FunctionType
 
+from ._config import Config, section
+from ._container import Container
+from ._convert import Secret
 from ._engine import reload
 from ._errors import (
+    ConfigError,
     DefinitionError,
     DependencyCycleError,
     DependencyError,
     HookError,
+    InjectionCycleError,
+    InjectionError,
+    PluginError,
+    RegistrationError,
     ServiceStateError,
     StopTimeoutError,
     TetherError,
 )
 from ._events import EventKind, LifecycleEvent, subscribe
+from ._plugins import Plugins
 from ._service import (
     BlockingService,
     Service,
@@ -39,13 +48,22 @@ __all__ = [
     "STOP",
     "STOPPING",
     "BlockingService",
+    "Config",
+    "ConfigError",
+    "Container",
     "DefinitionError",
     "DependencyCycleError",
     "DependencyError",
     "Direction",
     "EventKind",
     "HookError",
+    "InjectionCycleError",
+    "InjectionError",
     "LifecycleEvent",
+    "PluginError",
+    "Plugins",
+    "RegistrationError",
+    "Secret",
     "Service",
     "ServiceBase",
     "ServiceState",
@@ -56,6 +74,7 @@ __all__ = [
     "TetherError",
     "cron",
     "reload",
+    "section",
     "status",
     "subscribe",
     "task",
