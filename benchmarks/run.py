@@ -1,0 +1,629 @@
+"""tether's benchmarks beside hand-written asyncio and, where installed, facet, mode, aiomisc.
+
+    python benchmarks/run.py            # the full table (several minutes)
+    python benchmarks/run.py --smoke    # every workload at tiny sizes, in seconds
+    python benchmarks/run.py --json     # the numbers as JSON instead of the table
+
+Method: every measurement runs in a fresh worker process (this script with ``--worker``)
+so that garbage and memory left by one do not skew the next; implementations are
+interleaved within each repetition, and the table shows medians. Start/stop ratios are
+against the *generic* raw-asyncio floor (every service in its own task awaiting its
+dependencies' tasks): that is "the same work" the DESIGN targets refer to. The bare floor
+(shape-specific awaits and gathers) is shown beside it so readers see both.
+
+Progress goes to stderr; the table (or the JSON) to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import micro
+import startstop
+
+HERE = Path(__file__).resolve()
+
+# Workers run as a deployed program does, with bytecode cached: otherwise (with
+# PYTHONDONTWRITEBYTECODE set, as some shells and CI images do) every fresh interpreter
+# compiles tether from source and `import tether` measures the compiler.
+WORKER_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+WORKLOADS = ("startstop", "import", "add_task", "timer")
+
+# The DESIGN.md "Performance" targets this table is read against.
+TARGET_STARTSTOP = 1.5  # x the generic raw-asyncio floor, every shape and size
+TARGET_IMPORT = 0.015  # seconds on top of `import asyncio`
+TARGET_ADD_TASK = 1.3  # x raw loop.create_task, spawn and completion
+TARGET_TIMER = 1.2  # x the mean lateness of a loop sleeping to each absolute deadline
+
+
+@dataclass
+class Plan:
+    """How much to run: sizes, repeats and time limits."""
+
+    smoke: bool
+    sizes: list[int]
+    shapes: list[str]
+    impls: list[str]
+    repeats: dict[int, int]
+    timeout: float
+    workloads: list[str]
+    import_runs: int
+    add_task_count: int
+    add_task_rounds: int
+    add_task_repeats: int
+    timer_interval: float
+    timer_ticks: int
+    timer_repeats: int
+    missing: list[str] = field(default_factory=list)
+
+    @classmethod
+    def full(cls) -> Plan:
+        return cls(
+            smoke=False,
+            sizes=[1_000, 10_000, 100_000],
+            shapes=list(startstop.SHAPES),
+            impls=list(startstop.IMPLS),
+            # More repeats where one run is short and noise weighs more.
+            repeats={1_000: 9, 10_000: 5, 100_000: 3},
+            timeout=30.0,
+            workloads=list(WORKLOADS),
+            import_runs=30,
+            add_task_count=10_000,
+            add_task_rounds=15,
+            add_task_repeats=5,
+            timer_interval=0.01,
+            timer_ticks=300,
+            timer_repeats=3,
+        )
+
+    @classmethod
+    def tiny(cls) -> Plan:
+        return cls(
+            smoke=True,
+            sizes=[50],
+            shapes=list(startstop.SHAPES),
+            impls=list(startstop.IMPLS),
+            repeats={},
+            timeout=30.0,
+            workloads=list(WORKLOADS),
+            import_runs=3,
+            add_task_count=200,
+            add_task_rounds=3,
+            add_task_repeats=1,
+            timer_interval=0.01,
+            timer_ticks=5,
+            timer_repeats=1,
+        )
+
+    def repeats_for(self, n: int) -> int:
+        return self.repeats.get(n, 1 if self.smoke else 5)
+
+
+def progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------ workers
+
+
+def worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run one measurement in this (fresh) process."""
+    kind = spec["workload"]
+    if kind == "startstop":
+        return startstop.measure(spec["impl"], spec["shape"], spec["n"])
+    if kind == "import":
+        return micro.import_once()
+    if kind == "add_task":
+        return micro.add_task(spec["impl"], spec["count"], spec["rounds"])
+    if kind == "timer":
+        return micro.timer(spec["impl"], spec["interval"], spec["ticks"])
+    raise ValueError(f"unknown workload {kind!r}")
+
+
+def run_worker(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """One measurement in a new interpreter; ``{"error": ...}`` if it failed or ran over."""
+    try:
+        done = subprocess.run(  # noqa: S603 - this interpreter running this script
+            [sys.executable, str(HERE), "--worker", json.dumps(spec)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            env=WORKER_ENV,
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"> {timeout:g} s"}
+    lines = done.stdout.strip().splitlines()
+    if done.returncode == 0 and lines:
+        result: dict[str, Any] = json.loads(lines[-1])
+        return result
+    last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+    return {"error": last[:200]}
+
+
+def _worker_main(raw: str) -> int:
+    spec = json.loads(raw)
+    try:
+        result = worker(spec)
+    except RecursionError:
+        # Say which limit was hit; the traceback of a deep recursion is useless here.
+        print(json.dumps({"error": "RecursionError"}))
+        return 0
+    print(json.dumps(result))
+    return 0
+
+
+# ------------------------------------------------------------------ start and stop
+
+
+def rotated(items: list[str], by: int) -> list[str]:
+    """``items`` starting at a different one each repetition, to spread position bias."""
+    if not items:
+        return items
+    k = by % len(items)
+    return items[k:] + items[:k]
+
+
+def bench_startstop(plan: Plan) -> list[dict[str, Any]]:
+    """Every (shape, N, implementation): its runs, medians, or why it has none."""
+    rows: list[dict[str, Any]] = []
+    impls = [i for i in plan.impls if startstop.installed(i)]
+    plan.missing = [i for i in plan.impls if i not in impls]
+    for shape in plan.shapes:
+        gave_up: dict[str, str] = {}  # impl -> why, carried to the larger sizes
+        for n in plan.sizes:
+            runs: dict[str, list[dict[str, float]]] = {i: [] for i in impls}
+            errors: dict[str, str] = {}
+            for impl, why in gave_up.items():
+                errors[impl] = f"({why})"
+            repeats = plan.repeats_for(n)
+            for rep in range(repeats):
+                for impl in rotated(impls, rep):
+                    if impl in errors:
+                        continue
+                    spec = {"workload": "startstop", "impl": impl, "shape": shape, "n": n}
+                    result = run_worker(spec, plan.timeout)
+                    if "error" in result:
+                        errors[impl] = gave_up[impl] = result["error"]
+                        progress(
+                            f"  {shape:5} {n:>7,} {impl:11} {rep + 1}/{repeats}: {errors[impl]}"
+                        )
+                        continue
+                    runs[impl].append(result)
+                    total = result["start"] + result["stop"]
+                    progress(
+                        f"  {shape:5} {n:>7,} {impl:11} {rep + 1}/{repeats}: {total * 1e3:9.1f} ms"
+                    )
+            rows.extend(_startstop_rows(shape, n, impls, runs, errors))
+    return rows
+
+
+def _startstop_rows(
+    shape: str,
+    n: int,
+    impls: list[str],
+    runs: dict[str, list[dict[str, float]]],
+    errors: dict[str, str],
+) -> list[dict[str, Any]]:
+    medians: dict[str, float] = {}
+    rows: list[dict[str, Any]] = []
+    for impl in impls:
+        row: dict[str, Any] = {"shape": shape, "n": n, "impl": impl, "runs": runs[impl]}
+        if impl in errors:
+            row["error"] = errors[impl]
+        elif runs[impl]:
+            row["start"] = statistics.median(r["start"] for r in runs[impl])
+            row["stop"] = statistics.median(r["stop"] for r in runs[impl])
+            row["total"] = medians[impl] = statistics.median(
+                r["start"] + r["stop"] for r in runs[impl]
+            )
+        rows.append(row)
+    for row in rows:
+        if "total" in row:
+            for floor in startstop.FLOORS:
+                if floor in medians:
+                    row[f"x_{floor}"] = row["total"] / medians[floor]
+    return rows
+
+
+# ------------------------------------------------------------------ micro workloads
+
+
+def bench_import(plan: Plan) -> dict[str, Any]:
+    # A first, uncounted run compiles and caches tether's bytecode.
+    run_worker({"workload": "import"}, plan.timeout)
+    runs = []
+    for k in range(plan.import_runs):
+        result = run_worker({"workload": "import"}, plan.timeout)
+        if "error" in result:
+            return {"error": result["error"]}
+        runs.append(result)
+        progress(f"  import {k + 1}/{plan.import_runs}: +{result['tether'] * 1e3:.1f} ms")
+    third_party = sorted({m for r in runs for m in r["third_party"]})
+    return {
+        "runs": runs,
+        "asyncio": statistics.median(r["asyncio"] for r in runs),
+        "tether": statistics.median(r["tether"] for r in runs),
+        "third_party": third_party,
+    }
+
+
+def _interleaved(
+    impls: list[str], repeats: int, spec: Callable[[str], dict[str, Any]], plan: Plan, label: str
+) -> dict[str, list[dict[str, Any]]]:
+    runs: dict[str, list[dict[str, Any]]] = {i: [] for i in impls}
+    for rep in range(repeats):
+        for impl in rotated(impls, rep):
+            result = run_worker(spec(impl), plan.timeout)
+            runs[impl].append(result)
+            shown = ", ".join(
+                f"{k} {v * 1e6:.1f} us" if isinstance(v, float) and k != "ticks" else f"{k} {v}"
+                for k, v in result.items()
+            )
+            progress(f"  {label} {impl} {rep + 1}/{repeats}: {shown}")
+    return runs
+
+
+def _medians(runs: list[dict[str, Any]], keys: Iterable[str]) -> dict[str, Any]:
+    ok = [r for r in runs if "error" not in r]
+    if not ok:
+        return {"error": runs[0]["error"] if runs else "no runs", "runs": runs}
+    return {"runs": runs} | {key: statistics.median(r[key] for r in ok) for key in keys}
+
+
+def bench_add_task(plan: Plan) -> dict[str, Any]:
+    def spec(impl: str) -> dict[str, Any]:
+        return {
+            "workload": "add_task",
+            "impl": impl,
+            "count": plan.add_task_count,
+            "rounds": plan.add_task_rounds,
+        }
+
+    runs = _interleaved(["raw", "tether"], plan.add_task_repeats, spec, plan, "add_task")
+    keys = ("spawn", "complete", "total")
+    return {impl: _medians(r, keys) for impl, r in runs.items()} | {"count": plan.add_task_count}
+
+
+def bench_timer(plan: Plan) -> dict[str, Any]:
+    def spec(impl: str) -> dict[str, Any]:
+        return {
+            "workload": "timer",
+            "impl": impl,
+            "interval": plan.timer_interval,
+            "ticks": plan.timer_ticks,
+        }
+
+    impls = ["deadline-loop", "tether", "naive-loop"]
+    runs = _interleaved(impls, plan.timer_repeats, spec, plan, "timer")
+    result: dict[str, Any] = {impl: _medians(r, ("mean", "last")) for impl, r in runs.items()}
+    return result | {"interval": plan.timer_interval, "ticks": plan.timer_ticks}
+
+
+# ------------------------------------------------------------------ the table
+
+
+def ms(seconds: float) -> str:
+    if seconds >= 10:
+        return f"{seconds:.1f} s"
+    if seconds >= 1:
+        return f"{seconds:.2f} s"
+    if seconds >= 0.1:
+        return f"{seconds * 1e3:.0f} ms"
+    if seconds >= 0.01:
+        return f"{seconds * 1e3:.1f} ms"
+    return f"{seconds * 1e3:.2f} ms"
+
+
+def us(seconds: float) -> str:
+    return f"{seconds * 1e6:.2f} us"
+
+
+def verdict(ok: bool) -> str:
+    return "ok" if ok else "MISS"
+
+
+def _cell(row: dict[str, Any] | None, ratio: bool = True) -> str:
+    if row is None:
+        return "not installed"
+    if "error" in row:
+        return str(row["error"])
+    if row["impl"] == "aiomisc":
+        # No dependency order: it started all N at once, which is not the same work.
+        return f"no order ({ms(row['total'])})"
+    if "total" not in row:
+        return "-"
+    if not ratio or "x_raw-generic" not in row:
+        return ms(row["total"])
+    return f"{ms(row['total'])} {row['x_raw-generic']:.2f}x"
+
+
+def render_table(header: list[str], body: list[list[str]]) -> list[str]:
+    widths = [max(len(line[k]) for line in [header, *body]) for k in range(len(header))]
+
+    def fmt(line: list[str]) -> str:
+        return "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True))
+
+    rule = "  ".join("-" * w for w in widths)
+    return [fmt(header).rstrip(), rule, *(fmt(line).rstrip() for line in body)]
+
+
+def render(results: dict[str, Any], plan: Plan) -> str:
+    meta = results["meta"]
+    out = [
+        "tether benchmarks: medians, each run in a fresh interpreter, implementations interleaved",
+        (
+            f"python {meta['python']} on {meta['machine']}, {meta['cpus']} cpu(s), load "
+            f"average {meta['load_before']} before, {meta['load_after']} after"
+        ),
+    ]
+    if plan.smoke:
+        out.append("SMOKE RUN: tiny sizes, one repetition; the numbers mean nothing.")
+    if "startstop" in results:
+        out += ["", *render_startstop(results["startstop"], plan)]
+    others = render_others(results, plan)
+    if others:
+        out += ["", *others]
+    return "\n".join(out)
+
+
+def render_startstop(rows: list[dict[str, Any]], plan: Plan) -> list[str]:
+    by_key = {(r["shape"], r["n"], r["impl"]): r for r in rows}
+    peers = [p for p in startstop.PEERS if p in plan.impls]
+    header = ["shape", "N", "raw generic", "raw bare", "tether", "target", "", *peers]
+    body: list[list[str]] = []
+    for shape in plan.shapes:
+        for n in plan.sizes:
+            generic = by_key.get((shape, n, "raw-generic"))
+            bare = by_key.get((shape, n, "raw-bare"))
+            ours = by_key.get((shape, n, "tether"))
+            ok = ours is not None and ours.get("x_raw-generic", 99.0) <= TARGET_STARTSTOP
+            line = [shape, f"{n:,}", _cell(generic, ratio=False), _cell(bare), _cell(ours)]
+            line += [f"<= {TARGET_STARTSTOP}x", verdict(ok) if ours else ""]
+            line += [_cell(by_key.get((shape, n, p))) for p in peers]
+            body.append(line)
+    out = [
+        "Start + stop of N trivial services (median time; ratio to the raw generic floor)",
+        *render_table(header, body),
+        "raw generic = THE FLOOR OF THE TARGETS: hand-written asyncio doing the same work,",
+        "  every service started in its own task that first awaits its dependencies' start",
+        "  tasks (independent ones run concurrently), stopped the same way in reverse.",
+        "raw bare    = shape-specific hand-written code, for reference only: chain as",
+        "  sequential awaits, fan as one gather, tree as one gather per level.",
+        f"An error in place of a number: it failed, or ran past the {plan.timeout:g} s limit;",
+        "  in parentheses, not run because it already failed at a smaller N. aiomisc has no",
+        "  dependency order: it starts all N services at once (its time is shown, not comparable).",
+    ]
+    if plan.missing:
+        out.append(f"Not installed (pip install 'tether[bench]'): {', '.join(plan.missing)}.")
+    growth = _growth(by_key, plan)
+    if growth:
+        out.append("Per service, tether vs raw generic (linear growth keeps these flat):")
+        out += [f"  {line}" for line in growth]
+    return out
+
+
+def _growth(by_key: dict[tuple[str, int, str], dict[str, Any]], plan: Plan) -> list[str]:
+    lines = []
+    for shape in plan.shapes:
+        parts = []
+        for n in plan.sizes:
+            ours = by_key.get((shape, n, "tether"), {})
+            floor = by_key.get((shape, n, "raw-generic"), {})
+            if "total" in ours and "total" in floor:
+                parts.append(f"{n:,}: {us(ours['total'] / n)} vs {us(floor['total'] / n)}")
+        if parts:
+            lines.append(f"{shape:5} " + "; ".join(parts))
+    return lines
+
+
+def render_others(results: dict[str, Any], plan: Plan) -> list[str]:
+    header = ["workload", "raw asyncio", "tether", "ratio", "target", ""]
+    body: list[list[str]] = []
+    notes: list[str] = []
+    imp = results.get("import")
+    if imp is not None and "error" in imp:
+        body.append(["import tether", "-", imp["error"], "", f"< {TARGET_IMPORT * 1e3:g} ms", ""])
+    elif imp is not None:
+        third = ", ".join(imp["third_party"]) or "none"
+        body.append(
+            [
+                "import tether (over asyncio)",
+                f"{ms(imp['asyncio'])} (asyncio)",
+                f"+{ms(imp['tether'])}",
+                "",
+                f"< {TARGET_IMPORT * 1e3:g} ms",
+                verdict(imp["tether"] < TARGET_IMPORT),
+            ]
+        )
+        body.append(["third-party modules", "", third, "", "none", verdict(third == "none")])
+        notes.append(
+            f"import: {plan.import_runs} fresh interpreters; time of `import tether` right "
+            "after `import asyncio` in the same one."
+        )
+    tasks = results.get("add_task")
+    if tasks is not None:
+        raw, ours = tasks["raw"], tasks["tether"]
+        if "error" in raw or "error" in ours:
+            body.append(["add_task", raw.get("error", ""), ours.get("error", ""), "", "", ""])
+        else:
+            ratio = ours["total"] / raw["total"]
+            body.append(
+                [
+                    "add_task spawn + completion",
+                    f"{us(raw['total'])}/task",
+                    f"{us(ours['total'])}/task",
+                    f"{ratio:.2f}x",
+                    f"<= {TARGET_ADD_TASK}x",
+                    verdict(ratio <= TARGET_ADD_TASK),
+                ]
+            )
+            body.append(
+                [
+                    "  spawn / completion",
+                    f"{us(raw['spawn'])} / {us(raw['complete'])}",
+                    f"{us(ours['spawn'])} / {us(ours['complete'])}",
+                    (
+                        f"{ours['spawn'] / raw['spawn']:.2f}x / "
+                        f"{ours['complete'] / raw['complete']:.2f}x"
+                    ),
+                    "",
+                    "",
+                ]
+            )
+            notes.append(
+                f"add_task: {tasks['count']:,} trivial tasks per round, raw is "
+                "loop.create_task; completion ends once their done callbacks have run."
+            )
+    timer = results.get("timer")
+    if timer is not None:
+        body += _timer_lines(timer, notes)
+    if not body:
+        return []
+    return ["Other workloads (medians)", *render_table(header, body), *notes]
+
+
+def _timer_lines(timer: dict[str, Any], notes: list[str]) -> list[list[str]]:
+    loop, ours, naive = timer["deadline-loop"], timer["tether"], timer["naive-loop"]
+    interval = timer["interval"]
+    if "error" in loop or "error" in ours:
+        return [["timer", loop.get("error", ""), ours.get("error", ""), "", "", ""]]
+    ratio = ours["mean"] / loop["mean"] if loop["mean"] > 0 else float("inf")
+    period = f"{interval * 1e3:g} ms"
+    lines = [
+        [
+            f"timer @{period}: mean lateness",
+            ms(loop["mean"]),
+            ms(ours["mean"]),
+            f"{ratio:.2f}x",
+            f"<= {TARGET_TIMER}x",
+            verdict(ratio <= TARGET_TIMER),
+        ],
+        [
+            f"  last tick's lateness (n={timer['ticks']})",
+            ms(loop["last"]),
+            ms(ours["last"]),
+            "",
+            "no drift",
+            verdict(ours["last"] < interval),
+        ],
+    ]
+    if "error" not in naive:
+        lines.append(["  naive sleep(interval) loop", ms(naive["last"]), "", "", "", ""])
+    notes.append(
+        f"timer: raw asyncio is a loop sleeping to each deadline t0 + n x {period}; "
+        "lateness of tick n is its time minus that deadline. No drift: the last tick is less "
+        "than one period late (a naive sleep(interval) loop, shown, accumulates)."
+    )
+    return lines
+
+
+# ------------------------------------------------------------------ main
+
+
+def _loadavg() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def _versions() -> dict[str, str]:
+    versions = {}
+    for dist in ("tether", "facet", "mode-streaming", "aiomisc"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, one repetition")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    parser.add_argument("--timeout", type=float, help="seconds one run may take (default 30)")
+    parser.add_argument("--sizes", help="comma-separated N for start/stop, e.g. 1000,10000")
+    parser.add_argument("--shapes", help=f"comma-separated, from {','.join(startstop.SHAPES)}")
+    parser.add_argument("--impls", help=f"comma-separated, from {','.join(startstop.IMPLS)}")
+    parser.add_argument("--repeats", type=int, help="repetitions of every start/stop run")
+    parser.add_argument("--workloads", help=f"comma-separated, from {','.join(WORKLOADS)}")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def _choose(given: str | None, allowed: Iterable[str], what: str) -> list[str] | None:
+    if given is None:
+        return None
+    chosen = [x.strip() for x in given.split(",") if x.strip()]
+    unknown = [x for x in chosen if x not in allowed]
+    if unknown:
+        raise SystemExit(f"unknown {what}: {', '.join(unknown)}; choose from {', '.join(allowed)}")
+    return chosen
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    if args.worker is not None:
+        return _worker_main(args.worker)
+    plan = Plan.tiny() if args.smoke else Plan.full()
+    if args.timeout is not None:
+        plan.timeout = args.timeout
+    if args.sizes is not None:
+        plan.sizes = [int(s.replace("_", "")) for s in args.sizes.split(",")]
+    plan.shapes = _choose(args.shapes, startstop.SHAPES, "shape") or plan.shapes
+    plan.impls = _choose(args.impls, startstop.IMPLS, "implementation") or plan.impls
+    plan.workloads = _choose(args.workloads, WORKLOADS, "workload") or plan.workloads
+    if args.repeats is not None:
+        plan.repeats = dict.fromkeys(plan.sizes, args.repeats)
+    for floor in startstop.FLOORS:
+        # Every ratio needs the floors.
+        if floor not in plan.impls:
+            plan.impls.insert(0, floor)
+
+    results: dict[str, Any] = {
+        "meta": {
+            "python": platform.python_version(),
+            "machine": f"{platform.system()} {platform.machine()}",
+            "cpus": os.cpu_count(),
+            "load_before": _loadavg(),
+            "versions": _versions(),
+            "smoke": plan.smoke,
+            "timeout": plan.timeout,
+            "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+    }
+    began = time.perf_counter()
+    steps: dict[str, Callable[[Plan], Any]] = {
+        "startstop": bench_startstop,
+        "import": bench_import,
+        "add_task": bench_add_task,
+        "timer": bench_timer,
+    }
+    for name in plan.workloads:
+        progress(f"{name} ...")
+        results[name] = steps[name](plan)
+    results["meta"]["load_after"] = _loadavg()
+    results["meta"]["seconds"] = round(time.perf_counter() - began, 1)
+    results["meta"]["not_installed"] = plan.missing
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        print(render(results, plan))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
