@@ -2,7 +2,8 @@
 
     python benchmarks/run.py            # the full table (several minutes)
     python benchmarks/run.py --smoke    # every workload at tiny sizes, in seconds
-    python benchmarks/run.py --json     # the numbers as JSON instead of the table
+    python benchmarks/run.py --json > results.json   # the numbers instead of the table
+    python benchmarks/run.py --table results.json    # the table of numbers recorded so
 
 Method: every measurement runs in a fresh worker process (this script with ``--worker``)
 so that garbage and memory left by one do not skew the next; implementations are
@@ -25,7 +26,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,12 @@ class Plan:
             timer_ticks=5,
             timer_repeats=1,
         )
+
+    @classmethod
+    def recorded(cls, fields: dict[str, Any]) -> Plan:
+        """The plan stored in a ``--json`` record (JSON keys are strings; repeats are ints)."""
+        repeats = {int(n): r for n, r in fields.pop("repeats").items()}
+        return cls(**fields, repeats=repeats)
 
     def repeats_for(self, n: int) -> int:
         return self.repeats.get(n, 1 if self.smoke else 5)
@@ -554,6 +561,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one repetition")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    parser.add_argument("--table", metavar="FILE", help="print the table of a --json record")
     parser.add_argument("--timeout", type=float, help="seconds one run may take (default 30)")
     parser.add_argument("--sizes", help="comma-separated N for start/stop, e.g. 1000,10000")
     parser.add_argument("--shapes", help=f"comma-separated, from {','.join(startstop.SHAPES)}")
@@ -578,6 +586,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     if args.worker is not None:
         return _worker_main(args.worker)
+    if args.table is not None:
+        recorded = json.loads(Path(args.table).read_text())
+        print(render(recorded, Plan.recorded(recorded["plan"])))
+        return 0
     plan = Plan.tiny() if args.smoke else Plan.full()
     if args.timeout is not None:
         plan.timeout = args.timeout
@@ -618,6 +630,7 @@ def main(argv: list[str] | None = None) -> int:
     results["meta"]["load_after"] = _loadavg()
     results["meta"]["seconds"] = round(time.perf_counter() - began, 1)
     results["meta"]["not_installed"] = plan.missing
+    results["plan"] = asdict(plan)
     if args.json:
         print(json.dumps(results, indent=2))
     else:
