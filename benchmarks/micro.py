@@ -80,6 +80,22 @@ async def _raw_round(count: int) -> tuple[float, float]:
     return spawned - began, time.perf_counter() - spawned
 
 
+async def _kept_round(count: int, kept: set[asyncio.Task[None]]) -> tuple[float, float]:
+    loop = asyncio.get_running_loop()
+
+    def spawn() -> asyncio.Task[None]:
+        task = loop.create_task(_noop())
+        kept.add(task)
+        task.add_done_callback(kept.discard)
+        return task
+
+    began = time.perf_counter()
+    tasks = [spawn() for _ in range(count)]
+    spawned = time.perf_counter()
+    await _settle(tasks[-1])
+    return spawned - began, time.perf_counter() - spawned
+
+
 async def _tether_rounds(count: int, rounds: int) -> list[tuple[float, float]]:
     import tether
 
@@ -101,10 +117,25 @@ async def _raw_rounds(count: int, rounds: int) -> list[tuple[float, float]]:
     return [await _raw_round(count) for _ in range(rounds)]
 
 
+async def _kept_rounds(count: int, rounds: int) -> list[tuple[float, float]]:
+    kept: set[asyncio.Task[None]] = set()
+    return [await _kept_round(count, kept) for _ in range(rounds)]
+
+
 def add_task(impl: str, count: int, rounds: int) -> dict[str, float]:
-    """Median seconds per task to spawn ``count`` trivial tasks, and for them to finish."""
+    """Median seconds per task to spawn ``count`` trivial tasks, and for them to finish.
+
+    ``impl``: "tether" (``Service.add_task``), "raw" (``loop.create_task``, the floor of
+    the target), or "raw-kept" (create_task with the asyncio documentation's idiom for
+    keeping a reference: a set, and a done callback that discards the task; for reference).
+    """
     runner: Coroutine[Any, Any, list[tuple[float, float]]]
-    runner = _tether_rounds(count, rounds) if impl == "tether" else _raw_rounds(count, rounds)
+    if impl == "tether":
+        runner = _tether_rounds(count, rounds)
+    elif impl == "raw-kept":
+        runner = _kept_rounds(count, rounds)
+    else:
+        runner = _raw_rounds(count, rounds)
     results = asyncio.run(runner)
     # The first round pays for warming up the allocator and the code paths: drop it.
     kept = results[1:] or results

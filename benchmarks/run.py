@@ -24,6 +24,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -267,6 +268,10 @@ def bench_import(plan: Plan) -> dict[str, Any]:
     }
 
 
+# Which numbers in a worker's result are seconds (the others are counts or flags).
+SECONDS = {"spawn", "complete", "total", "mean", "last"}
+
+
 def _interleaved(
     impls: list[str], repeats: int, spec: Callable[[str], dict[str, Any]], plan: Plan, label: str
 ) -> dict[str, list[dict[str, Any]]]:
@@ -276,8 +281,7 @@ def _interleaved(
             result = run_worker(spec(impl), plan.timeout)
             runs[impl].append(result)
             shown = ", ".join(
-                f"{k} {v * 1e6:.1f} us" if isinstance(v, float) and k != "ticks" else f"{k} {v}"
-                for k, v in result.items()
+                f"{k} {v * 1e6:.1f} us" if k in SECONDS else f"{k} {v:g}" for k, v in result.items()
             )
             progress(f"  {label} {impl} {rep + 1}/{repeats}: {shown}")
     return runs
@@ -299,7 +303,8 @@ def bench_add_task(plan: Plan) -> dict[str, Any]:
             "rounds": plan.add_task_rounds,
         }
 
-    runs = _interleaved(["raw", "tether"], plan.add_task_repeats, spec, plan, "add_task")
+    impls = ["raw", "tether", "raw-kept"]
+    runs = _interleaved(impls, plan.add_task_repeats, spec, plan, "add_task")
     keys = ("spawn", "complete", "total")
     return {impl: _medians(r, keys) for impl, r in runs.items()} | {"count": plan.add_task_count}
 
@@ -490,16 +495,31 @@ def render_others(results: dict[str, Any], plan: Plan) -> list[str]:
                     "",
                 ]
             )
+            kept = tasks.get("raw-kept", {})
+            if "total" in kept:
+                body.append(
+                    [
+                        "  vs raw keeping references",
+                        f"{us(kept['total'])}/task",
+                        "",
+                        f"{ours['total'] / kept['total']:.2f}x",
+                        "",
+                        "",
+                    ]
+                )
             notes.append(
-                f"add_task: {tasks['count']:,} trivial tasks per round, raw is "
-                "loop.create_task; completion ends once their done callbacks have run."
+                f"add_task: {tasks['count']:,} trivial tasks per round; raw is "
+                "loop.create_task (the target's floor); completion ends once their done "
+                "callbacks have run. 'keeping references' is create_task plus the asyncio "
+                "docs' idiom (a set, and a done callback that discards the task): reference only."
             )
     timer = results.get("timer")
     if timer is not None:
         body += _timer_lines(timer, notes)
     if not body:
         return []
-    return ["Other workloads (medians)", *render_table(header, body), *notes]
+    wrapped = [line for note in notes for line in textwrap.wrap(note, 96, subsequent_indent="  ")]
+    return ["Other workloads (medians)", *render_table(header, body), *wrapped]
 
 
 def _timer_lines(timer: dict[str, Any], notes: list[str]) -> list[list[str]]:
