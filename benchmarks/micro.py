@@ -6,6 +6,7 @@ Each function runs inside one fresh worker process and returns plain numbers.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import statistics
 import subprocess
@@ -17,41 +18,53 @@ from typing import Any
 
 # ------------------------------------------------------------------ import time
 
-# Run in a new interpreter: the cost of `import asyncio`, then of `import tether` on top,
-# and every module `import tether` brought in that is not part of the standard library.
+# Run in a new interpreter: the cost of `import asyncio`, then of importing the module on
+# top, and every module that import brought in, with its file.
 _IMPORT_PROBE = """
 import json, sys, time
-before = set(sys.modules)
 t0 = time.perf_counter()
 import asyncio
 t1 = time.perf_counter()
 after_asyncio = set(sys.modules)
-import tether
+import {module}
 t2 = time.perf_counter()
-added = sorted(set(sys.modules) - after_asyncio)
-print(json.dumps({"asyncio": t1 - t0, "tether": t2 - t1, "added": added}))
+added = {{
+    name: getattr(sys.modules[name], "__file__", None)
+    for name in set(sys.modules) - after_asyncio
+}}
+print(json.dumps({{"asyncio": t1 - t0, "module": t2 - t1, "added": added}}))
 """
 
 
-def import_once() -> dict[str, Any]:
-    """One fresh interpreter's import times (seconds) and the modules tether added."""
+def import_once(module: str, env: dict[str, str], timeout: float) -> dict[str, Any]:
+    """Import ``module`` after asyncio in a fresh interpreter: seconds, and what it added.
+
+    Returns the seconds ``import asyncio`` took, the seconds ``import module`` took on
+    top of it, and the modules it brought in that are not in the standard library.
+    """
     done = subprocess.run(  # noqa: S603 - this interpreter running our own probe
-        [sys.executable, "-c", _IMPORT_PROBE], capture_output=True, text=True, check=True
+        [sys.executable, "-c", _IMPORT_PROBE.format(module=module)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+        timeout=timeout,
     )
-    result: dict[str, Any] = __import__("json").loads(done.stdout.splitlines()[-1])
-    result["third_party"] = [m for m in result.pop("added") if not _is_stdlib_or_tether(m)]
+    result: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+    added: dict[str, str | None] = result.pop("added")
+    result["third_party"] = sorted(m for m, path in added.items() if third_party(m, path, module))
     return result
 
 
-def _is_stdlib_or_tether(module: str) -> bool:
+def third_party(module: str, path: str | None, imported: str) -> bool:
+    """Whether ``module`` (loaded from ``path``) is neither stdlib nor ``imported`` itself."""
     top = module.partition(".")[0]
-    if top == "tether" or top in sys.stdlib_module_names:
-        return True
-    # Modules a stdlib package imports under a private name (e.g. "_strptime" is listed,
-    # but be safe with any file that lives in the stdlib directory).
-    found = sys.modules.get(module)
-    path = getattr(found, "__file__", None) or ""
-    return bool(path) and path.startswith(sysconfig.get_paths()["stdlib"])
+    if top == imported.partition(".")[0] or top in sys.stdlib_module_names:
+        return False
+    # Private helpers of the standard library that are not in stdlib_module_names.
+    stdlib = sysconfig.get_paths()["stdlib"]
+    installed = "site-packages" in (path or "") or "dist-packages" in (path or "")
+    return not (path and path.startswith(stdlib) and not installed)
 
 
 # ------------------------------------------------------------------ add_task

@@ -131,8 +131,6 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     kind = spec["workload"]
     if kind == "startstop":
         return startstop.measure(spec["impl"], spec["shape"], spec["n"])
-    if kind == "import":
-        return micro.import_once()
     if kind == "add_task":
         return micro.add_task(spec["impl"], spec["count"], spec["rounds"])
     if kind == "timer":
@@ -250,21 +248,22 @@ def _startstop_rows(
 
 
 def bench_import(plan: Plan) -> dict[str, Any]:
-    # A first, uncounted run compiles and caches tether's bytecode.
-    run_worker({"workload": "import"}, plan.timeout)
+    """``import tether`` after ``import asyncio``, each run in a fresh interpreter."""
     runs = []
-    for k in range(plan.import_runs):
-        result = run_worker({"workload": "import"}, plan.timeout)
-        if "error" in result:
-            return {"error": result["error"]}
-        runs.append(result)
-        progress(f"  import {k + 1}/{plan.import_runs}: +{result['tether'] * 1e3:.1f} ms")
-    third_party = sorted({m for r in runs for m in r["third_party"]})
+    # A first, uncounted run compiles and caches tether's bytecode.
+    for k in range(-1, plan.import_runs):
+        try:
+            result = micro.import_once("tether", WORKER_ENV, plan.timeout)
+        except (subprocess.SubprocessError, ValueError) as exc:
+            return {"error": f"{type(exc).__name__}: {exc}"[:200]}
+        if k >= 0:
+            runs.append(result)
+            progress(f"  import {k + 1}/{plan.import_runs}: +{result['module'] * 1e3:.1f} ms")
     return {
         "runs": runs,
         "asyncio": statistics.median(r["asyncio"] for r in runs),
-        "tether": statistics.median(r["tether"] for r in runs),
-        "third_party": third_party,
+        "tether": statistics.median(r["module"] for r in runs),
+        "third_party": sorted({m for r in runs for m in r["third_party"]}),
     }
 
 

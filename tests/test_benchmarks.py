@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-RUN = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+RUN = BENCHMARKS / "run.py"
 
 
 def bench(*args: str) -> subprocess.CompletedProcess[str]:
@@ -55,3 +60,14 @@ def test_json_output_records_medians_ratios_and_a_stdlib_only_import() -> None:
     assert ours["x_raw-bare"] > 0
     assert results["import"]["third_party"] == []
     assert results["import"]["tether"] > 0
+
+
+def test_import_check_names_the_third_party_modules_an_import_brings_in(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The "no third-party module" check is real: importing pytest is caught pulling in pluggy."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    micro = importlib.import_module("micro")
+    result = micro.import_once("pytest", dict(os.environ), 30)
+    assert "pluggy" in result["third_party"]
+    assert not any(m.startswith(("pytest", "asyncio", "json")) for m in result["third_party"])
