@@ -108,9 +108,17 @@ class LeakCheck:
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> Any:
         self.item = item
-        kinds = self._kinds(item)
+        kinds, _ = self._kinds(item)
         item.stash[_STATE] = _TestState(kinds, snapshot(self._open_loops(), kinds))
         return (yield)
+
+    @pytest.hookimpl(tryfirst=True, specname="pytest_runtest_setup")
+    def pytest_runtest_setup_refuse_unknown_kinds(self, item: pytest.Item) -> None:
+        # Raised from a plain hook, not the wrapper: the other plugins' setup has begun,
+        # so their teardown finds what it expects.
+        _, problem = self._kinds(item)
+        if problem:
+            pytest.fail(problem, pytrace=False)
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_fixture_setup(self, fixturedef: pytest.FixtureDef[Any]) -> Any:
@@ -155,23 +163,23 @@ class LeakCheck:
     def _exempt(self) -> Resources:
         return functools.reduce(Resources.__or__, self.exempt.values(), Resources())
 
-    def _kinds(self, item: pytest.Item) -> tuple[str, ...]:
+    def _kinds(self, item: pytest.Item) -> tuple[tuple[str, ...], str]:
+        """The kinds to check for ``item``, and what is wrong with its markers, if anything."""
         if not self.enabled:
-            return ()
+            return (), ""
         allowed_kinds: set[str] = set()
         for marker in item.iter_markers("tether_allow_leaks"):
             unknown = [kind for kind in marker.args if kind not in KINDS]
             if marker.kwargs or unknown:
                 shown = ", ".join(map(repr, unknown)) or ", ".join(marker.kwargs)
-                pytest.fail(
+                return (), (
                     f"@pytest.mark.tether_allow_leaks: unknown kind {shown}. Name kinds "
-                    f"among {', '.join(map(repr, KINDS))}, or none to allow every kind.",
-                    pytrace=False,
+                    f"among {', '.join(map(repr, KINDS))}, or none to allow every kind."
                 )
             if not marker.args:
-                return ()
+                return (), ""
             allowed_kinds.update(marker.args)
-        return tuple(kind for kind in KINDS if kind not in allowed_kinds)
+        return tuple(kind for kind in KINDS if kind not in allowed_kinds), ""
 
     def _loop_closing(self, loop: asyncio.AbstractEventLoop) -> None:
         """Look for the test's tasks on ``loop`` before its fixture closes it."""

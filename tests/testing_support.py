@@ -1,0 +1,82 @@
+"""Running pytest on generated test modules, for the tests of the pytest plugin.
+
+Runs are in-process (fast). Generated tests that leak on purpose register how to release
+what they leaked in ``leaky.RELEASE``; the generated conftest releases it all when the
+inner session finishes, after the inner leak check has run and before the outer one does.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+INI = """
+[pytest]
+asyncio_mode = auto
+asyncio_default_fixture_loop_scope = function
+{extra}
+"""
+
+
+def _ini(extra: str) -> str:
+    # A short grace keeps the runs of leaking tests fast; ``extra`` may set its own.
+    grace = "" if "tether_leak_grace" in extra else "tether_leak_grace = 0.05"
+    return INI.format(extra=f"{grace}\n{extra}")
+
+
+LEAKY = """
+import asyncio
+import socket
+import subprocess
+import sys
+import threading
+
+RELEASE = []
+
+
+async def forever():
+    await asyncio.sleep(3600)
+
+
+def thread(name):
+    stop = threading.Event()
+    worker = threading.Thread(target=stop.wait, name=name)
+    worker.start()
+    RELEASE.append(lambda: (stop.set(), worker.join()))
+    return worker
+
+
+def child():
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    RELEASE.append(lambda: (process.kill(), process.wait()))
+    return process
+
+
+def listening_socket():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    RELEASE.append(server.close)
+    return server
+"""
+
+CONFTEST = """
+import leaky
+
+
+def pytest_sessionfinish(session):
+    while leaky.RELEASE:
+        leaky.RELEASE.pop()()
+"""
+
+
+def setup(pytester: pytest.Pytester, *, ini: str = "", conftest: str = "") -> None:
+    """Write the ini file, the leaky helpers and a conftest (extended by ``conftest``)."""
+    pytester.makeini(_ini(ini))
+    pytester.makepyfile(leaky=LEAKY)
+    pytester.makeconftest(CONFTEST + conftest)
+    pytester.syspathinsert()
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    """Run pytest in-process on the generated files, without a cache directory."""
+    return pytester.runpytest("-p", "no:cacheprovider", "-p", "no:hypothesispytest", *args)
