@@ -11,16 +11,16 @@ import pytest
 
 INI = """
 [pytest]
-asyncio_mode = auto
+asyncio_mode = {mode}
 asyncio_default_fixture_loop_scope = function
 {extra}
 """
 
 
-def _ini(extra: str) -> str:
+def _ini(extra: str, mode: str) -> str:
     # A short grace keeps the runs of leaking tests fast; ``extra`` may set its own.
     grace = "" if "tether_leak_grace" in extra else "tether_leak_grace = 0.05"
-    return INI.format(extra=f"{grace}\n{extra}")
+    return INI.format(mode=mode, extra=f"{grace}\n{extra}")
 
 
 LEAKY = """
@@ -69,9 +69,11 @@ def pytest_sessionfinish(session):
 """
 
 
-def setup(pytester: pytest.Pytester, *, ini: str = "", conftest: str = "") -> None:
-    """Write the ini file, the leaky helpers and a conftest (extended by ``conftest``)."""
-    pytester.makeini(_ini(ini))
+def setup(
+    pytester: pytest.Pytester, *, ini: str = "", conftest: str = "", mode: str = "auto"
+) -> None:
+    """Write the ini file (pytest-asyncio in ``mode``), the leaky helpers and a conftest."""
+    pytester.makeini(_ini(ini, mode))
     pytester.makepyfile(leaky=LEAKY)
     pytester.makeconftest(CONFTEST + conftest)
     pytester.syspathinsert()

@@ -57,11 +57,15 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
     moves only through :meth:`advance`.
     """
 
-    def __init__(self, *, start: float = 0.0, autojump_threshold: float = 0.0) -> None:
+    def __new__(cls, *, start: float = 0.0, autojump_threshold: float = 0.0) -> Self:  # noqa: ARG004
+        # Checked before the loop exists: a half-built loop complains when collected.
         if autojump_threshold < 0:
             raise ValueError(
                 f"autojump_threshold must be 0 or more real seconds, got {autojump_threshold!r}."
             )
+        return super().__new__(cls)
+
+    def __init__(self, *, start: float = 0.0, autojump_threshold: float = 0.0) -> None:
         self._now = float(start)
         self.autojump_threshold = autojump_threshold
         super().__init__(_JumpingSelector(self))
