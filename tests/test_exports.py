@@ -122,3 +122,15 @@ def test_testing_is_registered_as_a_pytest_plugin() -> None:
 
     found = {ep.name: ep.value for ep in entry_points(group="pytest11")}
     assert found.get("tether") == "tether.testing"
+
+
+def test_testing_imports_without_pytest() -> None:
+    """The virtual clock is usable outside pytest: importing tether.testing needs no pytest."""
+    import subprocess
+    import sys
+
+    probe = "import sys, tether.testing; print('pytest' in sys.modules)"
+    done = subprocess.run(  # noqa: S603  (the running interpreter, a fixed probe)
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert done.stdout.strip() == "False"

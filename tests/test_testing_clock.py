@@ -12,7 +12,7 @@ import pytest
 import tether
 from tether.testing import VirtualClock, VirtualClockLoop
 
-from .testing_support import run, setup
+from .testing_support import readme_example, run, setup
 
 
 def test_sleeps_take_no_real_time_and_land_on_their_deadlines() -> None:
@@ -166,16 +166,7 @@ def test_async_tests_run_on_it_through_pytest_asyncio_loop_factories(
     setup(
         pytester,
         ini="markers =\n    virtual_time: run the test on a virtual clock",
-        conftest="""
-import asyncio
-from tether.testing import VirtualClockLoop
-
-
-def pytest_asyncio_loop_factories(config, item):
-    if item.get_closest_marker("virtual_time"):
-        return {"virtual": VirtualClockLoop}
-    return {"asyncio": asyncio.new_event_loop}
-""",
+        conftest=readme_example("conftest-virtual-time"),
     )
     pytester.makepyfile(
         test_timers="""

@@ -82,3 +82,12 @@ def setup(
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     """Run pytest in-process on the generated files, without a cache directory."""
     return pytester.runpytest("-p", "no:cacheprovider", "-p", "no:hypothesispytest", *args)
+
+
+def readme_example(name: str) -> str:
+    """The code block of README.md marked ``<!-- testing-example: name -->``."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    after = readme.split(f"<!-- testing-example: {name} -->\n```python\n", 1)[1]
+    return after.split("```", 1)[0]

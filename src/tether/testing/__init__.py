@@ -19,10 +19,13 @@ The names below are the plugin's Python API: the virtual clock, and the type of 
 ``tether_start`` fixture for annotations.
 """
 
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+
 from ._clock import VirtualClock, VirtualClockLoop
-from ._plugin import pytest_addoption as pytest_addoption
-from ._plugin import pytest_configure as pytest_configure
 from ._starter import Starter
+
+if _TYPE_CHECKING:
+    import pytest
 
 __all__ = ["Starter", "VirtualClock", "VirtualClockLoop"]
 
@@ -30,3 +33,21 @@ __all__ = ["Starter", "VirtualClock", "VirtualClockLoop"]
 for _cls in (Starter, VirtualClock, VirtualClockLoop):
     _cls.__module__ = __name__
 del _cls
+
+
+# The hooks pytest calls when it loads this module as a plugin. The plugin itself is
+# imported only then: `import tether.testing` does not import pytest.
+
+
+def pytest_addoption(parser: "pytest.Parser") -> None:
+    """Register the ini options of the leak check (called by pytest)."""
+    from ._plugin import add_options  # noqa: PLC0415
+
+    add_options(parser)
+
+
+def pytest_configure(config: "pytest.Config") -> None:
+    """Register the markers, the fixtures and the leak check (called by pytest)."""
+    from ._plugin import configure  # noqa: PLC0415
+
+    configure(config)

@@ -22,7 +22,7 @@ import pytest
 from ._clock import VirtualClock
 from ._leaks import KINDS, Resources, allowed, describe, settle, snapshot
 
-__all__ = ["pytest_addoption", "pytest_configure"]
+__all__ = ["LeakCheck", "add_options", "configure"]
 
 MARKERS = {
     "tether_allow_leaks": (
@@ -48,7 +48,7 @@ _DEFAULT_GRACE = 1.0
 _STATE = pytest.StashKey["_TestState"]()
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
+def add_options(parser: pytest.Parser) -> None:
     """Register the ini options of the leak check."""
     parser.addini(
         "tether_leak_check",
@@ -65,7 +65,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-def pytest_configure(config: pytest.Config) -> None:
+def configure(config: pytest.Config) -> None:
     """Register the markers, the fixtures and the leak check for this session."""
     for text in MARKERS.values():
         config.addinivalue_line("markers", text)
@@ -77,7 +77,8 @@ def pytest_configure(config: pytest.Config) -> None:
         from . import _asyncio  # noqa: PLC0415  (imports pytest_asyncio)
 
         config.pluginmanager.register(_asyncio, "tether.testing.asyncio")
-    config.pluginmanager.register(LeakCheck(config), "tether.testing.leaks")
+    if config.getini("tether_leak_check"):
+        config.pluginmanager.register(LeakCheck(config), "tether.testing.leaks")
 
 
 class _TestState:
@@ -95,7 +96,6 @@ class LeakCheck:
     """The leak check of one pytest session (pytester runs nested sessions: one each)."""
 
     def __init__(self, config: pytest.Config) -> None:
-        self.enabled = bool(config.getini("tether_leak_check"))
         self.grace = _grace(config)
         self.loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
         """Event loops provided by fixtures and still open: where tasks are looked for."""
@@ -165,8 +165,6 @@ class LeakCheck:
 
     def _kinds(self, item: pytest.Item) -> tuple[tuple[str, ...], str]:
         """The kinds to check for ``item``, and what is wrong with its markers, if anything."""
-        if not self.enabled:
-            return (), ""
         allowed_kinds: set[str] = set()
         for marker in item.iter_markers("tether_allow_leaks"):
             unknown = [kind for kind in marker.args if kind not in KINDS]
