@@ -111,13 +111,6 @@ async def test_override_marker_provides_a_fake_for_this_test(tether_start: Start
     assert isinstance(api.mailer, FakeMailer)
 
 
-async def test_tests_without_the_marker_get_the_real_provider(
-    tether_scope: tether.Container,
-) -> None:
-    """The override lives in that test's scope only."""
-    assert type(tether_scope.get(Mailer)) is Mailer
-
-
 async def test_the_scope_takes_overrides_before_resolving(
     tether_scope: tether.Container, tether_start: Starter
 ) -> None:
@@ -173,12 +166,6 @@ async def test_plugins_marker_loads_plugins_into_the_scope(
     """tether_plugins(...) runs the plugins' prepare; what they register is visible."""
     assert tether_container.get(str) == "hello from the plugin"
     assert tether_plugins.loaded == (__name__,)
-
-
-async def test_plugin_registrations_stay_in_their_test(tether_container: tether.Container) -> None:
-    """The next test's scope does not see what a plugin registered in another test."""
-    with pytest.raises(tether.InjectionError, match="str: no provider"):
-        tether_container.get(str)
 
 
 async def test_tether_plugins_runs_what_plugins_yield(
@@ -335,6 +322,47 @@ def test_a_project_starts_its_graph_with_fakes_and_config(pytester: pytest.Pytes
         "stop api",
         "stop db",
     ]
+
+
+def test_fakes_config_and_plugins_stay_in_their_test(pytester: pytest.Pytester) -> None:
+    """With one container shared by every test, what a test's markers add ends with it."""
+    setup(pytester)
+    pytester.makepyfile(app=APP)
+    pytester.makeconftest(
+        CONFTEST.replace("return app.make_container()", "return SHARED")
+        + "\nSHARED = app.make_container()\n"
+    )
+    pytester.makepyfile(
+        plugin="""
+        import tether
+
+        def prepare(container: tether.Container):
+            container.add("registered by the plugin")
+        """,
+        test_isolation="""
+        import pytest
+        import tether
+        import app
+
+        class FakeMailer:
+            pass
+
+        @pytest.mark.tether_override(app.Mailer, FakeMailer)
+        @pytest.mark.tether_config(db={"url": "sqlite:///:memory:"})
+        @pytest.mark.tether_plugins("plugin")
+        async def test_marked(tether_container):
+            assert isinstance(tether_container.get(app.Mailer), FakeMailer)
+            assert tether_container.get(app.DbConfig).url == "sqlite:///:memory:"
+            assert tether_container.get(str) == "registered by the plugin"
+
+        async def test_unmarked(tether_container):
+            assert type(tether_container.get(app.Mailer)) is app.Mailer
+            assert tether_container.get(app.DbConfig).url == "sqlite:///prod.db"
+            with pytest.raises(tether.InjectionError, match="str: no provider"):
+                tether_container.get(str)
+        """,
+    )
+    run(pytester).assert_outcomes(passed=2)
 
 
 def test_a_graph_that_fails_to_start_is_a_setup_error(pytester: pytest.Pytester) -> None:

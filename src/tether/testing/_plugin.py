@@ -169,10 +169,14 @@ class LeakCheck:
         for marker in item.iter_markers("tether_allow_leaks"):
             unknown = [kind for kind in marker.args if kind not in KINDS]
             if marker.kwargs or unknown:
-                shown = ", ".join(map(repr, unknown)) or ", ".join(marker.kwargs)
+                shown = (
+                    f"unknown kind {', '.join(map(repr, unknown))}"
+                    if unknown
+                    else f"unexpected keyword {', '.join(marker.kwargs)}=..."
+                )
                 return (), (
-                    f"@pytest.mark.tether_allow_leaks: unknown kind {shown}. Name kinds "
-                    f"among {', '.join(map(repr, KINDS))}, or none to allow every kind."
+                    f"@pytest.mark.tether_allow_leaks: {shown}. Name kinds among "
+                    f"{', '.join(map(repr, KINDS))}, or none to allow every kind."
                 )
             if not marker.args:
                 return (), ""
