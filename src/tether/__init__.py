@@ -19,6 +19,9 @@ from ._errors import (
     TetherError,
 )
 from ._events import EventKind, LifecycleEvent, subscribe
+from ._graph import check
+from ._picture import graph, status_tree
+from ._runner import ExitCode, run
 from ._service import (
     BlockingService,
     Service,
@@ -44,6 +47,7 @@ __all__ = [
     "DependencyError",
     "Direction",
     "EventKind",
+    "ExitCode",
     "HookError",
     "LifecycleEvent",
     "Service",
@@ -54,9 +58,13 @@ __all__ = [
     "Stage",
     "StopTimeoutError",
     "TetherError",
+    "check",
     "cron",
+    "graph",
     "reload",
+    "run",
     "status",
+    "status_tree",
     "subscribe",
     "task",
     "timer",
