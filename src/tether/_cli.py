@@ -257,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             sys.stdout.write(f"{args.target}: the graph is valid; nothing was started.\n")
         return ExitCode.OK
-    run(
+    return run(
         service,
         loop=args.loop,
         shutdown_timeout=args.shutdown_timeout,

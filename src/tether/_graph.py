@@ -22,11 +22,11 @@ from typing import Any
 from ._errors import DependencyCycleError, DependencyError
 from ._service import (
     Barrier,
-    check_timeout,
     Node,
     Record,
     ServiceBase,
     ServiceState,
+    check_timeout,
     class_label,
     display_name,
     record,

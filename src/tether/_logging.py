@@ -69,9 +69,7 @@ def _isatty(stream: TextIO) -> bool:
 def make_formatter(log_format: LogFormat, stream: TextIO) -> logging.Formatter:
     """The formatter for ``log_format`` on ``stream`` (``auto`` resolved here)."""
     if log_format not in LOG_FORMATS:
-        raise ValueError(
-            f"log format must be one of {', '.join(LOG_FORMATS)}, got {log_format!r}."
-        )
+        raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, got {log_format!r}.")
     has_structlog = structlog_available()
     if log_format == "auto":
         if not has_structlog:
@@ -120,15 +118,16 @@ class JsonFormatter(logging.Formatter):
         import json  # noqa: PLC0415 - only JSON logging needs it
 
         data: dict[str, Any] = {
-            "timestamp": self.formatTime(record, "%Y-%m-%dT%H:%M:%S")
-            + f".{int(record.msecs):03d}",
+            "timestamp": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}",
             "level": record.levelname.lower(),
             "logger": record.name,
             "event": record.getMessage(),
         }
-        for key, value in vars(record).items():
-            if key not in _RECORD_FIELDS and not key.startswith("_"):
-                data[key] = value
+        data.update(
+            (key, value)
+            for key, value in vars(record).items()
+            if key not in _RECORD_FIELDS and not key.startswith("_") and value is not None
+        )
         if record.exc_info:
             data["exception"] = self.formatException(record.exc_info)
         return json.dumps(data, default=repr)

@@ -46,7 +46,7 @@ class Notifier:
             )
         self.shown = address
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-        self.sock.setblocking(False)
+        self.sock.setblocking(False)  # noqa: FBT003 - the socket API
         self.failures = 0
         self.stopping_sent = False
 

@@ -103,9 +103,7 @@ def graph(root: ServiceBase, *, format: GraphFormat = "text") -> str:  # noqa: A
         print(tether.graph(Api(), format="mermaid"))
     """
     if format not in FORMATS:
-        raise ValueError(
-            f"graph() format must be one of {', '.join(FORMATS)}, got {format!r}."
-        )
+        raise ValueError(f"graph() format must be one of {', '.join(FORMATS)}, got {format!r}.")
     check(root)
     shape = _Shape(root)
     if format == "dot":
@@ -234,10 +232,8 @@ def status_tree(root: ServiceBase) -> str:
     return "\n".join(lines)
 
 
-_SKIPPED_DIRS = (
-    str(Path(__file__).parent) + os.sep,
-    str(Path(asyncio.__file__).parent) + os.sep,
-)
+_TETHER_DIR = str(Path(__file__).parent) + os.sep
+_SKIPPED_DIRS = (_TETHER_DIR, str(Path(asyncio.__file__).parent) + os.sep)
 
 
 def _frames(task: asyncio.Task[Any]) -> list[types.FrameType]:
@@ -249,7 +245,14 @@ def _frames(task: asyncio.Task[Any]) -> list[types.FrameType]:
         if frame is None:
             break
         frames.append(frame)
-        awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+        inner = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+        if inner is None and frame.f_code.co_filename.startswith(_TETHER_DIR):
+            # The engine steps some hooks by hand (a generator holding the hook's
+            # coroutine in a local named ``coro``): follow it to the hook.
+            held = frame.f_locals.get("coro")
+            if asyncio.iscoroutine(held):
+                inner = held
+        awaited = inner
     return frames
 
 

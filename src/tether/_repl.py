@@ -162,8 +162,10 @@ async def _awaited(coro: Coroutine[Any, Any, Any]) -> Any:
 def _copy(task: asyncio.Task[Any], future: concurrent.futures.Future[Any]) -> None:
     if task.cancelled():
         future.set_exception(KeyboardInterrupt())
-    elif task.exception() is not None:
-        future.set_exception(task.exception())  # type: ignore[arg-type]
+        return
+    error = task.exception()
+    if error is not None:
+        future.set_exception(error)
     else:
         future.set_result(task.result())
 

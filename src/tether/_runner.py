@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 import time
+import types
 from collections.abc import Callable
 from typing import Any, Literal, NoReturn, TypedDict
 
@@ -126,9 +127,7 @@ def _check_service(service: object) -> ServiceBase:
 
 def _check_timeout(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ValueError(
-            f"shutdown_timeout must be a positive number of seconds, got {value!r}."
-        )
+        raise ValueError(f"shutdown_timeout must be a positive number of seconds, got {value!r}.")
     if math.isinf(value):
         raise ValueError(
             "shutdown_timeout must be finite: it is what ends a process whose stop "
@@ -213,14 +212,16 @@ class Runner:
         try:
             run_init(self.service)
         except Exception as exc:
-            logger.error("%s: the init stage failed; nothing was started", self.name, exc_info=exc)
+            logger.exception(
+                "%s: the init stage failed; nothing was started", self.name, exc_info=exc
+            )
             return ExitCode.STARTUP_FAILED
         code = self._loop_phase()
         self.phase = _Phase.EXIT
         try:
             run_exit(self.service)
         except Exception as exc:
-            logger.error("%s: the exit stage failed", self.name, exc_info=exc)
+            logger.exception("%s: the exit stage failed", self.name, exc_info=exc)
             code = code or ExitCode.CRASHED
         return code
 
@@ -278,7 +279,7 @@ class Runner:
             await start
         except asyncio.CancelledError:
             current = asyncio.current_task()
-            if start.cancelled() and self.stop_signal and not (current and current.cancelling()):
+            if start.cancelled() and self._signalled() and not (current and current.cancelling()):
                 logger.info(
                     "%s: start interrupted by %s; what had started was stopped",
                     name,
@@ -288,9 +289,7 @@ class Runner:
             raise
         except Exception as exc:
             self._begin_shutdown("start failed")
-            logger.error(
-                "%s failed to start; what had started was stopped", name, exc_info=exc
-            )
+            logger.exception("%s failed to start; what had started was stopped", name, exc_info=exc)
             return ExitCode.STARTUP_FAILED
         finally:
             self.start_task = None
@@ -306,7 +305,7 @@ class Runner:
         )
         if self.notifier is not None:
             self.notifier.ready(f"running: {name} with {count} services")
-        if self.stop_signal is not None:
+        if self._signalled():
             service.request_stop()
 
         body_error: BaseException | None = None
@@ -318,13 +317,13 @@ class Runner:
         except Exception as exc:
             body_error = exc
             self._begin_shutdown("crashed")
-            logger.error("%s crashed; stopping the graph", name, exc_info=exc)
+            logger.exception("%s crashed; stopping the graph", name, exc_info=exc)
         self._begin_shutdown(self.shutdown_reason or "stop requested")
         began = time.perf_counter()
         try:
             await stop_root(service, body_error)
         except Exception as exc:
-            logger.error("%s: errors while stopping", name, exc_info=exc)
+            logger.exception("%s: errors while stopping", name, exc_info=exc)
             return ExitCode.CRASHED
         if body_error is not None:
             return ExitCode.CRASHED
@@ -365,6 +364,10 @@ class Runner:
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(callback, *args)
 
+    def _signalled(self) -> bool:
+        """Whether a stop signal arrived (read through a call: handlers change it)."""
+        return self.stop_signal is not None
+
     def _on_stop_signal(self, sig: signal.Signals) -> None:
         self.stop_signal = sig.name
         if self.deadline is not None:
@@ -383,8 +386,9 @@ class Runner:
             self._begin_shutdown(f"{sig.name} received")
             self.service.request_stop()
 
-    def _on_force_signal(self, sig: signal.Signals) -> NoReturn:
-        force_exit(f"second {sig.name} received", self._describe)
+    def _on_force_signal(self, sig: signal.Signals, frame: types.FrameType | None) -> NoReturn:
+        loop = self.loop
+        force_exit(f"second {sig.name} received", lambda: culprits(self.service, loop, frame))
 
     def _describe(self) -> str:
         return culprits(self.service, self.loop)
@@ -412,7 +416,7 @@ class Runner:
             try:
                 await reload(self.service)
             except Exception as exc:
-                logger.error(
+                logger.exception(
                     "%s: reload failed; the services keep running", self.name, exc_info=exc
                 )
                 outcome = "running: the last reload failed (see the log)"

@@ -420,7 +420,7 @@ class _Launch:
             run(made, **options)
 
         launch.__doc__ = _Launch.__doc__
-        return launch  # type: ignore[return-value]
+        return launch
 
 
 class ServiceBase:

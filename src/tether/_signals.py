@@ -25,17 +25,21 @@ _OTHER = tuple(
 )
 
 Callback = Callable[[signal.Signals], None]
+ForceCallback = Callable[[signal.Signals, FrameType | None], None]
 
 
 def _is_default(signum: signal.Signals, handler: Any) -> bool:
     if signum is signal.SIGINT:
-        return handler is signal.default_int_handler or handler == signal.SIG_DFL
-    return handler == signal.SIG_DFL
+        return handler is signal.default_int_handler or handler is signal.SIG_DFL
+    return handler is signal.SIG_DFL
 
 
 class SignalHandlers:
-    """Routes INT and TERM to ``on_stop`` (the first) and ``on_force`` (any later one),
-    HUP to ``on_reload`` and USR1 to ``on_status``.
+    """Routes SIGINT and SIGTERM, SIGHUP and SIGUSR1 to the runner's callbacks.
+
+    The first INT or TERM goes to ``on_stop``, any later one to ``on_force`` (with the
+    frame the signal interrupted: where the event loop's thread was); HUP goes
+    to ``on_reload`` and USR1 to ``on_status``.
 
     A signal whose handler is not the default (someone else installed one, or it is
     ignored, as for a background job's SIGINT) is left alone. Outside the main thread
@@ -46,7 +50,7 @@ class SignalHandlers:
         self,
         *,
         on_stop: Callback,
-        on_force: Callback,
+        on_force: ForceCallback,
         on_reload: Callback,
         on_status: Callback,
     ) -> None:
@@ -83,14 +87,13 @@ class SignalHandlers:
         self.previous.clear()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        del frame
         sig = signal.Signals(signum)
         if sig in STOP_SIGNALS:
             if sig is signal.SIGINT and self.intercept_interrupt and self.intercept_interrupt():
                 return
             self.stop_signals += 1
             if self.stop_signals > 1:
-                self.on_force(sig)
+                self.on_force(sig, frame)
                 return
             self.on_stop(sig)
             return
