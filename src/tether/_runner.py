@@ -167,7 +167,8 @@ class Runner:
         self.start_task: asyncio.Task[None] | None = None
         self.reload_task: asyncio.Task[None] | None = None
         self.reload_again = False
-        self.stop_signal: str | None = None
+        self.stop_signal: signal.Signals | None = None
+        self.stop_signal_handled = False
         self.shutdown_reason: str | None = None
         self.notifier: Notifier | None = None
         self.progress: Progress | None = None
@@ -266,7 +267,7 @@ class Runner:
     async def _lifetime(self, loop: asyncio.AbstractEventLoop) -> int:
         service, name = self.service, self.name
         if self.stop_signal is not None:
-            logger.info("%s: %s arrived during init; not starting", name, self.stop_signal)
+            logger.info("%s: %s arrived during init; not starting", name, self.stop_signal.name)
             return ExitCode.OK
         self.phase = _Phase.STARTING
         loop_name = type(loop).__module__.split(".")[0]
@@ -283,7 +284,7 @@ class Runner:
                 logger.info(
                     "%s: start interrupted by %s; what had started was stopped",
                     name,
-                    self.stop_signal,
+                    self._signal_name(),
                 )
                 return ExitCode.OK
             raise
@@ -296,16 +297,20 @@ class Runner:
             if self.progress is not None:
                 self.progress.starting = False
         count = len(graph_records(service))
-        self.phase = _Phase.RUNNING
         logger.info(
             "%s running: %d services started in %.1f ms",
             name,
             count,
             (time.perf_counter() - began) * 1000,
         )
-        if self.notifier is not None:
-            self.notifier.ready(f"running: {name} with {count} services")
-        if self._signalled():
+        arrived = self._stop_signal()
+        if arrived is None:
+            self.phase = _Phase.RUNNING
+            if self.notifier is not None:
+                self.notifier.ready(f"running: {name} with {count} services")
+        else:
+            # It arrived as the start finished, too late to cancel it: stop now.
+            self._stop_in_loop(arrived)
             service.request_stop()
 
         body_error: BaseException | None = None
@@ -368,15 +373,23 @@ class Runner:
         """Whether a stop signal arrived (read through a call: handlers change it)."""
         return self.stop_signal is not None
 
+    def _stop_signal(self) -> signal.Signals | None:
+        return self.stop_signal
+
+    def _signal_name(self) -> str:
+        sig = self.stop_signal
+        return sig.name if sig is not None else "a signal"
+
     def _on_stop_signal(self, sig: signal.Signals) -> None:
-        self.stop_signal = sig.name
+        self.stop_signal = sig
         if self.deadline is not None:
             self.deadline.arm(f"{sig.name} received")
         self._to_loop(self._stop_in_loop, sig)
 
     def _stop_in_loop(self, sig: signal.Signals) -> None:
-        if self.phase is _Phase.STOPPING or self.phase is _Phase.EXIT:
+        if self.stop_signal_handled or self.phase in (_Phase.STOPPING, _Phase.EXIT):
             return
+        self.stop_signal_handled = True
         logger.info("%s received: stopping gracefully (send it again to force)", sig.name)
         if self.phase is _Phase.STARTING:
             self._begin_shutdown(f"{sig.name} received")

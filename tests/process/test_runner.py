@@ -215,7 +215,7 @@ async def test_failing_reload_is_logged_and_the_process_keeps_running(tmp_path: 
 async def test_sigusr1_prints_the_live_status_tree() -> None:
     """SIGUSR1 prints every service with state, uptime, restarts and suspended tasks."""
     async with Tether(*run_args("status_app")) as proc:
-        await proc.line("started-hook")
+        await proc.line("services started in", stream="stderr")
         proc.send(signal.SIGUSR1)
         await proc.line("tether status: Root[root] is running", stream="stderr")
         await proc.line("task 'Worker[worker].consume'", stream="stderr")
