@@ -184,11 +184,16 @@ class LifecycleLogger:
         kind = event.kind
         service = display_name(event.service) if event.service is not None else None
         duration_ms = None if event.duration is None else round(event.duration * 1000, 3)
-        extra: dict[str, Any] = {"service": service, "duration_ms": duration_ms}
+        extra: dict[str, Any] = {}
+        if service is not None:
+            extra["service"] = service
+        if duration_ms is not None:
+            extra["duration_ms"] = duration_ms
         log = lifecycle_logger.log
         if kind is EventKind.STATE:
             state = event.state
-            extra["state"] = state.value if state is not None else None
+            if state is not None:
+                extra["state"] = state.value
             if state is ServiceState.RUNNING:
                 log(logging.INFO, "%s started%s", service, _ms(event.duration), extra=extra)
             elif state is ServiceState.STOPPED:

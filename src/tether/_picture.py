@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import types
-from pathlib import Path
 from typing import Any, Literal
 
 from ._graph import _items, check
@@ -232,8 +231,9 @@ def status_tree(root: ServiceBase) -> str:
     return "\n".join(lines)
 
 
-_TETHER_DIR = str(Path(__file__).parent) + os.sep
-_SKIPPED_DIRS = (_TETHER_DIR, str(Path(asyncio.__file__).parent) + os.sep)
+# os.path, not pathlib: `import tether` should not pay for importing pathlib.
+_TETHER_DIR = os.path.dirname(__file__) + os.sep  # noqa: PTH120
+_SKIPPED_DIRS = (_TETHER_DIR, os.path.dirname(asyncio.__file__) + os.sep)  # noqa: PTH120
 
 
 def _frames(task: asyncio.Task[Any]) -> list[types.FrameType]:

@@ -26,8 +26,9 @@ def _type(proc: Tether, text: str) -> None:
 
 
 def _printed(proc: Tether) -> list[str]:
-    """Stdout without the prompts (which have no newline of their own)."""
-    return [line.replace(">>> ", "") for line in proc.stdout]
+    """Stdout without the prompts (which have no newline of their own, and come from
+    the console's thread: one may land after the stop hooks' lines)."""
+    return [text for line in proc.stdout if (text := line.replace(">>> ", "").strip())]
 
 
 def _leave(proc: Tether) -> None:
