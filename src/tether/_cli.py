@@ -247,15 +247,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     service = _load(args.target)
     if args.command in ("graph", "check"):
         try:
-            text = graph(service, format=args.format) if args.command == "graph" else None
-            if text is None:
+            if args.command == "graph":
+                text = graph(service, format=args.format)
+            else:
                 check(service)
+                text = f"{args.target}: the graph is valid; nothing was started."
         except TetherError as exc:
             _fail(ExitCode.STARTUP_FAILED, f"{args.target}: {exc}")
-        if text is not None:
-            sys.stdout.write(text + "\n")
-        else:
-            sys.stdout.write(f"{args.target}: the graph is valid; nothing was started.\n")
+        sys.stdout.write(text + "\n")
         return ExitCode.OK
     return run(
         service,

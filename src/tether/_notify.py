@@ -171,7 +171,7 @@ class Progress:
                 self.done += 1
             self._send_soon()
         elif kind is EventKind.STAGE_END:
-            self._cancel()
+            self.close()
 
     def _text(self) -> str:
         text = f"{self.stage}: {self.done}/{self.total} services"
@@ -182,7 +182,7 @@ class Progress:
         return text
 
     def _send_now(self) -> None:
-        self._cancel()
+        self.close()
         self.last_sent = time.monotonic()
         self.notifier.status(self._text())
 
@@ -199,7 +199,8 @@ class Progress:
         self.pending = None
         self._send_now()
 
-    def _cancel(self) -> None:
+    def close(self) -> None:
+        """Drop a pending progress line (the run is over)."""
         if self.pending is not None:
             self.pending.cancel()
             self.pending = None

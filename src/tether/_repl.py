@@ -87,11 +87,12 @@ class Console(code.InteractiveConsole):
 
     def runcode(self, code: types.CodeType) -> None:
         """Run one compiled input on the loop and wait for it (awaiting if needed)."""
+        compiled = code
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
 
         def start() -> None:
             try:
-                result = types.FunctionType(code, self.namespace)()
+                result = types.FunctionType(compiled, self.namespace)()
             except BaseException as exc:
                 future.set_exception(exc)
                 return
@@ -110,6 +111,10 @@ class Console(code.InteractiveConsole):
             self.showtraceback()
         finally:
             self.running = None
+
+    def waiting(self) -> bool:
+        """Whether the console's thread still waits for input (it was not left)."""
+        return self.thread is not None and self.thread.is_alive() and not self.left
 
     def interrupt(self) -> bool:
         """SIGINT at the console: cancel the running command; True if it was ours."""

@@ -257,7 +257,7 @@ class Runner:
                 return await self._lifetime(loop)
         finally:
             if self.progress is not None:
-                self.progress._cancel()
+                self.progress.close()
             for task in (watchdog, self.reload_task):
                 if task is not None and not task.done():
                     task.cancel()
@@ -354,11 +354,12 @@ class Runner:
         console = Console(self.service, asyncio.get_running_loop())
         self.signals.intercept_interrupt = console.interrupt
         try:
-            left = await console.run_until_left(wait_for_stop(record(self.service)))
+            await console.run_until_left(wait_for_stop(record(self.service)))
         finally:
             self.signals.intercept_interrupt = None
-        if not left:
-            self.console_left_running = True
+            # A console still waiting in input() (the graph stopped or crashed under
+            # it) cannot be interrupted; run() then ends the process without it.
+            self.console_left_running = console.waiting()
 
     # ------------------------------------------------------------------ signals
     # Signal handlers run in the main thread between bytecodes, possibly while the loop
