@@ -43,11 +43,11 @@ class Root(tether.Service):
     def dependencies(self):
         return self.deps
 
-count, stuck, loop = int(sys.argv[1]), sys.argv[2] == "stuck", sys.argv[3]
+count, stuck, loop, level = int(sys.argv[1]), sys.argv[2] == "stuck", sys.argv[3], sys.argv[4]
 deps = [Idle() for _ in range(count - 1)]
 if stuck:
     deps[0] = Stuck()
-tether.run(Root([deps]), loop=loop, log_level="warning", log_format="plain")
+tether.run(Root([deps]), loop=loop, log_level=level, log_format="plain")
 """
 
 
@@ -69,14 +69,22 @@ def _exited(pidfd: int, since: float, seconds: float = 30) -> float:
     return time.perf_counter() - since
 
 
-def one_run(directory: Path, services: int, loop: str, *, stuck: bool) -> float:
+def one_run(directory: Path, services: int, loop: str, level: str, *, stuck: bool) -> float:
     """Seconds from the (last) SIGTERM to the process's exit."""
     path = directory / f"notify-{time.monotonic_ns()}.sock"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.bind(str(path))
         env = {**os.environ, "NOTIFY_SOCKET": str(path)}
         proc = subprocess.Popen(  # noqa: S603 - our own interpreter and program
-            [sys.executable, "-c", PROGRAM, str(services), "stuck" if stuck else "idle", loop],
+            [
+                sys.executable,
+                "-c",
+                PROGRAM,
+                str(services),
+                "stuck" if stuck else "idle",
+                loop,
+                level,
+            ],
             env=env,
             stderr=subprocess.DEVNULL,
         )
@@ -114,9 +122,15 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--services", type=int, default=50)
     parser.add_argument("--loops", default="asyncio,uvloop", help="comma-separated")
+    parser.add_argument(
+        "--log-level", default="warning", help="info logs every lifecycle event (to /dev/null)"
+    )
     args = parser.parse_args()
     loops = [name for name in args.loops.split(",") if name]
-    print(f"{args.services} services, {args.runs} runs each, python {sys.version.split()[0]}")
+    print(
+        f"{args.services} services, {args.runs} runs each, log level {args.log_level}, "
+        f"python {sys.version.split()[0]}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         for loop in loops:
@@ -127,9 +141,13 @@ def main() -> None:
                     print("uvloop: not installed, skipped")
                     continue
             graceful = [
-                one_run(directory, args.services, loop, stuck=False) for _ in range(args.runs)
+                one_run(directory, args.services, loop, args.log_level, stuck=False)
+                for _ in range(args.runs)
             ]
-            forced = [one_run(directory, args.services, loop, stuck=True) for _ in range(args.runs)]
+            forced = [
+                one_run(directory, args.services, loop, args.log_level, stuck=True)
+                for _ in range(args.runs)
+            ]
             print(f"{loop:8} SIGTERM to exit (graceful)   {summary(graceful)}")
             print(f"{loop:8} second SIGTERM to exit (70)  {summary(forced)}")
 
