@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench bench-smoke clean
+.PHONY: demo test test-pythons lint typecheck bench bench-smoke clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,18 @@ demo: $(STAMP)
 test: lint typecheck
 	$(BIN)/python -m pytest
 
+## test-pythons: the test suite again on every other Python 3.1x found on the PATH
+OTHER_PYTHONS ?= $(foreach v,3.12 3.13 3.14,$(shell command -v python$(v) 2>/dev/null))
+test-pythons:
+	@for py in $(OTHER_PYTHONS); do \
+		v=$$($$py -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
+		echo "== Python $$v"; \
+		$$py -m venv .venv-$$v && \
+		.venv-$$v/bin/python -m pip install --quiet --upgrade pip && \
+		.venv-$$v/bin/python -m pip install --quiet -e '.[dev]' && \
+		.venv-$$v/bin/python -m pytest -q -p no:cacheprovider || exit 1; \
+	done
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -39,4 +51,4 @@ bench-smoke: $(STAMP)
 	$(BIN)/python benchmarks/run.py --smoke
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .venv-3.* .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -239,3 +239,62 @@ async def test_stopped_services_are_garbage_collected(log: Log) -> None:
     del root
     gc.collect()
     assert ref() is None
+
+
+async def test_siblings_of_a_suspending_class_start_concurrently(log: Log) -> None:
+    """The first instance probes its class; once it suspends, its siblings run alongside."""
+    in_start = 0
+    most = 0
+    release = asyncio.Event()
+
+    class Slow(tether.Service):
+        async def start(self) -> None:
+            nonlocal in_start, most
+            in_start += 1
+            most = max(most, in_start)
+            if most == 5:
+                release.set()
+            await bounded(release.wait())
+            in_start -= 1
+
+    async with Node("root", log, [[Slow() for _ in range(5)]]):
+        pass
+    assert most == 5
+
+
+async def test_a_class_that_stops_finishing_at_once_is_still_started_correctly(log: Log) -> None:
+    """A class learned as never suspending that suspends later still starts, in order."""
+    suspend = False
+
+    class Sometimes(Node):
+        async def start(self) -> None:
+            if suspend:
+                await asyncio.sleep(0)
+            await super().start()
+
+    tether._service.class_info(Sometimes).start_mode = 1  # learned: never suspends
+    suspend = True
+    members = [Sometimes(f"s{i}", log) for i in range(3)]
+    async with Node("root", log, [members, Node("after", log)]):
+        assert all(m.running for m in members)
+    assert log.of("start")[-2:] == ["after", "root"]
+    assert sorted(log.of("start")[:3]) == ["s0", "s1", "s2"]
+    assert tether._service.class_info(Sometimes).start_mode == -1
+
+
+async def test_hooks_run_in_a_copy_of_the_starters_context(log: Log) -> None:
+    """A contextvar a hook sets never leaks into the code that started the graph."""
+    import contextvars
+
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="caller")
+    seen: list[str] = []
+
+    class Sets(tether.Service):
+        async def start(self) -> None:
+            seen.append(var.get())
+            var.set("hook")
+
+    var.set("starter")
+    async with Node("root", log, [Sets(), [Sets(), Sets()]]):
+        assert var.get() == "starter"
+    assert seen == ["starter"] * 3

@@ -8,12 +8,20 @@ reverse order on a signal, a crash or a normal exit, with nothing left behind.
 
 from types import FunctionType as _FunctionType
 
+from ._config import Config, section
+from ._container import Container
+from ._convert import Secret
 from ._engine import reload
 from ._errors import (
+    ConfigError,
     DefinitionError,
     DependencyCycleError,
     DependencyError,
     HookError,
+    InjectionCycleError,
+    InjectionError,
+    PluginError,
+    RegistrationError,
     ServiceStateError,
     StopTimeoutError,
     TetherError,
@@ -21,6 +29,7 @@ from ._errors import (
 from ._events import EventKind, LifecycleEvent, subscribe
 from ._graph import check
 from ._picture import graph, status_tree
+from ._plugins import Plugins
 from ._runner import ExitCode, run
 from ._service import (
     BlockingService,
@@ -42,6 +51,9 @@ __all__ = [
     "STOP",
     "STOPPING",
     "BlockingService",
+    "Config",
+    "ConfigError",
+    "Container",
     "DefinitionError",
     "DependencyCycleError",
     "DependencyError",
@@ -49,7 +61,13 @@ __all__ = [
     "EventKind",
     "ExitCode",
     "HookError",
+    "InjectionCycleError",
+    "InjectionError",
     "LifecycleEvent",
+    "PluginError",
+    "Plugins",
+    "RegistrationError",
+    "Secret",
     "Service",
     "ServiceBase",
     "ServiceState",
@@ -63,6 +81,7 @@ __all__ = [
     "graph",
     "reload",
     "run",
+    "section",
     "status",
     "status_tree",
     "subscribe",

@@ -87,7 +87,8 @@ def _hook_task(rec: Record) -> asyncio.Task[Any] | None:
     op = rec.op
     if op is None:
         return None
-    for task, node in list(op.inflight.items()):
+    for task, entry in list(op.inflight.items()):
+        node = entry[0]  # (node, hook coroutine)
         if node is rec:
             return task
     # Not in a task of its own: its hook runs (or is being begun) in the driver's task.

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 __all__ = [
+    "ConfigError",
     "DefinitionError",
     "DependencyCycleError",
     "DependencyError",
     "HookError",
+    "InjectionCycleError",
+    "InjectionError",
+    "PluginError",
+    "RegistrationError",
     "ServiceStateError",
     "StopTimeoutError",
     "TetherError",
@@ -68,4 +73,60 @@ class StopTimeoutError(TetherError, TimeoutError):
     """A stop hook (or the tasks cancelled after it) outlived ``graceful_shutdown_timeout``.
 
     The hook was cancelled and the rest of the graph still stopped.
+    """
+
+
+class InjectionError(TetherError, LookupError):
+    """The container cannot build what was asked for.
+
+    The message shows the chain of providers that led to the problem, e.g.
+    ``Api(db: Database) -> Database(config: DbConfig) -> DbConfig: no provider``;
+    ``chain`` holds the same steps as strings. Exceptions raised by your own factories
+    are never wrapped: they propagate with a note naming the chain.
+    """
+
+    def __init__(self, message: str, chain: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.chain = chain
+
+
+class InjectionCycleError(InjectionError):
+    """Providers inject each other in a circle; nothing was built.
+
+    ``cycle`` holds the types along the cycle, the first repeated at the end, and the
+    message shows it as ``Api(cache: Cache) -> Cache(api: Api) -> Api``.
+    """
+
+    def __init__(self, message: str, chain: tuple[str, ...], cycle: tuple[object, ...]) -> None:
+        super().__init__(message, chain)
+        self.cycle = cycle
+
+
+class RegistrationError(DefinitionError, TypeError):
+    """A provider cannot be registered: it conflicts with another, or tether cannot use it.
+
+    Raised by ``Container.register`` and ``Container.add`` at once, not at first use; the
+    message names both registrations of a conflict and where each was made.
+    """
+
+
+class ConfigError(TetherError, ValueError):
+    """Configuration is missing, malformed or of the wrong type.
+
+    Every problem found while loading a section is reported at once: ``problems`` holds
+    one line per problem, each naming the key path, where its value came from (a file,
+    an environment variable, a ``-c`` override) and the type that was expected. Secret
+    values are never shown.
+    """
+
+    def __init__(self, message: str, problems: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.problems = problems
+
+
+class PluginError(DefinitionError):
+    """A plugin cannot be loaded: not found, no ``prepare``, a load cycle, or a bad yield.
+
+    Exceptions raised inside a plugin's own ``prepare`` propagate unwrapped, with a note
+    naming the plugin.
     """

@@ -21,6 +21,7 @@ from typing import Any
 
 from ._errors import DependencyCycleError, DependencyError
 from ._service import (
+    _EMPTY,
     Barrier,
     Node,
     Record,
@@ -159,6 +160,7 @@ def collect(root: Record, token: object) -> Collection:
         deps: list[Record] = frame[7]
         group_new: list[Record] | None = frame[8]
         child: Record | None = None
+        child_items: list[Any] | tuple[Any, ...] = ()
         while True:
             if members is not None:
                 assert group_new is not None
@@ -174,6 +176,10 @@ def collect(root: Record, token: object) -> Collection:
                         raise _cycle_error(stack, dep)
                     elif _enter(dep, token, done, result):
                         group_new.append(dep)
+                        child_items = _items(dep)
+                        if not child_items:  # a leaf: done without a frame of its own
+                            _finish(dep, _EMPTY, group_barrier, done, new)
+                            continue
                         child = dep
                         break
                 if child is not None:
@@ -196,6 +202,11 @@ def collect(root: Record, token: object) -> Collection:
                 elif mark is token:
                     raise _cycle_error(stack, dep)
                 elif _enter(dep, token, done, result):
+                    child_items = _items(dep)
+                    if not child_items:  # a leaf: done without a frame of its own
+                        _finish(dep, _EMPTY, group_barrier, done, new)
+                        group_barrier = dep
+                        continue
                     child = dep
                     break
             else:
@@ -210,17 +221,23 @@ def collect(root: Record, token: object) -> Collection:
             frame[8] = group_new
             # A singleton group's barrier for the items after it is the child itself.
             frame[6] = group_barrier if members is not None else child
-            stack.append([child, _items(child), 0, None, 0, group_barrier, group_barrier, [], None])
+            stack.append([child, child_items, 0, None, 0, group_barrier, group_barrier, [], None])
             continue
         stack.pop()
         if len(deps) > 1:
             deps = list(dict.fromkeys(deps))
-        rec.deps = deps
-        barrier = frame[5]
-        rec.after = deps if barrier is None else [*deps, barrier]
-        rec.mark = done
-        new.append(rec)
+        _finish(rec, deps, frame[5], done, new)
     return result
+
+
+def _finish(
+    rec: Record, deps: list[Record], barrier: Node | None, done: object, new: list[Record]
+) -> None:
+    """``rec``'s walk is complete: record its edges and add it to the start order."""
+    rec.deps = deps
+    rec.after = deps if barrier is None else [*deps, barrier]
+    rec.mark = done
+    new.append(rec)
 
 
 def _enter(rec: Record, token: object, done: object, result: Collection) -> bool:

@@ -17,8 +17,8 @@ from ._stages import BUILTIN_STAGES, START, STOP, Stage
 from ._tasks import TaskSpec, sleep_until
 
 if TYPE_CHECKING:
-    from ._engine import Operation
     from ._runner import RunOptions
+    from ._scheduler import Operation
 
 __all__ = [
     "BlockingService",
@@ -190,6 +190,10 @@ class Record(Node):
     def name(self) -> str:
         return display_name(self.service)
 
+    def task_done(self, task: asyncio.Task[Any]) -> None:
+        """Done callback of the service's background tasks."""
+        _engine.task_done(self, task)
+
     def __repr__(self) -> str:
         return f"<Record {self.name} {self.state.value}>"
 
@@ -254,8 +258,9 @@ class ClassInfo:
         "hooks",
         "spawns",
         "start",
+        "start_mode",
         "stop",
-        "timeout_overridden",
+        "stop_mode",
     )
 
     blocking: bool
@@ -264,8 +269,10 @@ class ClassInfo:
     spawns: tuple[tuple[str, TaskSpec], ...]
     start: str | None
     stop: str | None
-    timeout_overridden: bool
     error: HookError | None
+    start_mode: int
+    """Whether the start hook has ever suspended (see the scheduler); learned at run time."""
+    stop_mode: int
 
 
 def class_info(cls: type[ServiceBase]) -> ClassInfo:
@@ -376,10 +383,8 @@ def _build_class_info(cls: type[ServiceBase]) -> ClassInfo:
     info.spawns = tuple(spawns.items())
     info.start = hooks.get(START)
     info.stop = hooks.get(STOP)
-    info.timeout_overridden = (
-        getattr(cls, "graceful_shutdown_timeout", None)
-        is not ServiceBase.__dict__["graceful_shutdown_timeout"]
-    )
+    info.start_mode = 0
+    info.stop_mode = 0
     info.error = HookError(" ".join(problems)) if problems else None
     return info
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sqlite3
@@ -78,7 +79,7 @@ async def test_demo_serves_and_stops_gracefully_on_ctrl_c(tmp_path: Path) -> Non
     stops = [line.split()[0] for line in output if line.split()[1:2] == ["stopped"]]
     assert stops == ["LineServer", "Stats", "Store"]
     assert output[-1] == "stopped cleanly"
-    with sqlite3.connect(db) as conn:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
         assert conn.execute("SELECT value FROM kv").fetchall() == [("hello tether",)]
 
 
