@@ -9,7 +9,6 @@ import threading
 import time
 import types
 from collections.abc import Coroutine, Iterable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol, Self, TypeAlias, Unpack
 
 from ._errors import DefinitionError, HookError, ServiceStateError
@@ -640,24 +639,54 @@ class BlockingService(ServiceBase):
 # --------------------------------------------------------------------------- status
 
 
-@dataclass(frozen=True, slots=True)
 class ServiceStatus:
-    """A snapshot of one service, as :func:`status` returns it."""
+    """A snapshot of one service, as :func:`status` returns it (read-only).
+
+    ``name``: how tether names it; ``state``; ``uptime``: seconds since it started
+    running (None unless running); ``restarts``; ``tasks``: its background tasks not yet
+    finished; ``dependencies``: what it depended on in its current or last run;
+    ``error``: what ended its last run badly, if anything; ``skipped_ticks``: timer ticks
+    skipped because a tick overran its interval.
+    """
+
+    # A plain slotted class rather than a dataclass: `import tether` stays cheap.
+    __slots__ = (
+        "dependencies",
+        "error",
+        "name",
+        "restarts",
+        "service",
+        "skipped_ticks",
+        "state",
+        "tasks",
+        "uptime",
+    )
 
     service: ServiceBase
     name: str
     state: ServiceState
     uptime: float | None
-    """Seconds since it started running; None unless running."""
     restarts: int
     tasks: tuple[asyncio.Task[Any], ...]
-    """Its background tasks that have not finished."""
     dependencies: tuple[ServiceBase, ...]
-    """What it depended on in its current or last run."""
     error: BaseException | None
-    """What ended its last run badly, if anything did."""
     skipped_ticks: int
-    """Timer ticks skipped because a tick overran its interval."""
+
+    def __init__(self, **fields: Any) -> None:
+        for name in self.__slots__:
+            object.__setattr__(self, name, fields.pop(name))
+        if fields:
+            raise TypeError(f"ServiceStatus has no field(s) {sorted(fields)}")
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"ServiceStatus is read-only; cannot set {name!r}")
+
+    def __repr__(self) -> str:
+        uptime = "" if self.uptime is None else f" uptime={self.uptime:.1f}s"
+        return (
+            f"<ServiceStatus {self.name} {self.state.value}{uptime} "
+            f"restarts={self.restarts} tasks={len(self.tasks)}>"
+        )
 
 
 def status(service: ServiceBase) -> ServiceStatus:
