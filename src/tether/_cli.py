@@ -1,13 +1,15 @@
 """The ``tether`` command: ``run``, ``graph``, ``check`` and ``repl`` a ``module:attr``.
 
 Installed as a console script and reachable as ``python -m tether``. ``module:attr``
-names a service instance, a service class (called with no arguments) or a factory
-function (called with no arguments, returning a service).
+names a service instance, a service class or a factory function; a class or factory is
+built through the module's ``container`` (a :class:`tether.Container`) if it has one,
+else through a new container, its parameters injected by type.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import difflib
 import importlib
 import inspect
@@ -16,14 +18,17 @@ import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from ._errors import TetherError
 from ._graph import check
 from ._logging import LOG_FORMATS, LOG_LEVELS
 from ._picture import FORMATS, graph
 from ._runner import DEFAULT_SHUTDOWN_TIMEOUT, LOOPS, ExitCode, run
-from ._service import ServiceBase, class_label
+from ._service import ServiceBase
+
+if TYPE_CHECKING:
+    from ._container import Container
 
 __all__ = ["TargetError", "main", "resolve"]
 
@@ -103,19 +108,27 @@ def _call_without_arguments(func: object, what: str, spec: str) -> object:
     return func()
 
 
-def as_service(obj: object, spec: str) -> ServiceBase:
-    """Turn what ``spec`` named into a service: an instance, a class, or a factory."""
+def _container_of(module: object) -> Container:
+    """The module's ``container`` if it defines a :class:`tether.Container`, else a new one."""
+    from ._container import Container  # noqa: PLC0415 - only when a target needs building
+
+    found = getattr(module, "container", None)
+    return found if isinstance(found, Container) else Container()
+
+
+def as_service(obj: object, spec: str, container: Container) -> ServiceBase:
+    """Turn what ``spec`` named into a service: an instance, or built by ``container``.
+
+    A service class or a factory function is resolved through the container: its
+    parameters are injected by type, and the services injected become dependencies.
+    """
     if isinstance(obj, ServiceBase):
         return obj
-    if isinstance(obj, type):
-        if not issubclass(obj, ServiceBase):
-            raise TargetError(
-                f"{spec} is the class {obj.__qualname__}, which is not a tether service; "
-                f"subclass tether.Service (or tether.BlockingService)."
-            )
-        made = _call_without_arguments(obj, f"the service class {class_label(obj)}", spec)
-        assert isinstance(made, ServiceBase)
-        return made
+    if isinstance(obj, type) and not issubclass(obj, ServiceBase):
+        raise TargetError(
+            f"{spec} is the class {obj.__qualname__}, which is not a tether service; "
+            f"subclass tether.Service (or tether.BlockingService)."
+        )
     if inspect.iscoroutinefunction(obj):
         raise TargetError(
             f"{spec} is an async function; a factory must be a plain function that "
@@ -128,22 +141,25 @@ def as_service(obj: object, spec: str) -> ServiceBase:
             f"instance, a service class, or a function returning a service, e.g. "
             f"{_EXAMPLE}."
         )
-    made = _call_without_arguments(obj, "a function", spec)
-    if isinstance(made, ServiceBase):
-        return made
-    if inspect.iscoroutine(made):
-        made.close()
-    raise TargetError(
-        f"{spec} was called as a factory and returned {made!r} ({type(made).__name__}), "
-        f"not a service."
-    )
+    from ._container import Uses  # noqa: PLC0415
+
+    made = container.root(obj)
+    if isinstance(made, Uses):  # the factory built something that is not a service
+        raise TargetError(
+            f"{spec} was called as a factory and did not return a service; return a "
+            f"tether.Service (or take the services it needs as parameters)."
+        )
+    return made
 
 
-def resolve(spec: str) -> ServiceBase:
+def resolve(spec: str, overrides: Sequence[str] = ()) -> tuple[ServiceBase, Container]:
     """The service ``module:attr`` names (``attr`` may be dotted: ``mod:App.create``).
 
+    A service class or factory is built through the module's ``container`` (a
+    :class:`tether.Container`) if it defines one, else through a new container; the
+    ``-c section.key=value`` ``overrides`` are added to its configuration first.
     Raises :class:`TargetError` when the module or attribute is not found or is not a
-    service; errors raised while importing the module or calling a factory propagate.
+    service; errors raised while importing or building propagate.
     """
     module_name, sep, attr_path = spec.partition(":")
     if not sep or not module_name or not attr_path:
@@ -153,7 +169,13 @@ def resolve(spec: str) -> ServiceBase:
             f"import, a colon, the service, its class, or a factory in it).{hint}"
         )
     module = _import(module_name, spec)
-    return as_service(_lookup(module, module_name, attr_path, spec), spec)
+    obj = _lookup(module, module_name, attr_path, spec)
+    container = _container_of(module)
+    if overrides:
+        from ._config import Config  # noqa: PLC0415
+
+        container.get(Config).add_overrides(overrides)
+    return as_service(obj, spec, container), container
 
 
 # ------------------------------------------------------------------- the command
@@ -175,6 +197,14 @@ def _parser() -> argparse.ArgumentParser:
         "target",
         metavar="module:attr",
         help="a service instance, a service class, or a factory function, e.g. " + _EXAMPLE,
+    )
+    target.add_argument(
+        "-c",
+        "--config",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a configuration value (repeatable), e.g. -c db.pool_size=20",
     )
     running = argparse.ArgumentParser(add_help=False)
     running.add_argument(
@@ -228,11 +258,13 @@ def _fail(code: ExitCode, message: str) -> NoReturn:
     raise SystemExit(code)
 
 
-def _load(spec: str) -> ServiceBase:
+def _load(spec: str, overrides: Sequence[str]) -> tuple[ServiceBase, Container]:
     try:
-        return resolve(spec)
+        return resolve(spec, overrides)
     except TargetError as exc:
         _fail(ExitCode.USAGE, str(exc))
+    except TetherError as exc:  # no provider, bad configuration, ...
+        _fail(ExitCode.STARTUP_FAILED, f"{spec}: {exc}")
     except Exception:
         traceback.print_exc()
         _fail(ExitCode.STARTUP_FAILED, f"loading {spec} failed (traceback above).")
@@ -244,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Like `python -m`, find the user's modules in the current directory.
     if os.getcwd() not in sys.path and "" not in sys.path:  # noqa: PTH109
         sys.path.insert(0, os.getcwd())  # noqa: PTH109
-    service = _load(args.target)
+    service, container = _load(args.target, args.config)
     if args.command in ("graph", "check"):
         try:
             if args.command == "graph":
@@ -252,8 +284,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 check(service)
                 text = f"{args.target}: the graph is valid; nothing was started."
+                text = _with_config(text, container)
         except TetherError as exc:
             _fail(ExitCode.STARTUP_FAILED, f"{args.target}: {exc}")
+        finally:
+            # Building the services may have opened what generator providers yield.
+            asyncio.run(container.aclose())
         sys.stdout.write(text + "\n")
         return ExitCode.OK
     return run(
@@ -263,4 +299,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         log_level=args.log_level,
         log_format=args.log_format,
         repl=args.command == "repl",
+        container=container,
     )
+
+
+def _with_config(text: str, container: Container) -> str:
+    """Add the effective configuration, each value with its source, if any was loaded."""
+    from ._config import Config  # noqa: PLC0415
+
+    rendered = container.get(Config).render()
+    if not rendered.strip():
+        return text
+    return f"{text}\n\nEffective configuration (secrets redacted):\n{rendered}"

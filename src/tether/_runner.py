@@ -19,7 +19,7 @@ import sys
 import time
 import types
 from collections.abc import Callable
-from typing import Any, Literal, NoReturn, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypedDict
 
 from ._deadline import FORCED_EXIT, Deadline, culprits, force_exit
 from ._engine import reload, run_exit, run_init, start_root, stop_root
@@ -37,6 +37,9 @@ from ._notify import Notifier, Progress, ping_watchdog, watchdog_interval
 from ._picture import graph_records, status_tree
 from ._service import ServiceBase, display_name, record
 from ._signals import SignalHandlers
+
+if TYPE_CHECKING:
+    from ._container import Container
 
 __all__ = ["ExitCode", "RunOptions", "Runner", "run"]
 
@@ -75,6 +78,7 @@ class RunOptions(TypedDict, total=False):
     log_level: str | int
     log_format: LogFormat
     repl: bool
+    container: Container | None
 
 
 class _Phase(enum.Enum):
@@ -148,8 +152,10 @@ class Runner:
         log_level: str | int = "info",
         log_format: LogFormat = "auto",
         repl: bool = False,
+        container: Container | None = None,
     ) -> None:
         self.service = _check_service(service)
+        self.container = container
         self.factory = loop_factory(loop)
         self.shutdown_timeout = _check_timeout(shutdown_timeout)
         parse_level(log_level)
@@ -254,7 +260,12 @@ class Runner:
         progress = subscribe(self.progress) if self.progress else contextlib.nullcontext()
         try:
             with progress:
-                return await self._lifetime(loop)
+                if self.container is None:
+                    return await self._lifetime(loop)
+                # What the container built (generator providers) is released after the
+                # whole graph stopped, while the loop still runs.
+                async with self.container:
+                    return await self._lifetime(loop)
         finally:
             if self.progress is not None:
                 self.progress.close()
@@ -467,6 +478,7 @@ def run(
     log_level: str | int = "info",
     log_format: LogFormat = "auto",
     repl: bool = False,
+    container: Container | None = None,
 ) -> NoReturn:
     """Run ``service`` and its graph as this process, then exit with a documented code.
 
@@ -490,10 +502,13 @@ def run(
     Under systemd (``NOTIFY_SOCKET``) readiness, reloads, stopping, status and
     watchdog pings are reported. With ``repl=True`` an asyncio REPL replaces the
     waiting: the services are bound by name, top-level ``await`` works, and leaving
-    the REPL stops the graph::
+    the REPL stops the graph. With a ``container`` (see :class:`tether.Container`), the
+    resources it built are released once the whole graph has stopped::
 
         if __name__ == "__main__":
             tether.run(Api(Database()))
+            # or, wired by types:
+            tether.run(container.root(Api), container=container)
     """
     runner = Runner(
         service,
@@ -502,6 +517,7 @@ def run(
         log_level=log_level,
         log_format=log_format,
         repl=repl,
+        container=container,
     )
     code = runner.execute()
     if runner.console_left_running:
