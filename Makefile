@@ -25,7 +25,7 @@ test: lint typecheck
 	$(BIN)/python -m pytest
 
 ## test-pythons: the test suite again on every other Python 3.1x found on the PATH
-OTHER_PYTHONS ?= $(foreach v,3.12 3.13 3.14,$(shell command -v python$(v) 2>/dev/null))
+OTHER_PYTHONS ?= $(shell scripts/other-pythons.sh)
 test-pythons:
 	@for py in $(OTHER_PYTHONS); do \
 		v=$$($$py -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \

@@ -220,3 +220,40 @@ async def test_implicit_dependencies_start_first_and_concurrently(log: Log) -> N
     # cache is implicit only: first; listed and db keep the order written.
     assert log.of("start") == ["cache", "listed", "db", "api"]
     assert log.of("stop") == ["api", "db", "listed", "cache"]
+
+
+# ------------------------------------------------- validating without starting
+
+
+def test_check_accepts_a_valid_graph_and_starts_nothing(log: Log) -> None:
+    """check() walks and validates the graph without calling a single hook."""
+    db = Node("db", log)
+    root = Node("root", log, [db, [Node("cache", log, [db])]])
+    tether.check(root)
+    assert log == []
+    assert tether.status(root).state is tether.ServiceState.CREATED
+
+
+def test_check_raises_the_cycle(log: Log) -> None:
+    """check() raises the same DependencyCycleError starting would."""
+    a = Node("a", log)
+    b = Node("b", log, [a])
+    a.deps.append(b)
+    with pytest.raises(tether.DependencyCycleError, match=r"Node -> Node -> Node"):
+        tether.check(a)
+
+
+def test_check_validates_graceful_shutdown_timeouts(log: Log) -> None:
+    """A graceful_shutdown_timeout that is not a positive number fails the check."""
+
+    class Bad(tether.Service):
+        graceful_shutdown_timeout = 0
+
+    with pytest.raises(tether.DefinitionError, match=r"Bad.graceful_shutdown_timeout must be"):
+        tether.check(Node("root", log, [Bad()]))
+
+
+def test_check_refuses_a_class_with_the_fix() -> None:
+    """Handing check() a class instead of an instance says how to fix it."""
+    with pytest.raises(tether.DependencyError, match=r"did you mean Node\(\)\?"):
+        tether.check(Node)  # type: ignore[arg-type]

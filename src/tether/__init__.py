@@ -27,7 +27,10 @@ from ._errors import (
     TetherError,
 )
 from ._events import EventKind, LifecycleEvent, subscribe
+from ._graph import check
+from ._picture import graph, status_tree
 from ._plugins import Plugins
+from ._runner import ExitCode, run
 from ._service import (
     BlockingService,
     Service,
@@ -56,6 +59,7 @@ __all__ = [
     "DependencyError",
     "Direction",
     "EventKind",
+    "ExitCode",
     "HookError",
     "InjectionCycleError",
     "InjectionError",
@@ -72,10 +76,14 @@ __all__ = [
     "Stage",
     "StopTimeoutError",
     "TetherError",
+    "check",
     "cron",
+    "graph",
     "reload",
+    "run",
     "section",
     "status",
+    "status_tree",
     "subscribe",
     "task",
     "timer",

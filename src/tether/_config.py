@@ -10,7 +10,6 @@ sections are never ambiguous. Conversion is msgspec's (see ``_convert.py``).
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import re
 import typing
@@ -544,6 +543,8 @@ def _literal(value: Any, *, secret: bool) -> str:
         return repr(value)
     if isinstance(value, str):
         return json.dumps(value)
+    import datetime as dt  # noqa: PLC0415 - keeps `import tether` cheap
+
     if isinstance(value, dt.timedelta):
         seconds = value.total_seconds()
         return f'"{seconds:g}s"'

@@ -15,7 +15,6 @@ themselves, so their validators and pydantic-only field types keep working.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import typing
 from collections.abc import Callable
@@ -105,7 +104,7 @@ def is_pydantic(cls: type) -> bool:
 def is_section_class(tp: object) -> bool:
     """A class tether loads field by field: dataclass, attrs class, Struct, pydantic model."""
     return isinstance(tp, type) and bool(
-        dataclasses.is_dataclass(tp)
+        hasattr(tp, "__dataclass_fields__")  # dataclasses.is_dataclass, without the import
         or hasattr(tp, "__attrs_attrs__")
         or hasattr(tp, "__struct_fields__")
         or is_pydantic(tp)

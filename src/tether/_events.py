@@ -13,7 +13,6 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -42,19 +41,71 @@ class EventKind(enum.StrEnum):
     """A timer tick overran its interval; ``count`` ticks were skipped."""
 
 
-@dataclass(frozen=True, slots=True)
 class LifecycleEvent:
-    """One lifecycle event, as delivered to subscribers."""
+    """One lifecycle event, as delivered to subscribers (read-only).
+
+    ``kind`` says what happened; the other fields are set where they apply:
+    ``service``, ``stage`` (a stage's name), ``state``, ``duration`` (seconds),
+    ``error``, ``count``, ``detail``; ``timestamp`` is ``time.time()`` when it happened.
+    """
+
+    # A plain slotted class rather than a dataclass: `import tether` stays cheap.
+    __slots__ = (
+        "count",
+        "detail",
+        "duration",
+        "error",
+        "kind",
+        "service",
+        "stage",
+        "state",
+        "timestamp",
+    )
 
     kind: EventKind
-    service: ServiceBase | None = None
-    stage: str | None = None
-    state: ServiceState | None = None
-    duration: float | None = None
-    error: BaseException | None = None
-    count: int | None = None
-    detail: str | None = None
-    timestamp: float = field(default_factory=time.time)
+    service: ServiceBase | None
+    stage: str | None
+    state: ServiceState | None
+    duration: float | None
+    error: BaseException | None
+    count: int | None
+    detail: str | None
+    timestamp: float
+
+    def __init__(
+        self,
+        kind: EventKind,
+        *,
+        service: ServiceBase | None = None,
+        stage: str | None = None,
+        state: ServiceState | None = None,
+        duration: float | None = None,
+        error: BaseException | None = None,
+        count: int | None = None,
+        detail: str | None = None,
+        timestamp: float | None = None,
+    ) -> None:
+        setattr_ = object.__setattr__
+        setattr_(self, "kind", kind)
+        setattr_(self, "service", service)
+        setattr_(self, "stage", stage)
+        setattr_(self, "state", state)
+        setattr_(self, "duration", duration)
+        setattr_(self, "error", error)
+        setattr_(self, "count", count)
+        setattr_(self, "detail", detail)
+        setattr_(self, "timestamp", time.time() if timestamp is None else timestamp)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"LifecycleEvent is read-only; cannot set {name!r}")
+
+    def __repr__(self) -> str:
+        fields = ", ".join(
+            f"{name}={getattr(self, name)!r}"
+            for name in ("service", "stage", "state", "duration", "error", "count", "detail")
+            if getattr(self, name) is not None
+        )
+        return f"LifecycleEvent({self.kind.value}{', ' if fields else ''}{fields})"
 
 
 Subscriber = Callable[[LifecycleEvent], object]

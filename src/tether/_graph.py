@@ -27,12 +27,13 @@ from ._service import (
     Record,
     ServiceBase,
     ServiceState,
+    check_timeout,
     class_label,
     display_name,
     record,
 )
 
-__all__ = ["Collection", "collect"]
+__all__ = ["Collection", "check", "collect"]
 
 _RUNNING = ServiceState.RUNNING
 
@@ -267,3 +268,27 @@ def _cycle_error(stack: list[list[Any]], dep: Record) -> DependencyCycleError:
         f"Dependency cycle: {shown}. Break it by removing one of these dependencies.",
         tuple(r.service for r in cycle),
     )
+
+
+def check(root: ServiceBase) -> None:
+    """Build and validate the graph of ``root`` without starting anything.
+
+    Raises what starting it would raise before any hook runs: a
+    :class:`~tether.DependencyCycleError` showing the cycle, a
+    :class:`~tether.DependencyError` naming the item that is not a service, a
+    :class:`~tether.HookError` naming a hook of the wrong kind, a
+    :class:`~tether.DefinitionError` for a ``graceful_shutdown_timeout`` that is not a
+    positive number. Services already running are taken as valid (their subtree runs)::
+
+        tether.check(Api())  # in a test: the production graph is well-formed
+    """
+    given: object = root
+    if not isinstance(given, ServiceBase):
+        raise DependencyError(
+            f"check() takes a service, got {_describe(given)}."
+            if isinstance(given, type)
+            else f"check() takes a service, got {given!r} ({type(given).__name__})."
+        )
+    collection = collect(record(root), object())
+    for rec in collection.new:
+        check_timeout(rec.service)

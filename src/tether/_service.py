@@ -9,14 +9,14 @@ import threading
 import time
 import types
 from collections.abc import Coroutine, Iterable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Self, TypeAlias
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol, Self, TypeAlias, Unpack
 
 from ._errors import DefinitionError, HookError, ServiceStateError
 from ._stages import BUILTIN_STAGES, START, STOP, Stage
 from ._tasks import TaskSpec, sleep_until
 
 if TYPE_CHECKING:
+    from ._runner import RunOptions
     from ._scheduler import Operation
 
 __all__ = [
@@ -393,6 +393,40 @@ def _build_class_info(cls: type[ServiceBase]) -> ClassInfo:
 DependencyItem: TypeAlias = "ServiceBase | Iterable[ServiceBase]"
 
 
+class Launcher(Protocol):
+    """What ``Service.launch`` is: ``tether.run`` bound to a service."""
+
+    def __call__(self, **options: Unpack[RunOptions]) -> NoReturn: ...
+
+
+class _Launch:
+    """``launch(**options)``: run this service as the process, as ``tether.run`` does.
+
+    On an instance, ``app.launch()`` is ``tether.run(app)``. On the class, as
+    systemPY's units are launched, ``App.launch()`` creates ``App()`` first (a class
+    that needs arguments must be created by you). Options are those of ``tether.run``.
+    """
+
+    def __get__(self, instance: ServiceBase | None, owner: type[ServiceBase]) -> Launcher:
+        def launch(**options: Unpack[RunOptions]) -> NoReturn:
+            from ._runner import run  # noqa: PLC0415 - the runner loads only when used
+
+            if instance is not None:
+                run(instance, **options)
+            try:
+                made = owner()
+            except TypeError as exc:
+                name = class_label(owner)
+                raise TypeError(
+                    f"{name}.launch() on the class creates {name}() with no arguments, "
+                    f"which failed: {exc}. Create it yourself: {name}(...).launch()."
+                ) from exc
+            run(made, **options)
+
+        launch.__doc__ = _Launch.__doc__
+        return launch
+
+
 class ServiceBase:
     """What :class:`Service` and :class:`BlockingService` share; not used directly.
 
@@ -448,6 +482,8 @@ class ServiceBase:
                 loop.call_soon_threadsafe(_engine.signal_exit, rec, None)
                 return
         _engine.signal_exit(rec, None)
+
+    launch = _Launch()
 
     def __repr__(self) -> str:
         rec: Record | None = self.__dict__.get("_tether")
@@ -603,24 +639,54 @@ class BlockingService(ServiceBase):
 # --------------------------------------------------------------------------- status
 
 
-@dataclass(frozen=True, slots=True)
 class ServiceStatus:
-    """A snapshot of one service, as :func:`status` returns it."""
+    """A snapshot of one service, as :func:`status` returns it (read-only).
+
+    ``name``: how tether names it; ``state``; ``uptime``: seconds since it started
+    running (None unless running); ``restarts``; ``tasks``: its background tasks not yet
+    finished; ``dependencies``: what it depended on in its current or last run;
+    ``error``: what ended its last run badly, if anything; ``skipped_ticks``: timer ticks
+    skipped because a tick overran its interval.
+    """
+
+    # A plain slotted class rather than a dataclass: `import tether` stays cheap.
+    __slots__ = (
+        "dependencies",
+        "error",
+        "name",
+        "restarts",
+        "service",
+        "skipped_ticks",
+        "state",
+        "tasks",
+        "uptime",
+    )
 
     service: ServiceBase
     name: str
     state: ServiceState
     uptime: float | None
-    """Seconds since it started running; None unless running."""
     restarts: int
     tasks: tuple[asyncio.Task[Any], ...]
-    """Its background tasks that have not finished."""
     dependencies: tuple[ServiceBase, ...]
-    """What it depended on in its current or last run."""
     error: BaseException | None
-    """What ended its last run badly, if anything did."""
     skipped_ticks: int
-    """Timer ticks skipped because a tick overran its interval."""
+
+    def __init__(self, **fields: Any) -> None:
+        for name in self.__slots__:
+            object.__setattr__(self, name, fields.pop(name))
+        if fields:
+            raise TypeError(f"ServiceStatus has no field(s) {sorted(fields)}")
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"ServiceStatus is read-only; cannot set {name!r}")
+
+    def __repr__(self) -> str:
+        uptime = "" if self.uptime is None else f" uptime={self.uptime:.1f}s"
+        return (
+            f"<ServiceStatus {self.name} {self.state.value}{uptime} "
+            f"restarts={self.restarts} tasks={len(self.tasks)}>"
+        )
 
 
 def status(service: ServiceBase) -> ServiceStatus:

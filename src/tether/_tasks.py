@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import math
 from collections.abc import Callable, Coroutine
@@ -12,6 +11,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ._events import EventKind, LifecycleEvent, publish, publishing
 
 if TYPE_CHECKING:
+    import datetime as dt
+
     from ._service import Record, ServiceBase
 
 __all__ = ["TaskSpec", "cron", "sleep_until", "task", "timer"]
@@ -145,6 +146,8 @@ def cron(expression: str, *, tz: dt.tzinfo | None = None) -> Callable[[AsyncMeth
             f"fields such as '*/5 * * * *' (minute hour day month weekday)."
         )
 
+    import datetime as dt  # noqa: PLC0415 - only cron needs it; keeps `import tether` cheap
+
     def decorate(func: AsyncMethod) -> AsyncMethod:
         return _mark(func, TaskSpec("cron", expression=expression, tz=tz or dt.UTC), "cron")
 
@@ -153,6 +156,8 @@ def cron(expression: str, *, tz: dt.tzinfo | None = None) -> Callable[[AsyncMeth
 
 def _now(tz: dt.tzinfo | None) -> dt.datetime:
     """The wall clock cron schedules follow (a seam for tests on a virtual clock)."""
+    import datetime as dt  # noqa: PLC0415 - only cron needs it
+
     return dt.datetime.now(tz)
 
 
@@ -220,6 +225,8 @@ async def _cron_loop(
     expression: str,
     tz: dt.tzinfo | None,
 ) -> None:
+    import datetime as dt  # noqa: PLC0415 - only cron needs it
+
     from croniter import croniter  # noqa: PLC0415 - optional extra
 
     loop = asyncio.get_running_loop()

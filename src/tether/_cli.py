@@ -1,0 +1,313 @@
+"""The ``tether`` command: ``run``, ``graph``, ``check`` and ``repl`` a ``module:attr``.
+
+Installed as a console script and reachable as ``python -m tether``. ``module:attr``
+names a service instance, a service class or a factory function; a class or factory is
+built through the module's ``container`` (a :class:`tether.Container`) if it has one,
+else through a new container, its parameters injected by type.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import difflib
+import importlib
+import inspect
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+from ._errors import TetherError
+from ._graph import check
+from ._logging import LOG_FORMATS, LOG_LEVELS
+from ._picture import FORMATS, graph
+from ._runner import DEFAULT_SHUTDOWN_TIMEOUT, LOOPS, ExitCode, run
+from ._service import ServiceBase
+
+if TYPE_CHECKING:
+    from ._container import Container
+
+__all__ = ["TargetError", "main", "resolve"]
+
+_EXAMPLE = "myapp.main:app"
+
+
+class TargetError(TetherError, LookupError):
+    """A ``module:attr`` that does not lead to a service; the message says why and how."""
+
+
+def _module_hint(module_name: str) -> str:
+    if module_name.endswith(".py") or "/" in module_name or os.sep in module_name:
+        dotted = module_name.removesuffix(".py").replace(os.sep, ".").replace("/", ".")
+        return f" Name the module, not the file: {dotted.strip('.')}:..."
+    return ""
+
+
+def _import(module_name: str, spec: str) -> object:
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if missing and (module_name == missing or module_name.startswith(missing + ".")):
+            raise TargetError(
+                f"No module named {missing!r} (from {spec!r}).{_module_hint(module_name)} "
+                f"Check the spelling, that it is installed for {sys.executable}, or that "
+                f"you run tether from the directory that contains it (now {Path.cwd()})."
+            ) from None
+        raise
+
+
+def _public_names(obj: object) -> list[str]:
+    return [name for name in dir(obj) if not name.startswith("_")]
+
+
+def _services_in(module: object) -> list[str]:
+    found = []
+    for name in _public_names(module):
+        value = getattr(module, name, None)
+        is_class = isinstance(value, type) and issubclass(value, ServiceBase)
+        if isinstance(value, ServiceBase) or is_class:
+            found.append(name)
+    return found
+
+
+def _lookup(module: object, module_name: str, attr_path: str, spec: str) -> object:
+    obj = module
+    walked = module_name
+    for part in attr_path.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            close = difflib.get_close_matches(part, _public_names(obj), n=3)
+            hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            where = getattr(obj, "__file__", None)
+            place = f" ({where})" if where else ""
+            services = _services_in(obj) if obj is module else []
+            listed = f" Services there: {', '.join(services)}." if services else ""
+            raise TargetError(
+                f"{walked}{place} has no attribute {part!r} (from {spec!r}).{hint}{listed}"
+            ) from None
+        walked = f"{walked}.{part}" if walked != module_name else f"{module_name}:{part}"
+    return obj
+
+
+def _call_without_arguments(func: object, what: str, spec: str) -> object:
+    assert callable(func)
+    try:
+        inspect.signature(func).bind()
+    except TypeError as exc:
+        raise TargetError(
+            f"{spec} is {what} that needs arguments ({exc}); point tether at a service "
+            f"instance, or at a function that takes no arguments and returns one."
+        ) from None
+    except ValueError:
+        pass  # no signature to inspect (a builtin): just call it
+    return func()
+
+
+def _container_of(module: object) -> Container:
+    """The module's ``container`` if it defines a :class:`tether.Container`, else a new one."""
+    from ._container import Container  # noqa: PLC0415 - only when a target needs building
+
+    found = getattr(module, "container", None)
+    return found if isinstance(found, Container) else Container()
+
+
+def as_service(obj: object, spec: str, container: Container) -> ServiceBase:
+    """Turn what ``spec`` named into a service: an instance, or built by ``container``.
+
+    A service class or a factory function is resolved through the container: its
+    parameters are injected by type, and the services injected become dependencies.
+    """
+    if isinstance(obj, ServiceBase):
+        return obj
+    if isinstance(obj, type) and not issubclass(obj, ServiceBase):
+        raise TargetError(
+            f"{spec} is the class {obj.__qualname__}, which is not a tether service; "
+            f"subclass tether.Service (or tether.BlockingService)."
+        )
+    if inspect.iscoroutinefunction(obj):
+        raise TargetError(
+            f"{spec} is an async function; a factory must be a plain function that "
+            f"returns a service (it runs before the event loop exists: open resources "
+            f"in start hooks instead)."
+        )
+    if inspect.ismodule(obj) or not callable(obj):
+        raise TargetError(
+            f"{spec} is {obj!r} ({type(obj).__name__}), not a service. Point at a service "
+            f"instance, a service class, or a function returning a service, e.g. "
+            f"{_EXAMPLE}."
+        )
+    from ._container import Uses  # noqa: PLC0415
+
+    made = container.root(obj)
+    if isinstance(made, Uses):  # the factory built something that is not a service
+        raise TargetError(
+            f"{spec} was called as a factory and did not return a service; return a "
+            f"tether.Service (or take the services it needs as parameters)."
+        )
+    return made
+
+
+def resolve(spec: str, overrides: Sequence[str] = ()) -> tuple[ServiceBase, Container]:
+    """The service ``module:attr`` names (``attr`` may be dotted: ``mod:App.create``).
+
+    A service class or factory is built through the module's ``container`` (a
+    :class:`tether.Container`) if it defines one, else through a new container; the
+    ``-c section.key=value`` ``overrides`` are added to its configuration first.
+    Raises :class:`TargetError` when the module or attribute is not found or is not a
+    service; errors raised while importing or building propagate.
+    """
+    module_name, sep, attr_path = spec.partition(":")
+    if not sep or not module_name or not attr_path:
+        hint = _module_hint(module_name or spec)
+        raise TargetError(
+            f"{spec!r} is not of the form module:attr (e.g. {_EXAMPLE}: the module to "
+            f"import, a colon, the service, its class, or a factory in it).{hint}"
+        )
+    module = _import(module_name, spec)
+    obj = _lookup(module, module_name, attr_path, spec)
+    container = _container_of(module)
+    if overrides:
+        from ._config import Config  # noqa: PLC0415
+
+        container.get(Config).add_overrides(overrides)
+    return as_service(obj, spec, container), container
+
+
+# ------------------------------------------------------------------- the command
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tether",
+        description="Run, draw, check or explore a graph of tether services.",
+        epilog="exit codes: 0 clean stop, 1 crash while running, 2 usage error, "
+        "3 failure during startup (or an invalid graph), 70 forced exit.",
+    )
+    from . import __version__  # noqa: PLC0415 - avoids a cycle at import time
+
+    parser.add_argument("--version", action="version", version=f"tether {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    target = argparse.ArgumentParser(add_help=False)
+    target.add_argument(
+        "target",
+        metavar="module:attr",
+        help="a service instance, a service class, or a factory function, e.g. " + _EXAMPLE,
+    )
+    target.add_argument(
+        "-c",
+        "--config",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a configuration value (repeatable), e.g. -c db.pool_size=20",
+    )
+    running = argparse.ArgumentParser(add_help=False)
+    running.add_argument(
+        "--loop", choices=LOOPS, default="auto", help="event loop (auto: uvloop if installed)"
+    )
+    running.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=DEFAULT_SHUTDOWN_TIMEOUT,
+        metavar="SECONDS",
+        help="once stopping begins, exit with code 70 after this long (default %(default)g)",
+    )
+    running.add_argument("--log-format", choices=LOG_FORMATS, default="auto")
+
+    run_cmd = commands.add_parser(
+        "run",
+        parents=[target, running],
+        help="run the graph as this process",
+        description="Start the graph, run until SIGINT/SIGTERM (graceful; a second one "
+        "forces), SIGHUP reloads, SIGUSR1 prints the live status.",
+    )
+    run_cmd.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    graph_cmd = commands.add_parser(
+        "graph",
+        parents=[target],
+        help="draw the dependency graph",
+        description="Draw the dependency graph with its ordering groups, without starting "
+        "anything.",
+    )
+    graph_cmd.add_argument("--format", choices=FORMATS, default="text")
+    commands.add_parser(
+        "check",
+        parents=[target],
+        help="validate the graph without starting it",
+        description="Build and validate the graph (cycles, dependencies that are not "
+        "services, hooks of the wrong kind) without starting anything.",
+    )
+    repl_cmd = commands.add_parser(
+        "repl",
+        parents=[target, running],
+        help="start the graph and open an asyncio REPL",
+        description="Start the graph and open an asyncio REPL with top-level await; the "
+        "root is bound as `root`, every service by name. Leaving stops the graph.",
+    )
+    repl_cmd.add_argument("--log-level", choices=LOG_LEVELS, default="warning")
+    return parser
+
+
+def _fail(code: ExitCode, message: str) -> NoReturn:
+    sys.stderr.write(f"tether: {message}\n")
+    raise SystemExit(code)
+
+
+def _load(spec: str, overrides: Sequence[str]) -> tuple[ServiceBase, Container]:
+    try:
+        return resolve(spec, overrides)
+    except TargetError as exc:
+        _fail(ExitCode.USAGE, str(exc))
+    except TetherError as exc:  # no provider, bad configuration, ...
+        _fail(ExitCode.STARTUP_FAILED, f"{spec}: {exc}")
+    except Exception:
+        traceback.print_exc()
+        _fail(ExitCode.STARTUP_FAILED, f"loading {spec} failed (traceback above).")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``tether`` command; returns (or raises) the exit code."""
+    args = _parser().parse_args(argv)
+    # Like `python -m`, find the user's modules in the current directory.
+    if os.getcwd() not in sys.path and "" not in sys.path:  # noqa: PTH109
+        sys.path.insert(0, os.getcwd())  # noqa: PTH109
+    service, container = _load(args.target, args.config)
+    if args.command in ("graph", "check"):
+        try:
+            if args.command == "graph":
+                text = graph(service, format=args.format)
+            else:
+                check(service)
+                text = f"{args.target}: the graph is valid; nothing was started."
+                text = _with_config(text, container)
+        except TetherError as exc:
+            _fail(ExitCode.STARTUP_FAILED, f"{args.target}: {exc}")
+        finally:
+            # Building the services may have opened what generator providers yield.
+            asyncio.run(container.aclose())
+        sys.stdout.write(text + "\n")
+        return ExitCode.OK
+    return run(
+        service,
+        loop=args.loop,
+        shutdown_timeout=args.shutdown_timeout,
+        log_level=args.log_level,
+        log_format=args.log_format,
+        repl=args.command == "repl",
+        container=container,
+    )
+
+
+def _with_config(text: str, container: Container) -> str:
+    """Add the effective configuration, each value with its source, if any was loaded."""
+    from ._config import Config  # noqa: PLC0415
+
+    rendered = container.get(Config).render()
+    if not rendered.strip():
+        return text
+    return f"{text}\n\nEffective configuration (secrets redacted):\n{rendered}"

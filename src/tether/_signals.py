@@ -1,0 +1,102 @@
+"""The runner's signal handlers: installed over the defaults only, restored afterwards.
+
+Handlers are Python-level (``signal.signal``), not ``loop.add_signal_handler``: they run
+in the main thread between bytecodes even while the event loop is blocked, so a second
+SIGINT or SIGTERM can always force the exit. Their work on the loop is handed over with
+``call_soon_threadsafe`` by the callbacks the runner gives.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+__all__ = ["SignalHandlers"]
+
+logger = logging.getLogger("tether.runner")
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_OTHER = tuple(
+    s for s in (getattr(signal, "SIGHUP", None), getattr(signal, "SIGUSR1", None)) if s is not None
+)
+
+Callback = Callable[[signal.Signals], None]
+ForceCallback = Callable[[signal.Signals, FrameType | None], None]
+
+
+def _is_default(signum: signal.Signals, handler: Any) -> bool:
+    if signum is signal.SIGINT:
+        return handler is signal.default_int_handler or handler is signal.SIG_DFL
+    return handler is signal.SIG_DFL
+
+
+class SignalHandlers:
+    """Routes SIGINT and SIGTERM, SIGHUP and SIGUSR1 to the runner's callbacks.
+
+    The first INT or TERM goes to ``on_stop``, any later one to ``on_force`` (with the
+    frame the signal interrupted: where the event loop's thread was); HUP goes
+    to ``on_reload`` and USR1 to ``on_status``.
+
+    A signal whose handler is not the default (someone else installed one, or it is
+    ignored, as for a background job's SIGINT) is left alone. Outside the main thread
+    nothing is installed: Python only delivers signals there.
+    """
+
+    def __init__(
+        self,
+        *,
+        on_stop: Callback,
+        on_force: ForceCallback,
+        on_reload: Callback,
+        on_status: Callback,
+    ) -> None:
+        self.on_stop = on_stop
+        self.on_force = on_force
+        self.callbacks: dict[signal.Signals, Callback] = {}
+        if hasattr(signal, "SIGHUP"):
+            self.callbacks[signal.SIGHUP] = on_reload
+        if hasattr(signal, "SIGUSR1"):
+            self.callbacks[signal.SIGUSR1] = on_status
+        self.stop_signals = 0
+        self.intercept_interrupt: Callable[[], bool] | None = None
+        """Set by the REPL: returns True when it consumed a SIGINT (it cancels the
+        command running at the prompt instead of stopping the graph)."""
+        self.previous: dict[signal.Signals, Any] = {}
+
+    def install(self) -> None:
+        """Install the handlers (main thread only, over default dispositions only)."""
+        if threading.current_thread() is not threading.main_thread():
+            logger.debug("not in the main thread: signals are left to the program")
+            return
+        for signum in (*STOP_SIGNALS, *_OTHER):
+            current = signal.getsignal(signum)
+            if not _is_default(signum, current):
+                logger.debug("%s has a handler already; leaving it", signum.name)
+                continue
+            self.previous[signum] = current
+            signal.signal(signum, self._handle)
+
+    def restore(self) -> None:
+        """Put back what was there before :meth:`install`."""
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+        self.previous.clear()
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        sig = signal.Signals(signum)
+        if sig in STOP_SIGNALS:
+            if sig is signal.SIGINT and self.intercept_interrupt and self.intercept_interrupt():
+                return
+            self.stop_signals += 1
+            if self.stop_signals > 1:
+                self.on_force(sig, frame)
+                return
+            self.on_stop(sig)
+            return
+        callback = self.callbacks.get(sig)
+        if callback is not None:
+            callback(sig)

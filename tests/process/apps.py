@@ -1,0 +1,311 @@
+"""Programs the process tests run with ``python -m tether run tests.process.apps:NAME``.
+
+Each prints what happens to stdout (flushed) so a test can follow it, and some send
+marker datagrams to ``NOTIFY_SOCKET`` so the fake systemd sees hooks and notify
+messages in one ordered stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import os
+import signal
+import socket
+import sys
+import time
+from typing import Any
+
+import tether
+
+
+def say(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def mark(text: str) -> None:
+    """Send ``text`` to the notify socket, in order with the runner's own messages."""
+    address = os.environ.get("NOTIFY_SOCKET", "")
+    if not address:
+        return
+    target = "\0" + address[1:] if address.startswith("@") else address
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.sendto(text.encode(), target)
+
+
+class Step(tether.Service):
+    """Says when it starts and stops; optionally a dependency of others."""
+
+    def __init__(self, name: str, *deps: Any) -> None:
+        self.name = name
+        self.deps = list(deps)
+
+    @property
+    def dependencies(self) -> list[Any]:
+        return self.deps
+
+    async def start(self) -> None:
+        say(f"start:{self.name}")
+
+    async def stop(self) -> None:
+        mark(f"X-STOP-HOOK={self.name}")
+        say(f"stop:{self.name}")
+
+
+class Root(Step):
+    """The root of most apps: its started hook marks the notify stream; exit says so."""
+
+    def on_started(self) -> None:
+        mark("X-STARTED-HOOK=1")
+        say("started-hook")
+
+    def on_reload(self) -> None:
+        say("reload:root")
+
+    def on_exit(self) -> None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            say("exit-hook: no event loop")
+        else:
+            say("exit-hook: inside a loop (wrong)")
+
+
+def idle() -> Root:
+    """Three services that do nothing until stopped."""
+    db = Step("db")
+    return Root("root", db, [Step("cache", db), Step("queue")])
+
+
+# ----------------------------------------------------------------- crashes
+
+
+class Crasher(Root):
+    """Crashes one of its tasks on SIGUSR2."""
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGUSR2, self._crash)
+        say("start:crasher")
+
+    def _crash(self) -> None:
+        self.add_task(self._boom(), name="boom")
+
+    async def _boom(self) -> None:
+        raise RuntimeError("the task blew up")
+
+    async def stop(self) -> None:
+        asyncio.get_running_loop().remove_signal_handler(signal.SIGUSR2)
+        say("stop:crasher")
+
+
+def crash() -> Crasher:
+    return Crasher("crasher", Step("db"))
+
+
+class FailingStart(tether.Service):
+    async def start(self) -> None:
+        raise ConnectionError("database unreachable")
+
+
+def failing_start() -> Root:
+    """``db`` starts, then ``broken`` fails: ``db`` is stopped again, exit code 3."""
+    db = Step("db")
+    return Root("root", db, FailingStart())
+
+
+class FailingInit(Step):
+    def on_init(self) -> None:
+        say("init:failing")
+        raise ValueError("bad configuration")
+
+
+def failing_init() -> Root:
+    return Root("root", FailingInit("config"))
+
+
+class Loop(tether.Service):
+    """One half of a cycle."""
+
+    def __init__(self) -> None:
+        self.other: Loop | None = None
+
+    @property
+    def dependencies(self) -> list[Any]:
+        return [self.other] if self.other else []
+
+
+def cycle() -> Loop:
+    a, b = Loop(), Loop()
+    a.other, b.other = b, a
+    return a
+
+
+class SlowStart(Step):
+    """A start hook that takes an hour."""
+
+    async def start(self) -> None:
+        say(f"start-begin:{self.name}")
+        await asyncio.sleep(3600)
+
+
+def slow_start() -> Root:
+    return Root("root", Step("db"), SlowStart("slow"))
+
+
+# ------------------------------------------------------------- stuck stops
+
+
+class SlowStop(Step):
+    """A stop hook that takes an hour (with no graceful timeout of its own)."""
+
+    @property
+    def graceful_shutdown_timeout(self) -> float:
+        return math.inf
+
+    async def stop(self) -> None:
+        mark("X-STOP-HOOK=slow")
+        say("stop-begin:slow")
+        await asyncio.sleep(3600)
+
+
+def slow_stop() -> Root:
+    return Root("root", SlowStop("slow"))
+
+
+class Swallower(Step):
+    """A background task that swallows every cancellation."""
+
+    @tether.task
+    async def stubborn(self) -> None:
+        while True:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(3600)
+
+
+def swallow() -> Root:
+    return Root("root", Swallower("swallower"))
+
+
+class Blocker(Step):
+    """A stop hook that blocks the event loop itself."""
+
+    @property
+    def graceful_shutdown_timeout(self) -> float:
+        return math.inf
+
+    async def stop(self) -> None:
+        say("stop-begin:blocker")
+        time.sleep(3600)  # noqa: ASYNC251 - the point: a hook that blocks the loop
+
+
+def block_stop() -> Root:
+    return Root("root", Blocker("blocker"))
+
+
+# ----------------------------------------------------------------- reloads
+
+
+class Reloading(Step):
+    """Reloads fine the first time, fails the second."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.reloads = 0
+
+    async def on_reload(self) -> None:
+        self.reloads += 1
+        mark(f"X-RELOAD-HOOK={self.reloads}")
+        say(f"reload:{self.name}:{self.reloads}")
+        if self.reloads == 2:
+            raise RuntimeError("the new configuration is invalid")
+
+
+def reloading() -> Root:
+    return Root("root", Reloading("config"))
+
+
+# ---------------------------------------------------------------- watchdog
+
+
+class LoopBlocker(Step):
+    """Blocks the event loop for a while on SIGUSR2 (a busy or stuck loop)."""
+
+    async def start(self) -> None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, self._block)
+        say(f"start:{self.name}")
+
+    def _block(self) -> None:
+        mark("X-BLOCK=begin")
+        time.sleep(1.0)
+        mark("X-BLOCK=end")
+
+    async def stop(self) -> None:
+        asyncio.get_running_loop().remove_signal_handler(signal.SIGUSR2)
+
+
+def loop_blocker() -> Root:
+    return Root("root", LoopBlocker("blocker"))
+
+
+# --------------------------------------------------------------- status, misc
+
+
+class Worker(Step):
+    """Has a background task suspended in its own code, for the status tree."""
+
+    @tether.task
+    async def consume(self) -> None:
+        while await self.sleep(3600):
+            pass
+
+
+def status_app() -> Root:
+    return Root("root", Worker("worker"), Step("db"))
+
+
+class Faulty(Step):
+    """Schedules a callback that raises: an unhandled error the loop must not lose."""
+
+    async def start(self) -> None:
+        asyncio.get_running_loop().call_soon(self._explode)
+        say("start:faulty")
+
+    def _explode(self) -> None:
+        raise ZeroDivisionError("nobody handles this")
+
+
+def loop_error() -> Root:
+    return Root("root", Faulty("faulty"))
+
+
+class Counter(tether.Service):
+    """For the REPL: state to poke at with top-level await."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def bump(self) -> int:
+        await asyncio.sleep(0)
+        self.count += 1
+        return self.count
+
+    async def stop(self) -> None:
+        say(f"stop:counter:{self.count}")
+
+
+class Shell(tether.Service):
+    def __init__(self) -> None:
+        self.counter = Counter()
+
+    @property
+    def dependencies(self) -> list[Any]:
+        return [self.counter]
+
+    async def stop(self) -> None:
+        say("stop:shell")
+
+
+repl_app = Shell()
