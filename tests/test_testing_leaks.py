@@ -317,6 +317,45 @@ def test_what_a_wider_fixture_sets_up_belongs_to_it(pytester: pytest.Pytester) -
     run(pytester).assert_outcomes(passed=2)
 
 
+def test_what_existed_before_the_test_is_not_its_leak(pytester: pytest.Pytester) -> None:
+    """A thread and a socket made when the module was imported were there before the test."""
+    setup(pytester)
+    pytester.makepyfile(
+        test_import_time="""
+        import leaky
+
+        SERVER = leaky.listening_socket()
+        POLLER = leaky.thread("poller")
+
+        def test_uses_them():
+            assert POLLER.is_alive() and SERVER.fileno() >= 0
+        """
+    )
+    run(pytester).assert_outcomes(passed=1)
+
+
+def test_a_function_fixture_that_leaks_is_reported(pytester: pytest.Pytester) -> None:
+    """A task an async fixture starts and never stops is the test's leak too."""
+    setup(pytester)
+    pytester.makepyfile(
+        test_fixture="""
+        import asyncio
+        import pytest
+        import leaky
+
+        @pytest.fixture
+        async def background():
+            return asyncio.create_task(leaky.forever(), name="from-the-fixture")
+
+        async def test_uses_it(background):
+            assert not background.done()
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["  - task 'from-the-fixture' running forever()*"])
+
+
 def test_a_module_loop_keeps_its_executor_threads(pytester: pytest.Pytester) -> None:
     """The default executor's workers live with their loop; a task left on it is reported."""
     setup(pytester)
