@@ -404,3 +404,56 @@ def test_sync_projects_without_pytest_asyncio_are_checked_too(pytester: pytest.P
     result = run(pytester, "-p", "no:asyncio")
     result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines(["*test_leaks_a_thread left 1 thread behind*"])
+
+
+def test_sockets_are_named_by_kind_and_addresses() -> None:
+    """Listening, connected, datagram and unnamed sockets each read as what they are."""
+    import socket
+
+    from tether.testing._leaks import Resources, describe, snapshot
+
+    before = snapshot([], ["sockets"])
+    server = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(server.getsockname())
+    datagram = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    datagram.bind(("127.0.0.1", 0))
+    left, right = socket.socketpair()
+    opened = [server, client, datagram, left, right]
+    try:
+        lines = describe(snapshot([], ["sockets"]) - before)["sockets"]
+        server_port = server.getsockname()[1]
+        client_port = client.getsockname()[1]
+        unnamed = "Unix stream socket, unnamed (one end of a socket pair, or never bound)"
+        assert lines == [
+            f"TCP socket listening on 127.0.0.1:{server_port} (fd {server.fileno()})",
+            f"TCP socket 127.0.0.1:{client_port} connected to 127.0.0.1:{server_port} (fd {client.fileno()})",  # noqa: E501
+            f"UDP socket bound to 127.0.0.1:{datagram.getsockname()[1]} (fd {datagram.fileno()})",
+            f"{unnamed} (fd {left.fileno()})",
+            f"{unnamed} (fd {right.fileno()})",
+        ]
+        assert describe(Resources()) == {}
+    finally:
+        for sock in opened:
+            sock.close()
+
+
+@pytest.mark.skipif(not LINUX_PROC, reason="child processes are found through Linux's /proc")
+def test_a_child_nobody_waited_for_is_named_as_such() -> None:
+    """An exited child that was never waited for (a zombie) says so."""
+    import subprocess
+    import time
+
+    from tether.testing._leaks import Resources, describe
+
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.monotonic() + 5
+        stat = Path(f"/proc/{process.pid}/stat")
+        while stat.read_text().rpartition(")")[2].split()[0] != "Z":
+            assert time.monotonic() < deadline, "the child did not exit"
+            time.sleep(0.01)
+        (line,) = describe(Resources(processes=[process.pid]))["processes"]
+        command = Path(sys.executable).name[:15]  # the kernel's name of the process
+        assert line == f"child process {process.pid} [{command}]: exited, never waited for"
+    finally:
+        process.wait()

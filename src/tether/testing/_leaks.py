@@ -310,8 +310,13 @@ def _state(pid: int) -> str:
 
 def _describe_socket(fd: int) -> str:
     try:
-        sock = socket.socket(fileno=os.dup(fd))
+        duplicate = os.dup(fd)  # inspected through a copy: the leaked one stays as it is
     except OSError:
+        return f"socket (fd {fd})"
+    try:
+        sock = socket.socket(fileno=duplicate)
+    except OSError:
+        os.close(duplicate)
         return f"socket (fd {fd})"
     with sock:
         family = sock.family
@@ -324,7 +329,7 @@ def _describe_socket(fd: int) -> str:
         elif family == getattr(socket, "AF_UNIX", None):
             label = f"Unix {kind} socket"
         else:
-            label = f"{family.name} {kind} socket"
+            label = f"{getattr(family, 'name', family)} {kind} socket"
         local = _address(_safely(sock.getsockname))
         peer = _address(_safely(sock.getpeername))
         listening = bool(
