@@ -30,7 +30,7 @@ import types
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["KINDS", "Resources", "allowed", "describe", "settle", "snapshot"]
+__all__ = ["KINDS", "Resources", "allowed", "current_loop", "describe", "settle", "snapshot"]
 
 KINDS = ("tasks", "threads", "processes", "sockets")
 """The kinds of leak, as named in ``tether_allow_leaks`` markers."""
@@ -110,6 +110,9 @@ def allowed(loops: Iterable[asyncio.AbstractEventLoop]) -> Resources:
       asyncio keeps them between ``run_in_executor``/``to_thread`` calls and joins them
       when the loop is closed (``asyncio.run`` and ``asyncio.Runner`` shut the executor
       down), so they belong to the loop, and a loop that outlives the test outlives them.
+    * The sockets of the self-pipe of the thread's current event loop (what
+      ``asyncio.get_event_loop()`` returns outside a running loop): asyncio's own, made
+      on demand and kept between tests (pytest-asyncio before 1.1 leaves one there).
     * multiprocessing's resource tracker and fork server processes, started on first use
       and kept for the life of the interpreter.
     """
@@ -119,6 +122,11 @@ def allowed(loops: Iterable[asyncio.AbstractEventLoop]) -> Resources:
             continue
         executor = getattr(loop, "_default_executor", None)
         found.threads.update(getattr(executor, "_threads", ()))
+    current = current_loop()
+    for end in (getattr(current, "_ssock", None), getattr(current, "_csock", None)):
+        if isinstance(end, socket.socket) and end.fileno() >= 0:
+            info = os.fstat(end.fileno())
+            found.sockets.add((end.fileno(), info.st_dev, info.st_ino))
     tracker = sys.modules.get("multiprocessing.resource_tracker")
     pid = getattr(getattr(tracker, "_resource_tracker", None), "_pid", None)
     if isinstance(pid, int):
@@ -128,6 +136,15 @@ def allowed(loops: Iterable[asyncio.AbstractEventLoop]) -> Resources:
     if isinstance(pid, int):
         found.processes.add(pid)
     return found
+
+
+def current_loop() -> asyncio.AbstractEventLoop | None:
+    """The open event loop set as this thread's current loop, without making one."""
+    policy = getattr(asyncio.events, "_event_loop_policy", None)
+    loop = getattr(getattr(policy, "_local", None), "_loop", None)
+    if isinstance(loop, asyncio.AbstractEventLoop) and not loop.is_closed():
+        return loop
+    return None
 
 
 def _children() -> set[int]:

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from ._clock import VirtualClock
-from ._leaks import KINDS, Resources, allowed, describe, settle, snapshot
+from ._leaks import KINDS, Resources, allowed, current_loop, describe, settle, snapshot
 
 __all__ = ["LeakCheck", "add_options", "configure"]
 
@@ -158,7 +158,12 @@ class LeakCheck:
         return None if self.item is None else self.item.stash.get(_STATE, None)
 
     def _open_loops(self) -> list[asyncio.AbstractEventLoop]:
-        return [loop for loop in self.loops if not loop.is_closed()]
+        """The loops fixtures provided that are still open, and the thread's current loop."""
+        loops = [loop for loop in self.loops if not loop.is_closed()]
+        current = current_loop()
+        if current is not None and current not in loops:
+            loops.append(current)
+        return loops
 
     def _exempt(self) -> Resources:
         return functools.reduce(Resources.__or__, self.exempt.values(), Resources())
