@@ -387,6 +387,35 @@ def test_a_module_loop_keeps_its_executor_threads(pytester: pytest.Pytester) -> 
     )
 
 
+def test_the_current_event_loop_is_asyncio_s_own(pytester: pytest.Pytester) -> None:
+    """The loop set as the thread's current one keeps its self-pipe; its tasks are checked."""
+    setup(pytester)
+    pytester.makepyfile(
+        test_current="""
+        import asyncio
+        import leaky
+
+        def test_sets_a_current_loop():
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            leaky.RELEASE.append(lambda: (asyncio.set_event_loop(None), loop.close()))
+
+        def test_leaves_a_task_on_it():
+            loop = asyncio.get_event_loop_policy().get_event_loop()
+            task = loop.create_task(leaky.forever(), name="on-the-current-loop")
+            leaky.RELEASE.append(lambda: (task.cancel(), loop.run_until_complete(asyncio.sleep(0))))
+        """
+    )
+    result = run(pytester, "-p", "no:asyncio")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_leaves_a_task_on_it left 1 task behind after its teardown:",
+            "  - task 'on-the-current-loop' running forever()*",
+        ]
+    )
+
+
 def test_sync_projects_without_pytest_asyncio_are_checked_too(pytester: pytest.Pytester) -> None:
     """With pytest-asyncio disabled, sync tests run and threads are still checked."""
     setup(pytester)
