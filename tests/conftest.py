@@ -10,6 +10,8 @@ import pytest
 
 import tether
 
+pytest_plugins = ["pytester"]  # the tests of tether.testing run pytest on generated modules
+
 T = TypeVar("T")
 
 WAIT = 5.0  # seconds: every wait in the tests is bounded by this

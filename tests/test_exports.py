@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import types
+
 import tether
+import tether.testing
 
 EXPECTED = {
     "EXIT",
@@ -51,12 +54,34 @@ EXPECTED = {
     "timer",
 }
 
+PUBLIC_MODULES = {"testing"}
+"""Public submodules: an attribute of the package once imported."""
+
+EXPECTED_TESTING = {"Starter", "VirtualClock", "VirtualClockLoop"}
+
+TESTING_HOOKS = {"pytest_addoption", "pytest_configure"}
+"""What pytest finds in tether.testing when it loads the plugin (the pytest11 entry point)."""
+
+
+def _public(module: types.ModuleType) -> set[str]:
+    # Identifiers only: pytest's assertion rewriting adds names such as "@py_builtins" to
+    # the modules of a distribution that registers a pytest plugin.
+    names = {name for name in dir(module) if name.isidentifier() and not name.startswith("_")}
+    return {name for name in names if not isinstance(getattr(module, name), types.ModuleType)}
+
 
 def test_all_is_exactly_the_public_api() -> None:
     """Nothing is exported by accident and nothing public is missing from __all__."""
     assert set(tether.__all__) == EXPECTED
-    public = {name for name in dir(tether) if not name.startswith("_")}
-    assert public == EXPECTED
+    assert _public(tether) == EXPECTED
+    modules = {
+        name
+        for name in dir(tether)
+        if name.isidentifier()
+        and not name.startswith("_")
+        and isinstance(getattr(tether, name), types.ModuleType)
+    }
+    assert modules <= PUBLIC_MODULES
 
 
 def test_reexported_names_live_in_tether() -> None:
@@ -80,3 +105,37 @@ def test_package_is_typed() -> None:
     from importlib.resources import files
 
     assert files("tether").joinpath("py.typed").is_file()
+
+
+def test_testing_all_is_exactly_its_public_api() -> None:
+    """tether.testing exports its Python API and, beside it, only the hooks pytest calls."""
+    assert set(tether.testing.__all__) == EXPECTED_TESTING
+    assert _public(tether.testing) == EXPECTED_TESTING | TESTING_HOOKS
+
+
+def test_testing_names_live_in_tether_testing_and_are_documented() -> None:
+    """The testing classes say `tether.testing.X` and have docstrings."""
+    for name in tether.testing.__all__:
+        obj = getattr(tether.testing, name)
+        assert obj.__module__ == "tether.testing", name
+        assert obj.__doc__, name
+
+
+def test_testing_is_registered_as_a_pytest_plugin() -> None:
+    """The pytest11 entry point `tether` names tether.testing, so pytest loads it."""
+    from importlib.metadata import entry_points
+
+    found = {ep.name: ep.value for ep in entry_points(group="pytest11")}
+    assert found.get("tether") == "tether.testing"
+
+
+def test_testing_imports_without_pytest() -> None:
+    """The virtual clock is usable outside pytest: importing tether.testing needs no pytest."""
+    import subprocess
+    import sys
+
+    probe = "import sys, tether.testing; print('pytest' in sys.modules)"
+    done = subprocess.run(  # noqa: S603  (the running interpreter, a fixed probe)
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert done.stdout.strip() == "False"

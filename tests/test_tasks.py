@@ -11,8 +11,8 @@ import pytest
 
 import tether
 import tether._tasks
+from tether.testing import VirtualClock
 
-from .clock import VirtualClockLoop
 from .conftest import WAIT, bounded
 
 T = TypeVar("T")
@@ -20,8 +20,8 @@ T = TypeVar("T")
 
 def run_virtual(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` on an event loop whose clock jumps to the next timer when idle."""
-    with asyncio.Runner(loop_factory=VirtualClockLoop) as runner:
-        return runner.run(coro)
+    with VirtualClock(start=1000.0) as clock:
+        return clock.run(coro)
 
 
 class Ticker(tether.Service):
