@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -142,33 +141,30 @@ def test_async_service_in_a_with_graph_is_an_error(log: Log) -> None:
 
 
 async def test_blocking_hooks_run_in_a_worker_thread_inside_an_async_graph(log: Log) -> None:
-    """In an async graph, blocking hooks run off the loop: the loop stays responsive."""
+    """In an async graph, blocking hooks run off the loop: the loop keeps running meanwhile."""
     loop_thread = threading.get_ident()
     seen: list[int] = []
+    loop_ran = threading.Event()
 
-    class Slow(BNode):
+    class Blocks(BNode):
         def start(self) -> None:
             seen.append(threading.get_ident())
-            time.sleep(0.05)
+            # Set by a task on the event loop: it can only run if this hook does not
+            # block the loop. On the loop's own thread this would wait the full 5 s.
+            assert loop_ran.wait(5), "the event loop did not run while the hook blocked"
             super().start()
 
-    ticks = 0
+    async def on_the_loop() -> None:
+        while not seen:
+            await asyncio.sleep(0)
+        loop_ran.set()
 
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await asyncio.sleep(0.005)
-
-    tick_task = asyncio.create_task(ticker())
-    try:
-        async with Node("root", log, [Slow("slow", log)]):
-            assert log.of("start") == ["slow", "root"]
-    finally:
-        tick_task.cancel()
+    task = asyncio.create_task(on_the_loop())
+    async with Node("root", log, [Blocks("slow", log)]):
+        assert log.of("start") == ["slow", "root"]
+    await bounded(task)
     assert seen
     assert seen[0] != loop_thread
-    assert ticks > 2
 
 
 async def test_blocking_stop_past_the_timeout_is_reported(log: Log) -> None:
