@@ -12,12 +12,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+$(VENV)/.demo: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[demo]'
+	touch $(VENV)/.demo
+
 $(VENV)/.bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	touch $(VENV)/.bench
 
-## demo: run the demo service (Ctrl-C stops it gracefully)
-demo: $(STAMP)
+## demo: run the demo HTTP service; it prints how to call it (Ctrl-C stops it gracefully)
+demo: $(VENV)/.demo
 	$(BIN)/python examples/demo.py
 
 ## test: lint, type-check and run the whole test suite

@@ -1,240 +1,277 @@
-"""tether's demo: a key-value line server on localhost, backed by SQLite.
+"""tether's demo: a notes API over SQLite, served by aiohttp and run by ``tether.run``.
 
-Run it with ``make demo`` (or ``python examples/demo.py --help``) and talk to it::
+Run it with ``make demo`` (or ``python examples/demo.py --help``); it prints how to
+call it::
 
-    $ nc 127.0.0.1 7878
-    SET greeting hello
-    OK
-    GET greeting
-    VALUE hello
-    STATS
-    STATS connections=1 commands=3 keys=1
+    curl -s -X POST http://127.0.0.1:8080/notes --data 'tether ties services together'
+    curl -s http://127.0.0.1:8080/notes/1        # {"id": 1, ..., "words": 4}
+    curl -s http://127.0.0.1:8080/stats          # totals, refreshed by a timer
+    curl -s http://127.0.0.1:8080/readyz         # also /livez and /status
 
-Three services, declared once:
+Five components, declared once and wired by types through a ``tether.Container``:
 
-* ``Store``: a SQLite database, a BlockingService (its hooks run in a worker thread);
-* ``Stats``: counters, with a timer that reports them every few seconds;
-* ``LineServer``: the TCP server; it needs the store and the stats.
+* ``Database``: a SQLite file, a BlockingService (its hooks run in a worker thread);
+* ``Indexer``: a background worker consuming an in-process queue: it counts the words
+  of each new note; on stop it finishes what is queued;
+* ``Stats``: a cache of totals, refreshed by a timer;
+* ``Health``: ``/livez``, ``/readyz`` and ``/status``, mounted into the API;
+* ``Api``: the aiohttp application, a ``tether.ext.aiohttp.Server`` that uses the others.
 
-They start in dependency order (store and stats concurrently, then the server) and on
-Ctrl-C (or SIGTERM) stop in reverse: the server closes its connections first, the
-store closes the database last. Every step is printed as it happens.
+Configuration comes from ``demo.toml`` beside this file, then ``DEMO_*`` environment
+variables (``DEMO_HTTP_PORT=9000``, ``DEMO_CACHE_REFRESH=1s``), then ``-c key=value``.
+Logs are structured (a console on a terminal, JSON lines otherwise). On Ctrl-C (or
+SIGTERM) readiness turns 503, the API keeps serving for the drain delay, then
+everything stops in reverse order, each step logged; the exit code is 0.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import os
-import signal
+import dataclasses
+import datetime as dt
+import logging
 import sqlite3
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+
+from aiohttp import web
 
 import tether
+from tether.ext.aiohttp import Server, get
+from tether.health import Health
+
+HERE = Path(__file__).resolve().parent
+log = logging.getLogger("demo")
 
 
-class Store(tether.BlockingService):
-    """Key-value pairs in a SQLite file; blocking calls, safe from any thread."""
+# ------------------------------------------------------------------ configuration
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+
+@tether.section("db")
+@dataclasses.dataclass
+class DbConfig:
+    path: str = "demo.sqlite3"
+
+
+@tether.section("http")
+@dataclasses.dataclass
+class HttpConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    drain_delay: dt.timedelta = dt.timedelta(seconds=1)
+
+
+@tether.section("cache")
+@dataclasses.dataclass
+class CacheConfig:
+    refresh: dt.timedelta = dt.timedelta(seconds=5)
+
+
+@tether.section("worker")
+@dataclasses.dataclass
+class WorkerConfig:
+    queue_size: int = 1000
+
+
+# --------------------------------------------------------------------- components
+
+
+class Database(tether.BlockingService):
+    """Notes in a SQLite file; blocking calls, safe from any thread."""
+
+    def __init__(self, config: DbConfig) -> None:
+        self.path = Path(config.path)
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
 
     def start(self) -> None:
         self._db = sqlite3.connect(self.path, check_same_thread=False)
-        self._db.execute("CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT)")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS notes "
+            "(id INTEGER PRIMARY KEY, text TEXT NOT NULL, words INTEGER)"
+        )
         self._db.commit()
+        log.info("database open: %s", self.path, extra={"path": str(self.path)})
 
     def stop(self) -> None:
         with self._lock:
             if self._db is not None:
                 self._db.close()
                 self._db = None
+        log.info("database closed")
 
-    def _conn(self) -> sqlite3.Connection:
-        if self._db is None:
-            raise RuntimeError("the store is not running")
-        return self._db
-
-    def put(self, key: str, value: str) -> None:
+    def _run(self, sql: str, *params: object) -> list[tuple[Any, ...]]:
         with self._lock:
-            db = self._conn()
-            db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?)", (key, value))
-            db.commit()
+            if self._db is None:
+                raise RuntimeError("the database is not open")
+            with self._db:
+                return self._db.execute(sql, params).fetchall()
 
-    def get(self, key: str) -> str | None:
-        with self._lock:
-            row = self._conn().execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
-        return None if row is None else str(row[0])
+    def add(self, text: str) -> int:
+        return int(self._run("INSERT INTO notes (text) VALUES (?) RETURNING id", text)[0][0])
 
-    def delete(self, key: str) -> bool:
-        with self._lock:
-            db = self._conn()
-            deleted = db.execute("DELETE FROM kv WHERE key = ?", (key,)).rowcount
-            db.commit()
-        return deleted > 0
+    def note(self, note_id: int) -> dict[str, Any] | None:
+        rows = self._run("SELECT id, text, words FROM notes WHERE id = ?", note_id)
+        return None if not rows else dict(zip(("id", "text", "words"), rows[0], strict=True))
 
-    def keys(self) -> list[str]:
-        with self._lock:
-            return [str(r[0]) for r in self._conn().execute("SELECT key FROM kv ORDER BY key")]
+    def latest(self, count: int) -> list[dict[str, Any]]:
+        rows = self._run("SELECT id, text, words FROM notes ORDER BY id DESC LIMIT ?", count)
+        return [dict(zip(("id", "text", "words"), row, strict=True)) for row in rows]
+
+    def set_words(self, note_id: int, words: int) -> None:
+        self._run("UPDATE notes SET words = ? WHERE id = ?", words, note_id)
+
+    def totals(self) -> tuple[int, int]:
+        notes, words = self._run("SELECT COUNT(*), COALESCE(SUM(words), 0) FROM notes")[0]
+        return int(notes), int(words)
+
+
+class Indexer(tether.Service):
+    """The background worker: counts the words of new notes, from an in-process queue."""
+
+    def __init__(self, db: Database, config: WorkerConfig) -> None:
+        self.db = db
+        self.queue: asyncio.Queue[int] = asyncio.Queue(config.queue_size)
+
+    def submit(self, note_id: int) -> None:
+        self.queue.put_nowait(note_id)
+
+    @tether.task
+    async def consume(self) -> None:
+        while True:
+            note_id = await self.queue.get()
+            try:
+                note = await asyncio.to_thread(self.db.note, note_id)
+                if note is not None:
+                    words = len(note["text"].split())
+                    await asyncio.to_thread(self.db.set_words, note_id, words)
+                    log.info(
+                        "note %d indexed: %d words",
+                        note_id,
+                        words,
+                        extra={"note": note_id, "words": words},
+                    )
+            finally:
+                self.queue.task_done()
+
+    async def stop(self) -> None:
+        # The API has stopped already: nothing new arrives. Finish what is queued.
+        waiting = self.queue.qsize()
+        await self.queue.join()
+        log.info("indexer drained its queue (%d waiting at stop)", waiting)
 
 
 class Stats(tether.Service):
-    """Counts connections and commands; reports them on a fixed schedule."""
+    """A cache of totals, refreshed on a fixed schedule."""
 
-    def __init__(self, store: Store, every: float) -> None:
-        self.store = store
-        self.every = every
-        self.connections = 0
-        self.commands = 0
+    def __init__(self, db: Database, config: CacheConfig) -> None:
+        self.db = db
+        self.every = config.refresh.total_seconds()
+        self.notes = 0
+        self.words = 0
+        self.refreshed: dt.datetime | None = None
 
-    @property
-    def dependencies(self) -> list[tether.ServiceBase]:
-        return [self.store]
+    @tether.timer(lambda self: self.every, immediate=True)
+    async def refresh(self) -> None:
+        self.notes, self.words = await asyncio.to_thread(self.db.totals)
+        self.refreshed = dt.datetime.now(dt.UTC)
 
-    def line(self, keys: int) -> str:
-        return f"connections={self.connections} commands={self.commands} keys={keys}"
-
-    @tether.timer(lambda self: self.every)  # every N seconds, from the command line
-    async def report(self) -> None:
-        keys = len(await asyncio.to_thread(self.store.keys))
-        print(f"[stats] {self.line(keys)}", flush=True)
+    def snapshot(self) -> dict[str, Any]:
+        refreshed = self.refreshed.isoformat(timespec="milliseconds") if self.refreshed else None
+        return {"notes": self.notes, "words": self.words, "refreshed": refreshed}
 
 
-class LineServer(tether.Service):
-    """A line protocol over TCP: SET k v, GET k, DEL k, KEYS, STATS, QUIT."""
+# -------------------------------------------------------------------------- API
 
-    def __init__(self, store: Store, stats: Stats, host: str, port: int) -> None:
-        self.store = store
-        self.stats = stats
-        self.host = host
-        self.port = port
-        self._server: asyncio.Server | None = None
-        self._clients: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
-
-    @property
-    def dependencies(self) -> list[Any]:
-        return [[self.store, self.stats]]  # both needed, independent: start together
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, self.host, self.port)
-        host, port = self._server.sockets[0].getsockname()[:2]
-        print(f"listening on {host}:{port} (try: nc {host} {port})", flush=True)
-
-    async def stop(self) -> None:
-        assert self._server is not None
-        self._server.close()  # stop accepting
-        for writer in self._clients.values():  # tell connected clients, then close
-            with contextlib.suppress(ConnectionError):
-                writer.write(b"BYE server stopping\n")
-                writer.close()
-        if self._clients:
-            await asyncio.wait(list(self._clients), timeout=5)
-        await self._server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._clients[task] = writer
-        self.stats.connections += 1
-        try:
-            while line := await reader.readline():
-                reply = await self._answer(line.decode(errors="replace").strip())
-                if reply is None:
-                    break
-                writer.write(reply.encode() + b"\n")
-                await writer.drain()
-        except ConnectionError:
-            pass
-        finally:
-            del self._clients[task]
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
-
-    async def _answer(self, line: str) -> str | None:
-        """The reply to one command line; None closes the connection."""
-        self.stats.commands += 1
-        command, _, rest = line.partition(" ")
-        handler = {
-            "SET": self._set,
-            "GET": self._get,
-            "DEL": self._delete,
-            "KEYS": self._keys,
-            "STATS": self._stats,
-            "QUIT": self._quit,
-        }.get(command.upper())
-        if handler is None:
-            return "ERR commands: SET key value | GET key | DEL key | KEYS | STATS | QUIT"
-        return await handler(rest)
-
-    async def _set(self, rest: str) -> str:
-        key, _, value = rest.partition(" ")
-        if not key or not value:
-            return "ERR usage: SET key value"
-        await asyncio.to_thread(self.store.put, key, value)
-        return "OK"
-
-    async def _get(self, key: str) -> str:
-        value = await asyncio.to_thread(self.store.get, key)
-        return "NOTFOUND" if value is None else f"VALUE {value}"
-
-    async def _delete(self, key: str) -> str:
-        return "OK" if await asyncio.to_thread(self.store.delete, key) else "NOTFOUND"
-
-    async def _keys(self, _: str) -> str:
-        return "KEYS " + " ".join(await asyncio.to_thread(self.store.keys))
-
-    async def _stats(self, _: str) -> str:
-        keys = len(await asyncio.to_thread(self.store.keys))
-        return f"STATS {self.stats.line(keys)}"
-
-    async def _quit(self, _: str) -> None:
-        return None
+routes = web.RouteTableDef()
 
 
-def print_step(event: tether.LifecycleEvent) -> None:
-    """Print each lifecycle step as it happens."""
-    if event.kind is tether.EventKind.STATE and event.service is not None:
-        name = type(event.service).__name__
-        took = f" ({event.duration * 1000:.2f} ms)" if event.duration is not None else ""
-        error = f": {event.error!r}" if event.error else ""
-        print(f"  {name:<11} {event.state}{took}{error}", flush=True)
-    elif event.kind is tether.EventKind.STAGE_BEGIN:
-        print(f"stage {event.stage} ({event.count} services)", flush=True)
+@routes.post("/notes")
+async def add_note(request: web.Request) -> web.Response:
+    text = (await request.text()).strip()
+    if not text:
+        return web.json_response({"error": "send the note's text as the body"}, status=400)
+    note_id = await asyncio.to_thread(get(request, Database).add, text)
+    get(request, Indexer).submit(note_id)
+    return web.json_response({"id": note_id, "text": text, "words": None}, status=201)
 
 
-async def serve(args: argparse.Namespace) -> None:
-    store = Store(args.db)
-    server = LineServer(store, Stats(store, args.stats_every), args.host, args.port)
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, server.request_stop)
-    try:
-        with tether.subscribe(print_step):
-            await server.run()
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
-    print("stopped cleanly", flush=True)
+@routes.get("/notes/{id:\\d+}")
+async def read_note(request: web.Request) -> web.Response:
+    note_id = int(request.match_info["id"])
+    note = await asyncio.to_thread(get(request, Database).note, note_id)
+    if note is None:
+        return web.json_response({"error": f"no note {note_id}"}, status=404)
+    return web.json_response(note)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=7878, help="0 picks a free port")
-    parser.add_argument("--db", type=Path, default=Path("demo.sqlite3"), help="SQLite file")
-    parser.add_argument("--stats-every", type=float, default=10.0, metavar="SECONDS")
+@routes.get("/notes")
+async def list_notes(request: web.Request) -> web.Response:
+    return web.json_response(await asyncio.to_thread(get(request, Database).latest, 20))
+
+
+@routes.get("/stats")
+async def stats(request: web.Request) -> web.Response:
+    return web.json_response(get(request, Stats).snapshot())
+
+
+class Api(Server):
+    """The HTTP API: built by the container, which injects the config and itself."""
+
+    def __init__(self, config: HttpConfig, container: tether.Container) -> None:
+        app = web.Application()
+        app.add_routes(routes)
+        super().__init__(
+            app,
+            host=config.host,
+            port=config.port,
+            container=container,
+            uses=[Database, Indexer, Stats],
+            health=Health(drain_delay=config.drain_delay.total_seconds()),
+        )
+
+    def on_started(self) -> None:
+        url = self.url
+        print(
+            f"\ntether demo serving on {url} (Ctrl-C stops it gracefully). Try:\n"
+            f"  curl -s -X POST {url}/notes --data 'tether ties services together'\n"
+            f"  curl -s {url}/notes/1\n"
+            f"  curl -s {url}/notes\n"
+            f"  curl -s {url}/stats\n"
+            f"  curl -s {url}/readyz    # also /livez and /status\n",
+            flush=True,
+        )
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    parser = argparse.ArgumentParser(description="tether's demo: a notes API over SQLite.")
+    parser.add_argument("--config", type=Path, default=HERE / "demo.toml", help="TOML file")
+    parser.add_argument(
+        "-c", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config value, e.g. -c http.port=9000 (repeatable)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--log-format", default="auto", choices=("auto", "plain", "console", "json")
+    )
+    parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
-    print(f"tether demo: pid {os.getpid()}, Ctrl-C to stop", flush=True)
-    asyncio.run(serve(args))
-    return 0
+    config = tether.Config().add_toml(args.config).add_env("DEMO").add_overrides(args.overrides)
+    container = tether.Container(config=config)
+    try:
+        api = container.root(Api)
+    except tether.ConfigError as exc:
+        print(exc, file=sys.stderr)
+        raise SystemExit(tether.ExitCode.STARTUP_FAILED) from None
+    tether.run(
+        api,
+        container=container,
+        log_format=args.log_format,
+        log_level=args.log_level,
+    )
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
+import subprocess
+import sys
 import types
+
+import pytest
 
 import tether
 import tether.testing
@@ -54,7 +59,16 @@ EXPECTED = {
     "timer",
 }
 
-PUBLIC_MODULES = {"testing"}
+# Public modules that `import tether` does not import; they show in dir(tether) once
+# something imported them. Each pins its own __all__ (tether.testing is pinned below,
+# beside the hooks pytest finds in it).
+SUBMODULES = {
+    "ext": set(),
+    "health": {"DRAIN", "Health"},
+    "ext.aiohttp": {"Server", "aget", "get"},
+    "ext.asgi": {"LifespanError", "Server", "aget", "get"},
+}
+PUBLIC_MODULES = {"testing", *(name for name in SUBMODULES if "." not in name)}
 """Public submodules: an attribute of the package once imported."""
 
 EXPECTED_TESTING = {"Starter", "VirtualClock", "VirtualClockLoop"}
@@ -82,6 +96,34 @@ def test_all_is_exactly_the_public_api() -> None:
         and isinstance(getattr(tether, name), types.ModuleType)
     }
     assert modules <= PUBLIC_MODULES
+
+
+@pytest.mark.parametrize("name", sorted(SUBMODULES))
+def test_public_modules_export_exactly_their_api(name: str) -> None:
+    """Each public module's __all__ is pinned, documented, and names what it defines."""
+    framework = {"ext.aiohttp": "aiohttp", "ext.asgi": "uvicorn"}.get(name)
+    if framework is not None:
+        pytest.importorskip(framework)
+    module = importlib.import_module(f"tether.{name}")
+    assert module.__doc__
+    exported = set(getattr(module, "__all__", ()))
+    assert exported == SUBMODULES[name]
+    for attribute in exported:
+        obj = getattr(module, attribute)
+        assert obj.__doc__, f"tether.{name}.{attribute}"
+
+
+def test_import_tether_imports_no_integration() -> None:
+    """`import tether` loads neither the integrations nor their frameworks."""
+    code = (
+        "import sys, tether; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('aiohttp', 'uvicorn', 'starlette') or m.startswith(('tether.ext', 'tether.health'))))"
+    )
+    out = subprocess.run(  # noqa: S603 - the running interpreter, fixed code
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
 
 
 def test_reexported_names_live_in_tether() -> None:
@@ -131,9 +173,6 @@ def test_testing_is_registered_as_a_pytest_plugin() -> None:
 
 def test_testing_imports_without_pytest() -> None:
     """The virtual clock is usable outside pytest: importing tether.testing needs no pytest."""
-    import subprocess
-    import sys
-
     probe = "import sys, tether.testing; print('pytest' in sys.modules)"
     done = subprocess.run(  # noqa: S603  (the running interpreter, a fixed probe)
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=30, check=True

@@ -114,10 +114,17 @@ def _default_sigint() -> None:
 
 
 class Tether:
-    """``python -m tether ARGS`` as a real subprocess, its output collected by line."""
+    """``python -m tether ARGS`` as a real subprocess, its output collected by line.
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+    ``program`` replaces ``-m tether`` (e.g. a script's path), for programs that call
+    ``tether.run`` themselves.
+    """
+
+    def __init__(
+        self, *args: str, env: dict[str, str] | None = None, program: tuple[str, ...] = ()
+    ) -> None:
         self.args = args
+        self.program = program or ("-m", "tether")
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         for key in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
             if env is None or key not in env:
@@ -136,8 +143,7 @@ class Tether:
     async def start(self, stdin: int | None = asyncio.subprocess.DEVNULL) -> None:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable,
-            "-m",
-            "tether",
+            *self.program,
             *self.args,
             stdin=stdin,
             stdout=asyncio.subprocess.PIPE,

@@ -1,0 +1,57 @@
+"""What the server integrations share: resolving ``uses``, checking injected services."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, TypeVar
+
+import tether
+
+__all__ = ["resolve_uses", "running"]
+
+T = TypeVar("T")
+
+
+def resolve_uses(
+    owner: str, container: tether.Container | None, uses: Iterable[Any]
+) -> tuple[tether.ServiceBase, ...]:
+    """The services to start with a server, for the types its handlers use."""
+    wanted = list(uses)
+    if not wanted:
+        return ()
+    if container is None:
+        raise TypeError(
+            f"{owner}: uses= names types resolved through a container; pass "
+            f"container= too, e.g. Server(app, container=container, uses=[Database])."
+        )
+    for item in wanted:
+        if not isinstance(item, type) and not hasattr(item, "__origin__"):
+            raise TypeError(
+                f"{owner}: uses= takes types (classes) to resolve through the container, "
+                f"got {item!r} ({type(item).__name__}). Register an instance with "
+                f"container.add(...) and list its type."
+            )
+    resolved = []
+    for item in wanted:
+        try:
+            resolved.append(container.root(item))
+        except tether.InjectionError as exc:
+            exc.add_note(
+                f"tether: {owner} resolves uses= when it is created, with sync providers. "
+                f"List the services its handlers need; a component an async factory "
+                f"makes needs no listing: get it in the handler with `await aget(request, T)`."
+            )
+            raise
+    return tuple(resolved)
+
+
+def running(value: T, key: Any, where: str) -> T:
+    """``value``, unless it is a service that is not running (a clear error then)."""
+    if isinstance(value, tether.ServiceBase) and not value.running:
+        snap = tether.status(value)
+        raise tether.ServiceStateError(
+            f"{snap.name} is {snap.state.value}, so {where} cannot use it: handlers get "
+            f"the services their server was started with. List it in "
+            f"Server(..., uses=[{getattr(key, '__name__', key)}]) or inject it into the server."
+        )
+    return value

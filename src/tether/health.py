@@ -1,0 +1,393 @@
+"""Liveness, readiness and status endpoints that follow the lifecycle.
+
+:class:`Health` is a service that answers ``GET /livez``, ``GET /readyz`` and ``GET
+/status`` on its own port (a small HTTP server from the standard library), or mounted
+into an aiohttp or ASGI application served by :mod:`tether.ext.aiohttp` or
+:mod:`tether.ext.asgi` (``Server(app, health=health)``). It imports the standard
+library only.
+
+Readiness follows the lifecycle: 503 while the graph starts, 200 once the ``started``
+stage ran, 503 again from the moment the graph begins to stop. That moment is the
+:data:`DRAIN` stage, placed before ``stopping`` and so before any ``stopping`` or
+``stop`` hook of any service; it then waits ``drain_delay`` seconds while every server
+keeps serving (a load balancer or Kubernetes takes that long to stop sending traffic),
+and only then do the services stop. Liveness stays 200 until the service itself stops,
+which is after everything that depends on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import socket
+from typing import Any
+
+from ._listen import DEFAULT_HOST, check_address, check_seconds, completed, url_of
+from ._picture import graph_records
+from ._service import Record, Service, ServiceState, record, status
+from ._stages import STOPPING, Stage
+
+__all__ = ["DRAIN", "Health"]
+
+logger = logging.getLogger("tether.health")
+
+DRAIN = Stage("drain", before=STOPPING, direction="gather")
+"""The stage that begins every stop: before ``stopping``, every service at once.
+
+:class:`Health` turns readiness to 503 in it and waits its ``drain_delay``; the servers
+of :mod:`tether.ext` answer with ``Connection: close`` from then on, so keep-alive
+clients move to another instance. Mark a method with ``@DRAIN`` to do your own work at
+that moment (it runs beside the delay)::
+
+    class Consumer(tether.Service):
+        @DRAIN
+        def pause(self) -> None:
+            self.accepting = False
+"""
+
+_HEAD_LIMIT = 8192
+_READ_TIMEOUT = 5.0
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    431: "Request Header Fields Too Large",
+    503: "Service Unavailable",
+}
+
+
+class _Reply:
+    """One answer of the health endpoints: status, content type and body."""
+
+    __slots__ = ("body", "content_type", "status")
+
+    def __init__(self, status: int, content_type: str, body: bytes) -> None:
+        self.status = status
+        self.content_type = content_type
+        self.body = body
+
+    @classmethod
+    def text(cls, status: int, text: str) -> _Reply:
+        return cls(status, "text/plain; charset=utf-8", (text + "\n").encode())
+
+    def headers(self) -> list[tuple[str, str]]:
+        """The headers that go with it (besides length and connection handling)."""
+        headers = [("Content-Type", self.content_type), ("Cache-Control", "no-store")]
+        if self.status == 405:
+            headers.append(("Allow", "GET, HEAD"))
+        return headers
+
+    def encode(self, method: str) -> bytes:
+        """The whole HTTP/1.1 response, closing the connection (no body for HEAD)."""
+        lines = [f"HTTP/1.1 {self.status} {_REASONS.get(self.status, 'Unknown')}"]
+        lines += [f"{name}: {value}" for name, value in self.headers()]
+        lines += [f"Content-Length: {len(self.body)}", "Connection: close", "", ""]
+        head = "\r\n".join(lines).encode("latin-1")
+        return head if method == "HEAD" else head + self.body
+
+
+class Health(Service):
+    """``/livez``, ``/readyz`` and ``/status`` for probes, following the lifecycle.
+
+    Give ``port`` (``0`` picks a free one; ``host`` defaults to ``127.0.0.1``, use
+    ``"0.0.0.0"`` in a container) or ``sock`` (a socket bound by someone else, such as a
+    pre-fork master) to serve the endpoints on their own port; give neither and mount
+    it into your application with ``tether.ext.aiohttp.Server(app, health=health)`` or
+    ``tether.ext.asgi.Server(app, health=health)``. ``prefix`` puts the paths under a
+    common prefix (``prefix="/_"`` serves ``/_/livez``).
+
+    * ``/livez``: 200 ``ok`` while the endpoints are served, including while stopping.
+    * ``/readyz``: 200 ``ready`` once the whole graph it belongs to has started (the
+      ``started`` stage) and while every service in it is running; otherwise 503 with
+      the reason (``starting``, ``stopping``, ``Database is stopped``).
+    * ``/status``: 200 with a JSON document: ``ready``, ``reason``, and ``services``,
+      one entry per service of the graph with ``name``, ``state``, ``uptime``
+      (seconds, null unless running), ``restarts``, ``tasks`` (running background
+      tasks), ``dependencies`` (names) and ``error`` (what ended its last run badly).
+
+    When the graph begins to stop, readiness turns 503 in the :data:`DRAIN` stage,
+    before any ``stopping`` or ``stop`` hook runs anywhere, and the stop then waits
+    ``drain_delay`` seconds (default 5) while every server keeps serving, for load
+    balancers to take this instance out. A graph that never became ready skips the
+    delay. Make it a dependency of what it reports on, so that it stops last and
+    liveness stays 200 until the end: ``Server(app, health=health)`` does that (and
+    answers the endpoints on the application's port too)::
+
+        health = Health(port=8081, drain_delay=10)  # or Health() to mount it only
+        api = tether.ext.aiohttp.Server(app, port=8080, health=health)
+        tether.run(api)
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        sock: socket.socket | None = None,
+        drain_delay: float = 5.0,
+        prefix: str = "",
+    ) -> None:
+        check_address("Health", host, port, sock)
+        if host is not None and port is None:
+            raise TypeError(
+                f"Health(host={host!r}) needs port= too (0 picks a free port); without "
+                f"a port, mount it into your application instead."
+            )
+        self.drain_delay = check_seconds("Health", "drain_delay", drain_delay)
+        given: object = prefix
+        if not isinstance(given, str) or (prefix and not prefix.startswith("/")):
+            raise ValueError(f"Health: prefix= must be '' or start with '/', got {prefix!r}.")
+        self.prefix = prefix.rstrip("/")
+        self._host = host or DEFAULT_HOST
+        self._port = port
+        self._sock = sock
+        self._started = False
+        self._draining = False
+        self._roots: list[Record] | None = None
+        self._server: asyncio.Server | None = None
+        self._connections: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
+        self._routes = {
+            f"{self.prefix}/livez": self._livez,
+            f"{self.prefix}/readyz": self._readyz,
+            f"{self.prefix}/status": self._status,
+        }
+
+    @property
+    def graceful_shutdown_timeout(self) -> float:
+        """The drain delay plus 10 seconds to close the endpoints."""
+        return self.drain_delay + 10
+
+    # -------------------------------------------------------------- what it says
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """The paths it answers: ``/livez``, ``/readyz`` and ``/status`` after the prefix."""
+        return tuple(self._routes)
+
+    @property
+    def ready(self) -> bool:
+        """Whether ``/readyz`` answers 200 now."""
+        return self._readiness() is None
+
+    def _readiness(self) -> str | None:
+        """None when ready, else why not."""
+        if self._draining:
+            return "stopping"
+        if not self._started:
+            return "starting"
+        waiting: str | None = None
+        for rec in self._records():
+            if rec.state is ServiceState.CREATED:
+                waiting = waiting or f"{rec.name} has not started"
+            elif rec.state is not ServiceState.RUNNING:
+                return f"{rec.name} is {rec.state.value}"
+        return waiting
+
+    def _records(self) -> list[Record]:
+        """Every service of the graphs it belongs to: found through its dependents.
+
+        Stopping releases those links before the first hook runs, so the last graph
+        seen is kept and reported until the end.
+        """
+        own = record(self)
+        if own.holders or self._roots is None:
+            self._roots = _roots_of(own)
+        seen: set[int] = set()
+        found: list[Record] = []
+        for root in self._roots:
+            for rec in graph_records(root.service):
+                if id(rec) not in seen:
+                    seen.add(id(rec))
+                    found.append(rec)
+        return found
+
+    def snapshot(self) -> dict[str, Any]:
+        """The ``/status`` document: readiness, and every service's state and counters."""
+        services = []
+        for rec in self._records():
+            snap = status(rec.service)
+            services.append(
+                {
+                    "name": snap.name,
+                    "state": snap.state.value,
+                    "uptime": None if snap.uptime is None else round(snap.uptime, 3),
+                    "restarts": snap.restarts,
+                    "tasks": len(snap.tasks),
+                    "dependencies": [record(dep).name for dep in snap.dependencies],
+                    "error": None if snap.error is None else _error_text(snap.error),
+                }
+            )
+        reason = self._readiness()
+        return {"ready": reason is None, "reason": reason or "ready", "services": services}
+
+    def _livez(self) -> _Reply:
+        return _Reply.text(200, "ok")
+
+    def _readyz(self) -> _Reply:
+        reason = self._readiness()
+        return _Reply.text(200, "ready") if reason is None else _Reply.text(503, reason)
+
+    def _status(self) -> _Reply:
+        body = json.dumps(self.snapshot(), indent=2) + "\n"
+        return _Reply(200, "application/json", body.encode())
+
+    def _respond(self, method: str, path: str) -> _Reply | None:
+        """The reply for ``method path``, or None if the path is not one of the endpoints.
+
+        This is what the mounted routes and the own server call; ``GET`` and ``HEAD``
+        are answered, other methods get 405.
+        """
+        endpoint = self._routes.get(path)
+        if endpoint is None:
+            return None
+        if method not in ("GET", "HEAD"):
+            return _Reply.text(405, f"{method} not allowed; use GET")
+        return endpoint()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Serve the endpoints on their own port, if one was given; readiness is 503."""
+        self._started = False
+        self._draining = False
+        self._roots = None
+        if self._sock is None and self._port is None:
+            return
+        if self._sock is not None:
+            sock = self._sock.dup()
+            try:
+                server = await asyncio.start_server(
+                    self._serve, sock=sock, limit=_HEAD_LIMIT, start_serving=False
+                )
+            except BaseException:
+                sock.close()
+                raise
+        else:
+            server = await asyncio.start_server(
+                self._serve, self._host, self._port, limit=_HEAD_LIMIT, start_serving=False
+            )
+        try:
+            # Not cancellable half-way: a server lost while serving would leak its socket.
+            await completed(server.start_serving())
+        except BaseException:
+            server.close()
+            raise
+        self._server = server
+        logger.info("health endpoints on %s%s/livez, /readyz, /status", self.url, self.prefix)
+
+    def on_started(self) -> None:
+        """The whole graph has started: ready."""
+        self._roots = _roots_of(record(self))
+        self._started = True
+        logger.info("ready: /readyz answers 200")
+
+    @DRAIN
+    async def drain(self) -> None:
+        """The stop begins: readiness 503, then ``drain_delay`` seconds of serving."""
+        was_ready = self._started and not self._draining
+        self._draining = True
+        if not was_ready or not self.drain_delay:
+            logger.info("not ready: /readyz answers 503 (stopping)")
+            return
+        logger.info(
+            "not ready: /readyz answers 503 (stopping); serving %gs more while load "
+            "balancers take this instance out",
+            self.drain_delay,
+        )
+        await asyncio.sleep(self.drain_delay)
+
+    async def stop(self) -> None:
+        """Close the own port, if any, and the connections still open on it."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close()
+        for writer in self._connections.values():
+            writer.close()
+        tasks = list(self._connections)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                await task
+        await server.wait_closed()
+
+    # ------------------------------------------------------------ the own server
+
+    @property
+    def port(self) -> int | None:
+        """The port of the own server while it runs (useful with ``port=0``), else None."""
+        server = self._server
+        if server is None or not server.sockets:
+            return None
+        address = server.sockets[0].getsockname()
+        return address[1] if isinstance(address, tuple) else None
+
+    @property
+    def url(self) -> str | None:
+        """``http://host:port`` of the own server while it runs, else None."""
+        server = self._server
+        if server is None or not server.sockets:
+            return None
+        return url_of(server.sockets[0])
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections[task] = writer
+        try:
+            method, reply = await self._read(reader)
+            writer.write(reply.encode(method))
+            await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            del self._connections[task]
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    async def _read(self, reader: asyncio.StreamReader) -> tuple[str, _Reply]:
+        try:
+            async with asyncio.timeout(_READ_TIMEOUT):
+                head = await reader.readuntil(b"\r\n\r\n")
+        except TimeoutError:
+            return "GET", _Reply.text(408, "request head not received in time")
+        except asyncio.LimitOverrunError:
+            return "GET", _Reply.text(431, f"request head over {_HEAD_LIMIT} bytes")
+        except asyncio.IncompleteReadError as exc:
+            raise ConnectionResetError from exc
+        parts = head.split(b"\r\n", 1)[0].split(b" ")
+        if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
+            return "GET", _Reply.text(400, "expected a request line such as GET /livez HTTP/1.1")
+        method = parts[0].decode("latin-1")
+        path = parts[1].split(b"?", 1)[0].decode("latin-1")
+        reply = self._respond(method, path)
+        if reply is None:
+            reply = _Reply.text(404, f"no such endpoint; try {', '.join(self._routes)}")
+        return method, reply
+
+
+def _roots_of(own: Record) -> list[Record]:
+    """The records at the top of every graph ``own`` belongs to (found via dependents)."""
+    roots: list[Record] = []
+    seen = {id(own)}
+    stack = [own]
+    while stack:
+        rec = stack.pop()
+        if not rec.holders:
+            roots.append(rec)
+        for holder in rec.holders:
+            if id(holder) not in seen:
+                seen.add(id(holder))
+                stack.append(holder)
+    return roots
+
+
+def _error_text(error: BaseException) -> str:
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
