@@ -75,11 +75,11 @@ async def _noop() -> None:
 
 
 async def _settle(last: asyncio.Task[Any]) -> None:
-    """Until every task spawned has finished and its done callbacks have run.
+    """Until every task spawned has finished, its bookkeeping included.
 
-    Tasks run in the order spawned, and a finished task's done callbacks are called in
-    the order they were added: tether's bookkeeping callback (added at spawn) of every
-    task runs before the one that wakes us, added here to the last task.
+    Tasks run in the order spawned; tether's bookkeeping runs inside each task (and the
+    raw-kept idiom's done callback is queued before the one that wakes us), so when the
+    last task is done, every task's bookkeeping is.
     """
     await last
 

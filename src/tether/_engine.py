@@ -22,7 +22,7 @@ from ._actions import (
     run_sync_hook,
     signal_exit,
     start_error,
-    task_done,
+    task_crashed,
     wait,
 )
 from ._errors import HookError, ServiceStateError
@@ -43,7 +43,7 @@ __all__ = [
     "start_root_sync",
     "stop_root",
     "stop_root_sync",
-    "task_done",
+    "task_crashed",
     "wait",
 ]
 

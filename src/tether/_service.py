@@ -100,6 +100,7 @@ class Record(Node):
         "loop",
         "mark",
         "op",
+        "prune_at",
         "restarts",
         "root_holds",
         "seq",
@@ -124,6 +125,8 @@ class Record(Node):
     """Dependencies added by tether itself (the injector), besides ``dependencies``."""
     root_holds: int
     tasks: set[asyncio.Task[Any]] | None
+    prune_at: int
+    """``add_task`` forgets finished tasks when ``tasks`` grows to this size."""
     exit_requested: bool
     crash: BaseException | None
     crash_raised: bool
@@ -157,6 +160,7 @@ class Record(Node):
         self.implicit = ()
         self.root_holds = 0
         self.tasks = None
+        self.prune_at = 64
         self.exit_requested = False
         self.crash = None
         self.crash_raised = False
@@ -173,6 +177,7 @@ class Record(Node):
     def reset_for_run(self) -> None:
         """Fresh per-run state: each run begins with new tasks, flags and events."""
         self.tasks = None
+        self.prune_at = 64
         self.exit_requested = False
         self.crash = None
         self.crash_raised = False
@@ -188,10 +193,6 @@ class Record(Node):
     @property
     def name(self) -> str:
         return display_name(self.service)
-
-    def task_done(self, task: asyncio.Task[Any]) -> None:
-        """Done callback of the service's background tasks."""
-        _engine.task_done(self, task)
 
     def __repr__(self) -> str:
         return f"<Record {self.name} {self.state.value}>"

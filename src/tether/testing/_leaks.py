@@ -30,6 +30,8 @@ import types
 from collections.abc import Iterable
 from typing import Any
 
+from tether._actions import user_coroutine
+
 __all__ = ["KINDS", "Resources", "allowed", "current_loop", "describe", "settle", "snapshot"]
 
 KINDS = ("tasks", "threads", "processes", "sockets")
@@ -237,7 +239,7 @@ def describe(leaks: Resources) -> dict[str, list[str]]:
 
 
 def _describe_task(task: asyncio.Task[Any]) -> str:
-    coro = task.get_coro()
+    coro = user_coroutine(task)
     name = getattr(coro, "__qualname__", None) or type(coro).__name__
     text = f"task {task.get_name()!r} running {name}()"
     frame = _application_frame(_await_chain(coro))
