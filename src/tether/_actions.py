@@ -9,7 +9,7 @@ import itertools
 import logging
 import math
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, Final
 
 from ._errors import HookError, ServiceStateError, StopTimeoutError
@@ -34,6 +34,7 @@ from ._scheduler import (
 )
 from ._service import Node, Record, ServiceState, check_timeout
 from ._stages import START, STOP, Stage
+from ._supervise import supervised_cancel, supervised_exit
 
 __all__ = [
     "add_task",
@@ -608,6 +609,8 @@ def task_done(rec: Record, task: asyncio.Task[Any]) -> None:
     if rec.tasks is not None:
         rec.tasks.discard(task)
     if task.cancelled():
+        if rec.supervisor is not None:
+            supervised_cancel(rec, task)
         return
     exc = task.exception()
     if exc is None:
@@ -648,7 +651,10 @@ def signal_exit(rec: Record, exc: BaseException | None) -> None:
                 current.exit_event.set()
             if current.thread_exit is not None:
                 current.thread_exit.set()
-        for holder in current.holders:
+        holders: Iterable[Record] = current.holders
+        if current.supervisor is not None:
+            holders = supervised_exit(current, exc, rec)  # its supervisor takes the exit over
+        for holder in holders:
             if holder not in seen:
                 seen.add(holder)
                 stack.append(holder)
