@@ -40,6 +40,7 @@ from ._service import (
     status,
 )
 from ._stages import EXIT, INIT, RELOAD, START, STARTED, STOP, STOPPING, Direction, Stage
+from ._supervise import Backoff, Restart, RestartIntensityError, Strategy, Supervisor
 from ._tasks import cron, task, timer
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "STARTED",
     "STOP",
     "STOPPING",
+    "Backoff",
     "BlockingService",
     "Config",
     "ConfigError",
@@ -67,6 +69,8 @@ __all__ = [
     "PluginError",
     "Plugins",
     "RegistrationError",
+    "Restart",
+    "RestartIntensityError",
     "Secret",
     "Service",
     "ServiceBase",
@@ -75,6 +79,8 @@ __all__ = [
     "ServiceStatus",
     "Stage",
     "StopTimeoutError",
+    "Strategy",
+    "Supervisor",
     "TetherError",
     "check",
     "cron",

@@ -11,7 +11,7 @@ import logging
 import math
 import time
 import types
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, Final
 
 from ._errors import HookError, ServiceStateError, StopTimeoutError
@@ -36,6 +36,7 @@ from ._scheduler import (
 )
 from ._service import Node, Record, ServiceState, check_timeout
 from ._stages import START, STOP, Stage
+from ._supervise import supervised_cancel, supervised_exit
 
 __all__ = [
     "add_task",
@@ -633,6 +634,9 @@ class _Task(asyncio.Task):  # type: ignore[type-arg]
             arguments = wrapper.cr_frame.f_locals
             arguments["coro"].close()
             arguments["tasks"].discard(self)
+            rec: Record = arguments["rec"]
+            if rec.supervisor is not None:
+                supervised_cancel(rec, self)
         return super().cancel(msg)
 
 
@@ -659,6 +663,8 @@ async def _owned(rec: Record, tasks: set[asyncio.Task[Any]], coro: Coroutine[Any
     try:
         return await coro
     except asyncio.CancelledError:
+        if rec.supervisor is not None:
+            supervised_cancel(rec, task)
         raise
     except BaseException as exc:
         tasks.discard(task)
@@ -718,7 +724,10 @@ def signal_exit(rec: Record, exc: BaseException | None) -> None:
                 current.exit_event.set()
             if current.thread_exit is not None:
                 current.thread_exit.set()
-        for holder in current.holders:
+        holders: Iterable[Record] = current.holders
+        if current.supervisor is not None:
+            holders = supervised_exit(current, exc, rec)  # its supervisor takes the exit over
+        for holder in holders:
             if holder not in seen:
                 seen.add(holder)
                 stack.append(holder)

@@ -39,6 +39,10 @@ class EventKind(enum.StrEnum):
     """A background task raised; ``detail`` is the task's name."""
     TIMER_SKIPPED = "timer_skipped"
     """A timer tick overran its interval; ``count`` ticks were skipped."""
+    RESTART = "restart"
+    """A supervisor restarted ``service``; ``count`` is its restart count so far,
+    ``error`` the exception that caused it (None after a normal exit), ``detail`` the
+    cause in words."""
 
 
 class LifecycleEvent:

@@ -255,6 +255,16 @@ class LifecycleLogger:
                 _error_text(event.error),
                 extra=extra,
             )
+        elif kind is EventKind.RESTART:
+            extra["restarts"] = event.count
+            log(
+                logging.WARNING,
+                "%s restarted (restart %s): %s",
+                service,
+                event.count,
+                event.detail,
+                extra=extra,
+            )
         elif kind is EventKind.TIMER_SKIPPED:
             # tether.tasks logs the warning itself; here only the event, for completeness.
             log(logging.DEBUG, "%s: %s skipped %s tick(s)", service, event.detail, event.count)

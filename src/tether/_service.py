@@ -18,6 +18,7 @@ from ._tasks import TaskSpec, sleep_until
 if TYPE_CHECKING:
     from ._runner import RunOptions
     from ._scheduler import Operation
+    from ._supervise import Supervisor
 
 __all__ = [
     "BlockingService",
@@ -110,6 +111,7 @@ class Record(Node):
         "started_at",
         "state",
         "stopping",
+        "supervisor",
         "tasks",
         "thread_exit",
     )
@@ -139,6 +141,8 @@ class Record(Node):
     restarts: int
     skipped_ticks: int
     error: BaseException | None
+    supervisor: Supervisor | None
+    """The supervisor this service is a child of, while that supervisor runs."""
     seq: int
     """When it last reached RUNNING, as a process-wide sequence number."""
     changed_at: float
@@ -173,6 +177,7 @@ class Record(Node):
         self.restarts = 0
         self.skipped_ticks = 0
         self.error = None
+        self.supervisor = None
 
     def reset_for_run(self) -> None:
         """Fresh per-run state: each run begins with new tasks, flags and events."""

@@ -1,0 +1,725 @@
+"""Supervision: restart types, strategies, intensity and backoff, held against Erlang/OTP rules.
+
+The property tests drive random exit sequences through a real supervisor on a virtual
+clock and compare the observed stops and starts with a small reference model of OTP's
+supervisor (``supervisor.erl``: ``do_restart``, ``restart/2`` per strategy,
+``add_restart``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Iterable
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import tether
+from tether import Restart, Strategy
+from tether.testing import VirtualClockLoop
+
+from .conftest import Log
+
+EXITS = ("exception", "normal", "shutdown")
+
+
+class Child(tether.Service):
+    """A supervised child that logs its starts and stops and exits when told to.
+
+    ``exit_with(kind)``: ``exception`` makes its task raise, ``normal`` makes it request
+    its own stop, ``shutdown`` cancels its task from outside.
+    """
+
+    def __init__(
+        self,
+        label: str,
+        log: Log,
+        restart: Restart = Restart.PERMANENT,
+        deps: Iterable[tether.ServiceBase] = (),
+    ) -> None:
+        self.label = label
+        self.log = log
+        self.restart = restart
+        self.deps = list(deps)
+        self.fail_starts = 0
+        self.command: asyncio.Future[str] | None = None
+        self.body: asyncio.Task[Any] | None = None
+        self.started_at = 0.0
+
+    @property
+    def dependencies(self) -> list[tether.ServiceBase]:
+        return self.deps
+
+    async def start(self) -> None:
+        if self.fail_starts:
+            self.fail_starts -= 1
+            self.log.append(f"start-failed:{self.label}")
+            raise RuntimeError(f"{self.label} cannot start")
+        self.log.append(f"start:{self.label}")
+        self.started_at = asyncio.get_running_loop().time()
+        self.command = asyncio.get_running_loop().create_future()
+        self.body = self.add_task(self._body(self.command), name=f"{self.label}.body")
+
+    async def stop(self) -> None:
+        self.log.append(f"stop:{self.label}")
+
+    async def _body(self, command: asyncio.Future[str]) -> None:
+        kind = await command
+        if kind == "exception":
+            raise ValueError(f"{self.label} failed")
+        if kind == "normal":
+            self.request_stop()
+        await asyncio.Event().wait()
+
+    def exit_with(self, kind: str) -> None:
+        if kind == "shutdown":
+            assert self.body is not None
+            self.body.cancel()
+        else:
+            assert self.command is not None
+            self.command.set_result(kind)
+
+
+def run_virtual(coro: Any) -> Any:
+    """Run ``coro`` on a virtual clock starting at 0."""
+    with asyncio.Runner(loop_factory=VirtualClockLoop) as runner:
+        return runner.run(coro)
+
+
+async def settle(supervisor: tether.Supervisor, log: Log, length: int) -> None:
+    """Let the supervisor react until ``log`` has ``length`` entries and it is idle.
+
+    Only loop turns pass (no virtual time): a bounded number of them, so a missing
+    reaction fails instead of hanging.
+    """
+    rec = supervisor.__dict__["_tether"]
+    for _ in range(2000):
+        wake = supervisor._wake
+        idle = not supervisor._pending and rec.op is None and not (wake and wake.is_set())
+        if len(log) >= length and idle:
+            break
+        await asyncio.sleep(0)
+    for _ in range(20):  # and nothing more happens
+        await asyncio.sleep(0)
+
+
+# ------------------------------------------------------------ the OTP reference
+
+
+@dataclasses.dataclass
+class Outcome:
+    log: list[str]
+    escalated: bool
+
+
+def otp_model(
+    types: list[Restart],
+    strategy: Strategy,
+    intensity: int,
+    period: float,
+    events: list[tuple[float, int, str]],
+) -> Outcome:
+    """What OTP's supervisor does with these exits (children independent of each other).
+
+    ``events`` are (time, child, exit kind); an exit of a child that is not running is
+    skipped. The failed child itself is still running in tether when its supervisor
+    hears of it, so it is stopped too, in its place in reverse start order.
+    """
+    n = len(types)
+    running = [True] * n
+    removed = [False] * n
+    restarts: list[float] = []
+    log: list[str] = []
+    for now, i, kind in events:
+        if not running[i]:
+            continue
+        restart = types[i] is Restart.PERMANENT or (
+            types[i] is Restart.TRANSIENT and kind == "exception"
+        )
+        if not restart:  # do_restart(_, normal|shutdown, ...) / do_restart(temporary, ...)
+            log.append(f"stop:{i}")
+            running[i] = False
+            removed[i] = types[i] is Restart.TEMPORARY
+            continue
+        restarts = [t for t in restarts if t >= now - period] + [now]  # add_restart
+        if len(restarts) > intensity:
+            log.extend(f"stop:{j}" for j in reversed(range(n)) if running[j])
+            return Outcome(log, escalated=True)
+        if strategy is Strategy.ONE_FOR_ONE:
+            group = [i]
+        elif strategy is Strategy.ONE_FOR_ALL:
+            group = list(range(n))
+        else:
+            group = list(range(i, n))
+        for j in reversed(group):  # terminate_children: temporary ones are removed
+            if running[j]:
+                log.append(f"stop:{j}")
+                running[j] = False
+                removed[j] = types[j] is Restart.TEMPORARY
+        for j in group:  # start_children: every child still in the list
+            if not removed[j]:
+                log.append(f"start:{j}")
+                running[j] = True
+    return Outcome(log, escalated=False)
+
+
+async def observe(
+    types: list[Restart],
+    strategy: Strategy,
+    intensity: int,
+    period: float,
+    events: list[tuple[float, int, str]],
+) -> Outcome:
+    """Run the same exits through a real supervisor and record what it does."""
+    log = Log()
+    children = [Child(str(i), log, restart) for i, restart in enumerate(types)]
+    supervisor = tether.Supervisor(
+        children, strategy=strategy, max_restarts=intensity, max_seconds=period
+    )
+    loop = asyncio.get_running_loop()
+    escalated = False
+    try:
+        async with supervisor:
+            assert log == [f"start:{i}" for i in range(len(types))]
+            log.clear()
+            for at, i, kind in events:
+                if not children[i].running:
+                    continue
+                await asyncio.sleep(max(0.0, at - loop.time()))
+                assert loop.time() == at
+                before = len(log)
+                children[i].exit_with(kind)
+                await settle(supervisor, log, before + 1)
+                if supervisor.__dict__["_tether"].crash is not None:
+                    break
+            done = len(log)
+    except tether.RestartIntensityError:
+        escalated = True
+        done = len(log)
+    return Outcome(log[:done], escalated)
+
+
+def events_strategy(n: int) -> st.SearchStrategy[list[tuple[float, int, str]]]:
+    step = st.tuples(
+        st.sampled_from([0.0, 0.5, 1.0, 2.0, 5.0]),
+        st.integers(0, n - 1),
+        st.sampled_from(EXITS),
+    )
+
+    def timed(steps: list[tuple[float, int, str]]) -> list[tuple[float, int, str]]:
+        now = 0.0
+        out = []
+        for delay, i, kind in steps:
+            now += delay
+            out.append((now, i, kind))
+        return out
+
+    return st.lists(step, min_size=1, max_size=12).map(timed)
+
+
+@st.composite
+def scenarios(draw: st.DrawFn, strategy: Strategy) -> tuple[Any, ...]:
+    n = draw(st.integers(1, 4))
+    types = draw(st.lists(st.sampled_from(list(Restart)), min_size=n, max_size=n))
+    intensity = draw(st.integers(0, 6))
+    period = draw(st.sampled_from([1.0, 3.0, 5.0, 10.0]))
+    events = draw(events_strategy(n))
+    return types, strategy, intensity, period, events
+
+
+PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@pytest.mark.parametrize("strategy", list(Strategy))
+def test_random_exit_sequences_match_the_otp_reference(strategy: Strategy) -> None:
+    """For each strategy, random exits (kind, child, time) give exactly OTP's stops and starts."""
+
+    @PROPERTY
+    @given(scenarios(strategy))
+    def check(scenario: tuple[Any, ...]) -> None:
+        types, strat, intensity, period, events = scenario
+        expected = otp_model(types, strat, intensity, period, events)
+        observed = run_virtual(observe(types, strat, intensity, period, events))
+        assert observed == expected
+
+    check()
+
+
+# ---------------------------------------------------- restart types x exit kinds
+
+CELLS = {
+    (Restart.PERMANENT, "exception"): True,
+    (Restart.PERMANENT, "normal"): True,
+    (Restart.PERMANENT, "shutdown"): True,
+    (Restart.TRANSIENT, "exception"): True,
+    (Restart.TRANSIENT, "normal"): False,
+    (Restart.TRANSIENT, "shutdown"): False,
+    (Restart.TEMPORARY, "exception"): False,
+    (Restart.TEMPORARY, "normal"): False,
+    (Restart.TEMPORARY, "shutdown"): False,
+}
+
+
+@pytest.mark.parametrize(("restart", "kind"), list(CELLS))
+async def test_restart_type_and_exit_kind_decide_the_restart(restart: Restart, kind: str) -> None:
+    """Each of the nine cells: restarted or left down, its sibling untouched, counted."""
+    log = Log()
+    child = Child("x", log, restart)
+    sibling = Child("y", log)
+    supervisor = tether.Supervisor([child, sibling], max_restarts=5)
+    async with supervisor:
+        log.clear()
+        child.exit_with(kind)
+        expected = ["stop:x", "start:x"] if CELLS[restart, kind] else ["stop:x"]
+        await settle(supervisor, log, len(expected))
+        assert log == expected
+        assert sibling.running
+        assert child.running is CELLS[restart, kind]
+        assert tether.status(child).restarts == (1 if CELLS[restart, kind] else 0)
+        assert tether.status(sibling).restarts == 0
+        assert supervisor.running
+
+
+async def test_restart_counts_show_in_status_and_the_status_tree() -> None:
+    """Record.restarts counts each restart; tether.status and status_tree show the truth."""
+    log = Log()
+    child = Child("x", log)
+    supervisor = tether.Supervisor([child], max_restarts=10)
+    async with supervisor:
+        for n in range(1, 4):
+            child.exit_with("exception")
+            await settle(supervisor, log, 1 + 2 * n)
+            assert tether.status(child).restarts == n
+        assert "Child  running" in tether.status_tree(supervisor)
+        assert "restarts 3" in tether.status_tree(supervisor)
+
+
+async def test_every_restart_is_published_and_logged_with_cause_and_count(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A RESTART event per restarted child carries the cause and the count; logs say both."""
+    log = Log()
+    a, b = Child("a", log), Child("b", log)
+    supervisor = tether.Supervisor([a, b], strategy="rest_for_one", max_restarts=5)
+    events: list[tether.LifecycleEvent] = []
+    with tether.subscribe(events.append):
+        async with supervisor:
+            a.exit_with("exception")
+            await settle(supervisor, log, 6)
+    restarts = [e for e in events if e.kind is tether.EventKind.RESTART]
+    assert [(e.service, e.count) for e in restarts] == [(a, 1), (b, 1)]
+    assert isinstance(restarts[0].error, ValueError)
+    assert restarts[0].detail == "ValueError: a failed"
+    assert restarts[1].detail == "Child exited (ValueError: a failed); strategy rest_for_one"
+    assert "Child restarted by Supervisor (restart 1): ValueError: a failed" in caplog.text
+
+
+# ------------------------------------------------------------------- intensity
+
+
+def test_escalation_on_exactly_the_n_plus_first_restart_within_the_window() -> None:
+    """max_restarts=3 in 10 s: three restarts pass, the fourth within 10 s escalates."""
+
+    async def main() -> tuple[list[float], float | None]:
+        log = Log()
+        child = Child("x", log)
+        supervisor = tether.Supervisor([child], max_restarts=3, max_seconds=10)
+        loop = asyncio.get_running_loop()
+        restarted: list[float] = []
+        gave_up = None
+        try:
+            async with supervisor:
+                for at in (0.0, 3.0, 6.0, 9.0, 9.5):
+                    await asyncio.sleep(at - loop.time())
+                    child.exit_with("exception")
+                    await settle(supervisor, log, len(log) + 1)
+                    if not supervisor.running or supervisor.__dict__["_tether"].crash:
+                        gave_up = loop.time()
+                        break
+                    restarted.append(loop.time())
+                    assert tether.status(child).restarts == len(restarted)
+        except tether.RestartIntensityError as exc:
+            assert isinstance(exc.__cause__, ValueError)
+            assert "4 restarts within 10s exceed max_restarts=3" in str(exc)
+        return restarted, gave_up
+
+    restarted, gave_up = run_virtual(main())
+    assert restarted == [0.0, 3.0, 6.0]
+    assert gave_up == 9.0
+
+
+def test_evenly_spaced_crashes_within_the_intensity_never_escalate() -> None:
+    """Crashes spaced just over max_seconds / max_restarts apart go on forever."""
+
+    async def main() -> int:
+        log = Log()
+        child = Child("x", log)
+        supervisor = tether.Supervisor([child], max_restarts=3, max_seconds=10)
+        async with supervisor:
+            for _ in range(50):
+                await asyncio.sleep(10 / 3 + 0.01)
+                child.exit_with("exception")
+                await settle(supervisor, log, len(log) + 2)
+                assert child.running
+            return tether.status(child).restarts
+
+    assert run_virtual(main()) == 50
+
+
+def test_a_restart_exactly_max_seconds_ago_still_counts() -> None:
+    """As OTP's add_restart keeps restarts at Now - Period or later, the edge is inside."""
+
+    async def main() -> bool:
+        log = Log()
+        child = Child("x", log)
+        supervisor = tether.Supervisor([child], max_restarts=2, max_seconds=10)
+        try:
+            async with supervisor:
+                for _ in range(3):
+                    child.exit_with("exception")
+                    await settle(supervisor, log, len(log) + 1)
+                    await asyncio.sleep(5)
+        except tether.RestartIntensityError:
+            return True
+        return False
+
+    assert run_virtual(main()) is True
+
+
+def test_default_intensity_is_otps_one_restart_in_five_seconds() -> None:
+    """Supervisor() defaults: max_restarts=1, max_seconds=5, one_for_one, no backoff."""
+    supervisor = tether.Supervisor([])
+    assert (supervisor.max_restarts, supervisor.max_seconds) == (1, 5.0)
+    assert supervisor.strategy is Strategy.ONE_FOR_ONE
+    assert supervisor.backoff is None
+
+
+async def test_giving_up_stops_children_in_reverse_and_fails_the_root() -> None:
+    """Intensity exhausted: every child stops, last first; wait() raises the error."""
+    log = Log()
+    children = [Child(str(i), log) for i in range(3)]
+    supervisor = tether.Supervisor(children, max_restarts=0)
+    with pytest.raises(tether.RestartIntensityError, match="max_restarts=0") as caught:
+        async with supervisor:
+            log.clear()
+            children[1].exit_with("exception")
+            await asyncio.wait_for(supervisor.wait(), 5)
+    assert log == ["stop:2", "stop:1", "stop:0"]
+    assert isinstance(caught.value.__cause__, ValueError)
+
+
+# ---------------------------------------------------------- escalation to a parent
+
+
+async def test_a_parent_restarts_a_permanent_child_supervisor_that_gave_up() -> None:
+    """The failure escalates: the parent stops the child supervisor and starts it again."""
+    log = Log()
+    worker = Child("w", log)
+    inner = tether.Supervisor([worker], max_restarts=0, name="inner")
+    outer = tether.Supervisor([inner], max_restarts=5, name="outer")
+    async with outer:
+        log.clear()
+        worker.exit_with("exception")
+        await settle(outer, log, 2)
+        for _ in range(200):
+            if tether.status(inner).restarts:
+                break
+            await asyncio.sleep(0)
+        assert log == ["stop:w", "start:w"]
+        assert tether.status(inner).restarts == 1
+        assert inner.running
+        assert worker.running
+        assert outer.running
+
+
+async def test_a_transient_child_supervisor_that_gave_up_stays_down() -> None:
+    """OTP: a supervisor that gives up exits with reason shutdown, normal for transient."""
+    log = Log()
+    worker = Child("w", log)
+    inner = tether.Supervisor([worker], max_restarts=0, restart="transient", name="inner")
+    other = Child("o", log)
+    outer = tether.Supervisor([inner, other], max_restarts=5, name="outer")
+    async with outer:
+        log.clear()
+        worker.exit_with("exception")
+        for _ in range(200):
+            if tether.status(inner).state is not tether.ServiceState.RUNNING:
+                break
+            await asyncio.sleep(0)
+        assert not inner.running
+        assert tether.status(inner).restarts == 0
+        assert other.running
+        assert log == ["stop:w"]
+
+
+# -------------------------------------------------------------- the dependents rule
+
+
+async def test_one_for_one_restarts_dependents_around_the_failed_child() -> None:
+    """A child that depends on the failed one stops before it and starts after it."""
+    log = Log()
+    db = Child("db", log)
+    api = Child("api", log, deps=[db])
+    other = Child("other", log)
+    supervisor = tether.Supervisor([db, api, other], max_restarts=5)
+    async with supervisor:
+        log.clear()
+        db.exit_with("exception")
+        await settle(supervisor, log, 4)
+        assert log == ["stop:api", "stop:db", "start:db", "start:api"]
+        assert tether.status(api).restarts == 1
+        assert tether.status(other).restarts == 0
+
+
+async def test_dependents_listed_first_still_stop_first() -> None:
+    """Order follows what the engine starts first, not only the order listed."""
+    log = Log()
+    db = Child("db", log)
+    api = Child("api", log, deps=[db])
+    supervisor = tether.Supervisor([api, db], strategy="one_for_all", max_restarts=5)
+    async with supervisor:
+        assert log == ["start:db", "start:api"]
+        log.clear()
+        api.exit_with("exception")
+        await settle(supervisor, log, 4)
+        assert log == ["stop:api", "stop:db", "start:db", "start:api"]
+
+
+async def test_dependents_through_a_service_of_their_own_are_restarted_too() -> None:
+    """api -> cache -> db, only db and api are children: a db failure restarts all three."""
+    log = Log()
+    db = Child("db", log)
+    cache = Child("cache", log, deps=[db])
+    api = Child("api", log, deps=[cache])
+    supervisor = tether.Supervisor([db, api], max_restarts=5)
+    async with supervisor:
+        log.clear()
+        db.exit_with("exception")
+        await settle(supervisor, log, 6)
+        assert log == [
+            "stop:api",
+            "stop:cache",
+            "stop:db",
+            "start:db",
+            "start:cache",
+            "start:api",
+        ]
+
+
+async def test_a_child_that_stays_down_takes_its_dependents_down() -> None:
+    """A transient db that stops normally stays down; api, needing it, stops too."""
+    log = Log()
+    db = Child("db", log, Restart.TRANSIENT)
+    api = Child("api", log, deps=[db])
+    other = Child("other", log)
+    supervisor = tether.Supervisor([db, api, other], max_restarts=5)
+    async with supervisor:
+        log.clear()
+        db.exit_with("normal")
+        await settle(supervisor, log, 2)
+        assert log == ["stop:api", "stop:db"]
+        assert not api.running
+        assert other.running
+
+
+async def test_a_failing_dependent_restarts_alone() -> None:
+    """Only dependents follow: a failure of api leaves db running."""
+    log = Log()
+    db = Child("db", log)
+    api = Child("api", log, deps=[db])
+    supervisor = tether.Supervisor([db, api], max_restarts=5)
+    async with supervisor:
+        log.clear()
+        api.exit_with("exception")
+        await settle(supervisor, log, 2)
+        assert log == ["stop:api", "start:api"]
+
+
+async def test_a_dependent_outside_the_supervisor_is_refused_when_it_starts() -> None:
+    """A service outside that needs a child would keep a dead dependency: an error, rolled back."""
+    log = Log()
+    db = Child("db", log)
+    supervisor = tether.Supervisor([db])
+    reporter = Child("reporter", log, deps=[db])
+    root = Child("root", log, deps=[supervisor, reporter])
+    with pytest.raises(tether.DefinitionError, match=r"Child depend\(s\) on Child, a child of"):
+        async with root:
+            pass
+    assert not db.running
+    assert log == ["start:db", "stop:db"] or log[-1] == "stop:db"
+
+
+# -------------------------------------------------------------- failed restarts
+
+
+async def test_a_start_that_fails_on_restart_counts_as_another_failure() -> None:
+    """OTP retries a child whose restart failed, counting each attempt in the intensity."""
+    log = Log()
+    a, b = Child("a", log), Child("b", log)
+    supervisor = tether.Supervisor([a, b], strategy="rest_for_one", max_restarts=3)
+    async with supervisor:
+        log.clear()
+        a.fail_starts = 1
+        a.exit_with("exception")
+        await settle(supervisor, log, 5)
+        assert log == ["stop:b", "stop:a", "start-failed:a", "start:a", "start:b"]
+        assert tether.status(a).restarts == 1
+        assert supervisor.running
+
+
+async def test_restarts_that_keep_failing_to_start_exhaust_the_intensity() -> None:
+    """A child that never starts again makes the supervisor give up, not loop."""
+    log = Log()
+    a = Child("a", log)
+    supervisor = tether.Supervisor([a], max_restarts=2)
+    with pytest.raises(tether.RestartIntensityError) as caught:
+        async with supervisor:
+            log.clear()
+            a.fail_starts = 100
+            a.exit_with("exception")
+            await asyncio.wait_for(supervisor.wait(), 5)
+    assert log == ["stop:a", "start-failed:a", "start-failed:a"]
+    assert isinstance(caught.value.__cause__, RuntimeError)
+
+
+# -------------------------------------------------------------------- backoff
+
+
+def test_backoff_delays_restarts_exponentially_up_to_its_cap() -> None:
+    """Delays 1, 2, 4, 4 s between failure and replacement, on a virtual clock."""
+
+    async def main() -> list[float]:
+        log = Log()
+        child = Child("x", log)
+        supervisor = tether.Supervisor(
+            [child],
+            max_restarts=10,
+            max_seconds=100,
+            backoff=tether.Backoff(initial=1, maximum=4, factor=2),
+        )
+        loop = asyncio.get_running_loop()
+        delays: list[float] = []
+        async with supervisor:
+            for _ in range(4):
+                failed_at = loop.time()
+                child.exit_with("exception")
+                for _ in range(1000):
+                    await asyncio.sleep(0.01)
+                    if child.running and tether.status(child).restarts > len(delays):
+                        break
+                delays.append(child.started_at - failed_at)
+        return delays
+
+    assert run_virtual(main()) == pytest.approx([1.0, 2.0, 4.0, 4.0], abs=1e-9)
+
+
+def test_backoff_delay_formula() -> None:
+    """initial * factor**(n-1), capped at maximum."""
+    backoff = tether.Backoff(initial=0.5, maximum=3.0, factor=3.0)
+    assert [backoff.delay(n) for n in range(1, 5)] == [0.5, 1.5, 3.0, 3.0]
+    assert tether.Backoff(initial=1, maximum=2).delay(10_000) == 2.0
+
+
+async def test_stopping_during_a_backoff_stops_at_once() -> None:
+    """A long backoff never holds up a stop: the graph stops while the child is down."""
+    log = Log()
+    child = Child("x", log)
+    supervisor = tether.Supervisor(
+        [child], max_restarts=5, backoff=tether.Backoff(initial=3600, maximum=3600)
+    )
+    async with supervisor:
+        log.clear()
+        child.exit_with("exception")
+        await settle(supervisor, log, 1)
+    assert log == ["stop:x"]
+
+
+# ------------------------------------------------------------------ bad input
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"strategy": "one_for_some"}, ValueError, "not a known strategy"),
+        ({"strategy": 3}, TypeError, "takes a tether.Strategy"),
+        ({"max_restarts": -1}, ValueError, "must be 0 or more"),
+        ({"max_restarts": 1.5}, TypeError, "must be an int"),
+        ({"max_seconds": 0}, ValueError, "positive, finite"),
+        ({"backoff": 2.0}, TypeError, "tether.Backoff"),
+        ({"restart": "sometimes"}, ValueError, "not a known restart"),
+    ],
+)
+def test_bad_arguments_are_refused_at_construction(
+    kwargs: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    """Each bad argument gets an error naming it."""
+    with pytest.raises(error, match=message):
+        tether.Supervisor([], **kwargs)
+
+
+def test_children_must_be_services() -> None:
+    """Not a service, a class, a nested list, a duplicate: each named with its position."""
+    log = Log()
+    child = Child("x", log)
+    with pytest.raises(TypeError, match=r"children\[1\] is 'db' \(str\), not a service"):
+        tether.Supervisor([child, "db"])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match=r"did you mean Child\(\)"):
+        tether.Supervisor([Child])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="nested lists are not allowed"):
+        tether.Supervisor([[child]])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="listed twice"):
+        tether.Supervisor([child, child])
+    with pytest.raises(TypeError, match="takes a list of services"):
+        tether.Supervisor(child)  # type: ignore[arg-type]
+
+
+def test_a_restart_attribute_that_is_not_a_restart_type_is_refused() -> None:
+    """A service with a `restart` of its own (say, a method) is told to rename it."""
+
+    class Odd(tether.Service):
+        def restart(self) -> None: ...
+
+    with pytest.raises(tether.DefinitionError, match="rename it"):
+        tether.Supervisor([Odd()])
+
+
+def test_bad_backoff_is_refused() -> None:
+    """Negative, infinite or inverted backoff values name the parameter."""
+    with pytest.raises(ValueError, match="initial"):
+        tether.Backoff(initial=-1)
+    with pytest.raises(ValueError, match="factor"):
+        tether.Backoff(factor=0.5)
+    with pytest.raises(ValueError, match="smaller than initial"):
+        tether.Backoff(initial=5, maximum=1)
+    with pytest.raises(TypeError, match="maximum"):
+        tether.Backoff(maximum="10")  # type: ignore[arg-type]
+
+
+async def test_a_child_cannot_have_two_supervisors() -> None:
+    """The second supervisor to start with a running, supervised child is refused."""
+    log = Log()
+    child = Child("x", log)
+    first = tether.Supervisor([child], name="first")
+    second = tether.Supervisor([child], name="second")
+    async with first:
+        with pytest.raises(tether.DefinitionError, match=r"supervised by Supervisor\[first\]"):
+            async with second:
+                pass
+        assert child.running
+
+
+# -------------------------------------------------------- unsupervised behaviour
+
+
+async def test_without_a_supervisor_a_cancelled_task_is_not_an_exit() -> None:
+    """Outside supervision nothing changes: a cancelled task leaves its service running."""
+    log = Log()
+    child = Child("x", log)
+    async with child:
+        child.exit_with("shutdown")
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert child.running
