@@ -49,6 +49,8 @@ EXPECTED = {
     "check",
     "cron",
     "graph",
+    "listeners",
+    "prefork",
     "reload",
     "run",
     "section",
