@@ -54,6 +54,8 @@ EXPECTED = {
     "check",
     "cron",
     "graph",
+    "listeners",
+    "prefork",
     "reload",
     "run",
     "section",

@@ -28,6 +28,7 @@ from ._errors import (
 )
 from ._events import EventKind, LifecycleEvent, subscribe
 from ._graph import check
+from ._master import prefork
 from ._picture import graph, status_tree
 from ._plugins import Plugins
 from ._runner import ExitCode, run
@@ -39,6 +40,7 @@ from ._service import (
     ServiceStatus,
     status,
 )
+from ._sockets import listeners
 from ._stages import EXIT, INIT, RELOAD, START, STARTED, STOP, STOPPING, Direction, Stage
 from ._supervise import Backoff, Restart, RestartIntensityError, Strategy, Supervisor
 from ._tasks import cron, task, timer
@@ -85,6 +87,8 @@ __all__ = [
     "check",
     "cron",
     "graph",
+    "listeners",
+    "prefork",
     "reload",
     "run",
     "section",

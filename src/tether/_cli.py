@@ -227,6 +227,7 @@ def _parser() -> argparse.ArgumentParser:
         "forces), SIGHUP reloads, SIGUSR1 prints the live status.",
     )
     run_cmd.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    _prefork_options(run_cmd)
     graph_cmd = commands.add_parser(
         "graph",
         parents=[target],
@@ -276,6 +277,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Like `python -m`, find the user's modules in the current directory.
     if os.getcwd() not in sys.path and "" not in sys.path:  # noqa: PTH109
         sys.path.insert(0, os.getcwd())  # noqa: PTH109
+    if args.command == "run" and (args.workers is not None or args.bind):
+        _prefork(args)
     service, container = _load(args.target, args.config)
     if args.command in ("graph", "check"):
         try:
@@ -301,6 +304,64 @@ def main(argv: Sequence[str] | None = None) -> int:
         repl=args.command == "repl",
         container=container,
     )
+
+
+def _prefork_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "pre-fork workers",
+        "With --workers or --bind, a master binds the sockets and forks the workers; "
+        "SIGHUP replaces them one at a time, SIGTTIN/SIGTTOU add/remove one.",
+    )
+    group.add_argument(
+        "--workers", type=int, metavar="N", help="worker processes to fork (default 1)"
+    )
+    group.add_argument(
+        "--bind",
+        action="append",
+        default=[],
+        metavar="ADDRESS",
+        help="tcp://HOST:PORT or unix:/path to listen on (repeatable; systemd's sockets "
+        "are adopted without it)",
+    )
+    group.add_argument(
+        "--preload",
+        action="store_true",
+        help="import the application once in the master (a reload then reuses that code)",
+    )
+    group.add_argument(
+        "--graceful-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="a stopping worker is killed after this long (default %(default)g)",
+    )
+    group.add_argument(
+        "--heartbeat-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="a worker whose event loop is silent this long is replaced (default %(default)g)",
+    )
+
+
+def _prefork(args: argparse.Namespace) -> NoReturn:
+    from ._master import prefork  # noqa: PLC0415 - only the pre-fork mode needs it
+
+    try:
+        prefork(
+            args.target,
+            workers=1 if args.workers is None else args.workers,
+            bind=args.bind,
+            preload=args.preload,
+            graceful_timeout=args.graceful_timeout,
+            heartbeat_timeout=args.heartbeat_timeout,
+            loop=args.loop,
+            log_level=args.log_level,
+            log_format=args.log_format,
+            overrides=args.config,
+        )
+    except (TetherError, ValueError, TypeError) as exc:
+        _fail(ExitCode.USAGE, str(exc))
 
 
 def _with_config(text: str, container: Container) -> str:

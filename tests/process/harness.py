@@ -135,6 +135,8 @@ class Tether:
         self.proc: asyncio.subprocess.Process | None = None
         self._readers: list[asyncio.Task[None]] = []
         self.exited_at: float | None = None
+        self.pass_fds: tuple[int, ...] = ()
+        """Descriptors the child inherits (as numbered here)."""
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -151,6 +153,7 @@ class Tether:
             cwd=ROOT,
             env=self.env,
             preexec_fn=_default_sigint,
+            pass_fds=self.pass_fds,
         )
         assert self.proc.stdout is not None
         assert self.proc.stderr is not None

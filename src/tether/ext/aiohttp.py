@@ -49,7 +49,9 @@ class Server(tether.Service):
     Where it listens: ``host`` and ``port`` (default ``127.0.0.1:8080``; ``port=0``
     picks a free port, see :attr:`port`), or ``sock``, a bound socket handed over by
     someone else (a pre-fork master, systemd): the server listens on a duplicate and
-    closes only that, so the socket stays yours.
+    closes only that, so the socket stays yours. Given none of them, it serves on
+    :func:`tether.listeners` when the process was handed sockets (a pre-fork worker,
+    systemd socket activation), else on the default address.
 
     What it needs: ``uses`` lists the types its handlers get with :func:`get`; they
     are resolved through ``container`` when the server is created and become its
@@ -110,6 +112,7 @@ class Server(tether.Service):
         self._host = host or DEFAULT_HOST
         self._port = _DEFAULT_PORT if port is None else port
         self._sock = sock
+        self._inherit = host is None and port is None and sock is None
         self._health = health
         self._uses = resolve_uses(owner, container, uses)
         self._runner: web.AppRunner | None = None
@@ -139,19 +142,21 @@ class Server(tether.Service):
         runner = web.AppRunner(
             self.app, handle_signals=False, shutdown_timeout=self.drain_timeout, **self.options
         )
-        duplicate = self._sock.dup() if self._sock is not None else None
+        given = [self._sock] if self._sock is not None else []
+        if self._inherit:
+            given = tether.listeners()
+        duplicates = [sock.dup() for sock in given]
         try:
             await runner.setup()
-            site: web.BaseSite
-            if duplicate is not None:
-                site = web.SockSite(runner, duplicate)
-            else:
-                site = web.TCPSite(runner, self._host, self._port)
-            # Not cancellable half-way: a site lost while binding would leak its socket.
-            await completed(site.start())
+            sites: list[web.BaseSite] = [web.SockSite(runner, dup) for dup in duplicates]
+            if not sites:
+                sites.append(web.TCPSite(runner, self._host, self._port))
+            for site in sites:
+                # Not cancellable half-way: a site lost while binding would leak its socket.
+                await completed(site.start())
         except BaseException:
             await runner.cleanup()
-            if duplicate is not None:
+            for duplicate in duplicates:
                 duplicate.close()
             raise
         self._runner = runner

@@ -86,7 +86,9 @@ class Server(tether.Service):
     Where it listens: ``host`` and ``port`` (default ``127.0.0.1:8000``; ``port=0``
     picks a free port, see :attr:`port`), or ``sock``, a bound socket handed over by
     someone else (a pre-fork master, systemd): the server listens on a duplicate and
-    closes only that, so the socket stays yours.
+    closes only that, so the socket stays yours. Given none of them, it serves on
+    :func:`tether.listeners` when the process was handed sockets (a pre-fork worker,
+    systemd socket activation), else on the default address.
 
     What it needs: ``uses`` lists the types its handlers get with :func:`get`; they
     are resolved through ``container`` when the server is created and become its
@@ -167,6 +169,7 @@ class Server(tether.Service):
         self._host = host or DEFAULT_HOST
         self._port = _DEFAULT_PORT if port is None else port
         self._sock = sock
+        self._inherit = host is None and port is None and sock is None
         self._health = health
         self._uses = resolve_uses(owner, container, uses)
         self._server: uvicorn.Server | None = None
@@ -211,7 +214,10 @@ class Server(tether.Service):
         server.lifespan = _SharedState(state)
         sockets: list[socket.socket] = []
         try:
-            sockets = [self._sock.dup()] if self._sock is not None else bind(self._host, self._port)
+            given = [self._sock] if self._sock is not None else []
+            if self._inherit:
+                given = tether.listeners()
+            sockets = [s.dup() for s in given] or bind(self._host, self._port)
             # Not cancellable half-way: a server lost while binding would leak its socket.
             await completed(server.startup(sockets=sockets))
         except BaseException as exc:

@@ -1,0 +1,330 @@
+"""Listening sockets a process is handed: bound by a pre-fork master or by systemd.
+
+``--bind`` specs (``tcp://host:port``, ``unix:/path``) are bound by the master before it
+forks; systemd socket activation (``LISTEN_FDS``, ``LISTEN_PID``, ``LISTEN_FDNAMES``)
+hands sockets over from fd 3 on. Either way they end up in this process's set of
+listeners, which :func:`listeners` returns and the HTTP servers of ``tether.ext`` serve
+on when they are given no address of their own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import stat
+import struct
+import sys
+from collections.abc import Iterable, MutableMapping
+from pathlib import Path
+
+from ._errors import TetherError
+from ._listen import bind as bind_tcp
+from ._service import BlockingService
+
+__all__ = [
+    "BindError",
+    "Listener",
+    "Sockets",
+    "adopt_systemd",
+    "listeners",
+    "parse_bind",
+    "refuse_new_connections",
+    "set_listeners",
+]
+
+logger = logging.getLogger("tether.sockets")
+
+SD_LISTEN_FDS_START = 3
+_BACKLOG = 2048
+
+
+class BindError(TetherError, ValueError):
+    """A ``--bind`` spec that cannot be understood or bound; the message says which."""
+
+
+class Listener:
+    """One listening socket and the name it goes by (its bind spec or systemd's name)."""
+
+    __slots__ = ("name", "sock", "unlink")
+
+    def __init__(self, name: str, sock: socket.socket, *, unlink: Path | None = None) -> None:
+        self.name = name
+        self.sock = sock
+        self.unlink = unlink
+        """The Unix socket path bound here, removed when the socket is closed for good."""
+
+    def __repr__(self) -> str:
+        return f"<Listener {self.name} fd={self.sock.fileno()}>"
+
+
+class _Process:
+    """What this process was handed; set once per process (after a fork, by the worker)."""
+
+    listeners: list[Listener] | None = None
+
+
+def listeners(name: str | None = None) -> list[socket.socket]:
+    """The listening sockets handed to this process, in the order given.
+
+    In a pre-fork worker (see :func:`tether.prefork`): the sockets its master bound
+    (``--bind``) or adopted from systemd. In a single process started by systemd
+    socket activation: the sockets systemd passed (adopted on the first call:
+    ``LISTEN_FDS`` from fd 3 on, for this process only when ``LISTEN_PID`` is its pid;
+    the variables are then removed from the environment and the descriptors made
+    close-on-exec). Elsewhere: an empty list.
+
+    ``name`` keeps those of one name: systemd's ``FileDescriptorName=`` (from
+    ``LISTEN_FDNAMES``) or the bind spec as written (``tcp://127.0.0.1:8000``). The
+    sockets stay owned by tether: serve on them (the servers of ``tether.ext`` listen
+    on a duplicate), do not close them.
+    """
+    found = _Process.listeners
+    if found is None:
+        found = _Process.listeners = adopt_systemd()
+    if name is None:
+        return [item.sock for item in found]
+    return [item.sock for item in found if item.name == name]
+
+
+def set_listeners(items: Iterable[Listener]) -> None:
+    """Make ``items`` this process's listeners (a worker, after the fork)."""
+    _Process.listeners = list(items)
+
+
+# ------------------------------------------------------------------ systemd
+
+
+def adopt_systemd(environ: MutableMapping[str, str] | None = None) -> list[Listener]:
+    """The sockets systemd passed to this process, the variables then removed.
+
+    Nothing (an empty list) unless ``LISTEN_PID`` is this process's pid and
+    ``LISTEN_FDS`` a positive count. Each descriptor becomes a socket of its real
+    family and type, close-on-exec, named by ``LISTEN_FDNAMES`` (systemd's default name
+    is ``unknown``). A descriptor that is not a socket is an error naming it.
+    """
+    env = os.environ if environ is None else environ
+    raw_pid = env.get("LISTEN_PID", "")
+    raw_count = env.get("LISTEN_FDS", "")
+    raw_names = env.get("LISTEN_FDNAMES", "")
+    if not raw_pid and not raw_count:
+        return []
+    if raw_pid.strip() != str(os.getpid()):
+        logger.debug("LISTEN_PID=%s is not this process (%d): not adopting", raw_pid, os.getpid())
+        return []
+    for key in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        env.pop(key, None)
+    try:
+        count = int(raw_count)
+    except ValueError:
+        raise BindError(f"LISTEN_FDS={raw_count!r} is not a number of descriptors.") from None
+    if count <= 0:
+        return []
+    names = raw_names.split(":") if raw_names else []
+    found: list[Listener] = []
+    for index in range(count):
+        fd = SD_LISTEN_FDS_START + index
+        try:
+            mode = os.fstat(fd).st_mode
+        except OSError as exc:
+            raise BindError(
+                f"LISTEN_FDS={count} but fd {fd} is not open ({exc.strerror}); "
+                f"the socket unit and the service disagree."
+            ) from None
+        if not stat.S_ISSOCK(mode):
+            raise BindError(
+                f"fd {fd} passed by systemd (LISTEN_FDS={count}) is not a socket; tether "
+                f"adopts sockets only (ListenStream=, not ListenFIFO=)."
+            )
+        os.set_inheritable(fd, False)  # noqa: FBT003 - the os API
+        sock = socket.socket(fileno=fd)
+        name = names[index] if index < len(names) and names[index] else "unknown"
+        found.append(Listener(name, sock))
+    logger.info(
+        "adopted %d socket(s) from systemd: %s",
+        len(found),
+        ", ".join(f"{item.name}={describe(item.sock)}" for item in found),
+    )
+    return found
+
+
+# ------------------------------------------------------------------ binding
+
+
+def parse_bind(spec: str) -> tuple[str, str | int, str]:
+    """``(kind, host or path, port)``: ``("tcp", host, port)`` or ``("unix", path, "")``.
+
+    Accepted: ``tcp://HOST:PORT`` (``[::1]:PORT`` for IPv6; ``HOST:PORT`` alone means
+    tcp too) and ``unix:/path`` (or ``unix:///path``). Raises :class:`BindError`
+    naming the spec otherwise.
+    """
+    if not spec:
+        raise BindError(f"bind takes specs such as 'tcp://127.0.0.1:8000', got {spec!r}.")
+    if spec.startswith("unix:"):
+        path = spec.removeprefix("unix:")
+        path = path.removeprefix("//")
+        if not path:
+            raise BindError(f"bind {spec!r} names no path; write unix:/run/app.sock.")
+        return "unix", path, ""
+    rest = spec.removeprefix("tcp://")
+    if "://" in rest:
+        raise BindError(
+            f"bind {spec!r}: unknown scheme; use tcp://HOST:PORT or unix:/path "
+            f"(systemd sockets come by socket activation, no --bind needed)."
+        )
+    host, sep, port_text = rest.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise BindError(
+            f"bind {spec!r} is not tcp://HOST:PORT with a port from 0 to 65535 "
+            f"(e.g. tcp://127.0.0.1:8000, tcp://[::1]:8000, unix:/run/app.sock)."
+        )
+    host = host.removeprefix("[").removesuffix("]") or "0.0.0.0"  # noqa: S104 - as asked
+    return "tcp", host, port_text
+
+
+def bind(spec: str) -> list[Listener]:
+    """Listening sockets for one bind spec (several for a host with several addresses)."""
+    kind, where, port = parse_bind(spec)
+    try:
+        if kind == "unix":
+            path = Path(str(where))
+            with contextlib.suppress(FileNotFoundError):
+                if stat.S_ISSOCK(path.lstat().st_mode):
+                    path.unlink()  # a leftover of an earlier run: binding would fail
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.bind(str(path))
+                sock.listen(_BACKLOG)
+            except OSError:
+                sock.close()
+                raise
+            sock.setblocking(False)  # noqa: FBT003 - the socket API
+            return [Listener(spec, sock, unlink=path)]
+        return [Listener(spec, sock) for sock in bind_tcp(str(where), int(port), _BACKLOG)]
+    except OSError as exc:
+        raise BindError(f"cannot bind {spec}: {exc.strerror or exc}") from exc
+
+
+def describe(sock: socket.socket) -> str:
+    """``tcp://127.0.0.1:8000`` or ``unix:/run/app.sock`` for a listening socket."""
+    try:
+        address = sock.getsockname()
+    except OSError:
+        return f"fd {sock.fileno()}"
+    if sock.family == socket.AF_UNIX:
+        return f"unix:{address.decode() if isinstance(address, bytes) else address}"
+    if sock.family == socket.AF_INET6:
+        return f"tcp://[{address[0]}]:{address[1]}"
+    return f"tcp://{address[0]}:{address[1]}"
+
+
+# A classic BPF program, attached to a listening TCP socket, that drops segments with
+# SYN set and ACK clear (new connections) and lets everything else through: the
+# handshakes already under way complete and queue, no new one starts. The socket
+# filter sees the TCP header at offset 0; byte 13 holds the flags.
+_BPF_LD_B_ABS = 0x30
+_BPF_ALU_AND_K = 0x54
+_BPF_JEQ_K = 0x15
+_BPF_RET_K = 0x06
+_SYN_ONLY = (
+    (_BPF_LD_B_ABS, 0, 0, 13),
+    (_BPF_ALU_AND_K, 0, 0, 0x12),  # SYN | ACK
+    (_BPF_JEQ_K, 0, 1, 0x02),  # exactly SYN: drop
+    (_BPF_RET_K, 0, 0, 0),
+    (_BPF_RET_K, 0, 0, 0xFFFFFFFF),
+)
+_SO_ATTACH_FILTER = 26
+
+
+def refuse_new_connections(sock: socket.socket) -> bool:
+    """Stop a shared listening TCP socket from completing new handshakes (Linux).
+
+    Used on the final shutdown, before the workers stop accepting: a SYN arriving from
+    then on is dropped (the client retries, and by then the socket is closed: refused),
+    while the handshakes already complete stay queued for the workers to accept. So no
+    connection is accepted by the kernel and then reset because the last listener
+    closed. Returns False where this is not possible (not Linux, not TCP).
+    """
+    if not sys.platform.startswith("linux") or sock.family not in (
+        socket.AF_INET,
+        socket.AF_INET6,
+    ):
+        return False
+    import ctypes  # noqa: PLC0415 - only on the final shutdown of a pre-fork master
+
+    code = b"".join(struct.pack("HBBI", *insn) for insn in _SYN_ONLY)
+    program = ctypes.create_string_buffer(code)
+    fprog = struct.pack("HL", len(_SYN_ONLY), ctypes.addressof(program))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, fprog)
+    except OSError as exc:
+        logger.debug("could not attach the SYN filter to %s: %s", describe(sock), exc)
+        return False
+    return True
+
+
+# ------------------------------------------------------------------ the service
+
+
+class Sockets(BlockingService):
+    """The master's listening sockets: bound from specs, or adopted from systemd.
+
+    Started before the workers fork (they inherit the sockets), stopped after them.
+    In the ``stopping`` stage, before any worker is told to stop, new connections are
+    refused on every TCP socket (see :func:`refuse_new_connections`) and the master
+    closes its own copies, so the addresses go away as soon as the last worker has
+    drained, never leaving a connection accepted by the kernel with nobody to serve it.
+    """
+
+    name = "Sockets"
+
+    def __init__(self, specs: Iterable[str] = (), *, systemd: bool = True) -> None:
+        self.specs = list(specs)
+        for spec in self.specs:
+            parse_bind(spec)
+        self.systemd = systemd
+        self.listeners: list[Listener] = []
+
+    def start(self) -> None:
+        """Adopt systemd's sockets (if any were passed to this process), bind the specs."""
+        found: list[Listener] = list(adopt_systemd()) if self.systemd else []
+        try:
+            for spec in self.specs:
+                found.extend(bind(spec))
+        except BaseException:
+            _close(found)
+            raise
+        if not found:
+            raise BindError(
+                "nothing to listen on: give at least one bind (--bind tcp://127.0.0.1:8000) "
+                "or start under systemd socket activation."
+            )
+        self.listeners = found
+        logger.info("listening on %s", ", ".join(describe(item.sock) for item in self.listeners))
+
+    def on_stopping(self) -> None:
+        """Refuse new connections, then close the master's copies (workers still serve).
+
+        A Unix socket's file is removed: a client connecting by path is refused at once.
+        """
+        for item in self.listeners:
+            refuse_new_connections(item.sock)
+            if item.unlink is not None:
+                with contextlib.suppress(OSError):
+                    item.unlink.unlink()
+                item.unlink = None
+            item.sock.close()
+
+    def stop(self) -> None:
+        """Close what is still open and remove the Unix socket files bound here."""
+        items, self.listeners = self.listeners, []
+        _close(items)
+
+
+def _close(items: Iterable[Listener]) -> None:
+    for item in items:
+        item.sock.close()
+        if item.unlink is not None:
+            with contextlib.suppress(OSError):
+                item.unlink.unlink()

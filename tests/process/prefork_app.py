@@ -1,0 +1,84 @@
+"""A small HTTP service for the pre-fork tests: plain asyncio, served on tether.listeners().
+
+``GET /`` answers with the worker's pid; ``/slow`` takes 200 ms first (a request
+in flight during a stop); ``/block`` blocks the worker's event loop (its heartbeat
+stops); ``/env`` answers 500 if systemd's ``LISTEN_*`` variables are still set or fd 3
+is inheritable.
+If the file named by ``PREFORK_BROKEN`` exists when the module is imported, the import
+fails: new code that cannot boot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from pathlib import Path
+
+import tether
+
+_broken = os.environ.get("PREFORK_BROKEN")
+if _broken and Path(_broken).exists():
+    raise RuntimeError("this version of the application is broken (PREFORK_BROKEN exists)")
+
+
+def _activation_left() -> bool:
+    return any(key in os.environ for key in ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"))
+
+
+class PidServer(tether.Service):
+    """Answers every request with this process's pid; drains in-flight requests on stop."""
+
+    def __init__(self) -> None:
+        self.servers: list[asyncio.Server] = []
+        self.handlers: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        for sock in tether.listeners():
+            server = await asyncio.start_server(self._handle, sock=sock.dup())
+            self.servers.append(server)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.handlers.add(task)
+        try:
+            request = await reader.readline()
+            while (await reader.readline()) not in (b"\r\n", b"\n", b""):
+                pass
+            path = request.split()[1].decode() if len(request.split()) > 1 else "/"
+            if path == "/slow":
+                await asyncio.sleep(0.2)
+            elif path == "/block":
+                time.sleep(60)  # noqa: ASYNC251 - blocking the loop is the point
+            body = str(os.getpid()).encode()
+            status = b"200 OK"
+            if path == "/env" and (_activation_left() or os.get_inheritable(3)):
+                status = b"500 Internal Server Error"
+            writer.write(
+                b"HTTP/1.1 "
+                + status
+                + b"\r\nConnection: close\r\nContent-Length: "
+                + str(len(body)).encode()
+                + b"\r\n\r\n"
+                + body
+            )
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()
+        finally:
+            writer.close()
+            self.handlers.discard(task)
+
+    async def stop(self) -> None:
+        for server in self.servers:
+            server.close()
+        self.servers.clear()
+        # Connections accepted just now have a handler task that has not run yet:
+        # one pass of the loop lets each of them register itself.
+        await asyncio.sleep(0)
+        if self.handlers:
+            await asyncio.wait(self.handlers, timeout=5)
+
+
+app = PidServer

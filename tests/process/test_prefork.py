@@ -1,0 +1,426 @@
+"""Pre-fork workers as real processes: real signals, real sockets on loopback, real load.
+
+The master is ``tether run tests.process.prefork_app:app --workers N --bind ...``; the
+load is a small asyncio client (one request per connection) that tells apart a
+connection refused (fine once the server is gone) from one accepted and then failed
+(never fine). Every loop is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import socket
+import time
+from pathlib import Path
+from typing import Self
+
+import pytest
+
+from tests.conftest import bounded
+from tests.process.harness import FakeSystemd, Tether
+
+APP = "tests.process.prefork_app:app"
+PLAIN = ("--log-format", "plain")
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="pre-fork needs os.fork")
+
+
+def master(workers: int, *extra: str, env: dict[str, str] | None = None) -> Tether:
+    args = ["run", APP, *PLAIN, "--workers", str(workers), "--graceful-timeout", "3"]
+    if not any(arg.startswith("--bind") for arg in extra) and "--no-bind" not in extra:
+        args += ["--bind", "tcp://127.0.0.1:0"]
+    return Tether(*args, *(e for e in extra if e != "--no-bind"), env=env)
+
+
+async def port_of(proc: Tether) -> int:
+    line = await proc.line("listening on tcp://127.0.0.1:", stream="stderr")
+    found = re.search(r"tcp://127\.0\.0\.1:(\d+)", line)
+    assert found is not None
+    return int(found.group(1))
+
+
+async def ready_count(proc: Tether, count: int, seconds: float = 10) -> None:
+    await proc.until(
+        lambda: sum(" ready in " in line for line in proc.stderr) >= count,
+        f"{count} workers ready",
+        seconds,
+    )
+
+
+def forked_pids(proc: Tether) -> list[int]:
+    return [
+        int(m.group(1))
+        for line in proc.stderr
+        if (m := re.search(r"forked worker \d+ \(pid (\d+)", line))
+    ]
+
+
+def count_lines(proc: Tether, needle: str) -> int:
+    return sum(needle in line for line in proc.stderr)
+
+
+class RefusedError(Exception):
+    """The connection was refused: nobody listens."""
+
+
+async def request(port: int, path: str = "/", seconds: float = 5.0) -> int:
+    """GET ``path``; the pid that answered. RefusedError when refused, any other failure raises."""
+
+    async def go() -> int:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        except ConnectionRefusedError:
+            raise RefusedError from None
+        try:
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            await writer.drain()
+            data = await reader.read()
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+        head, _, body = data.partition(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 200"):
+            raise ConnectionError(f"bad response {data[:80]!r}")
+        return int(body)
+
+    return await bounded(go(), seconds)
+
+
+class Load:
+    """Clients requesting in a loop until stopped; counts answers, refusals and failures."""
+
+    def __init__(
+        self, port: int, clients: int = 4, paths: tuple[str, ...] = ("/", "/slow")
+    ) -> None:
+        self.port = port
+        self.clients = clients
+        self.paths = paths
+        self.ok = 0
+        self.refused = 0
+        self.errors: list[str] = []
+        self.pids: list[int] = []
+        self.running = True
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def __aenter__(self) -> Self:
+        self.tasks = [asyncio.create_task(self._client(i)) for i in range(self.clients)]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.running = False
+        await bounded(asyncio.gather(*self.tasks), 15)
+
+    async def _client(self, index: int) -> None:
+        path = self.paths[index % len(self.paths)]
+        for _ in range(100_000):
+            if not self.running:
+                return
+            try:
+                self.pids.append(await request(self.port, path))
+                self.ok += 1
+            except RefusedError:
+                self.refused += 1
+                await asyncio.sleep(0.01)
+            except (OSError, TimeoutError, ValueError) as exc:
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+
+    async def answered(self, count: int, seconds: float = 10) -> None:
+        goal = self.ok + count
+
+        async def reached() -> None:
+            while self.ok < goal:
+                await asyncio.sleep(0.01)
+
+        await bounded(reached(), seconds)
+
+
+def gone(pid: int) -> bool:
+    """The process does not exist any more (or is a zombie nobody reaped yet)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+async def all_gone(pids: list[int], seconds: float) -> bool:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if all(gone(pid) for pid in pids):
+            return True
+        await asyncio.sleep(0.02)
+    return all(gone(pid) for pid in pids)
+
+
+# ------------------------------------------------------------------ tests
+
+
+async def test_workers_share_the_bound_socket_and_stop_on_sigterm() -> None:
+    """Two workers serve one bound port; SIGTERM stops them and the master with code 0."""
+    async with master(2) as proc:
+        port = await port_of(proc)
+        await ready_count(proc, 2)
+        pids = set(forked_pids(proc))
+        seen = {await request(port) for _ in range(40)}
+        assert seen <= pids
+        proc.send(signal.SIGTERM)
+        assert await proc.exit_code() == 0, proc.output
+    assert "master stopped" in proc.output
+    assert await all_gone(list(pids), 2)
+
+
+async def test_killed_worker_is_replaced_and_serving_within_a_second() -> None:
+    """SIGKILL a worker: the master respawns it at once and the new one answers within 1 s."""
+    async with master(1) as proc:
+        port = await port_of(proc)
+        await ready_count(proc, 1)
+        [first] = forked_pids(proc)
+        assert await request(port) == first
+        killed = time.monotonic()
+        os.kill(first, signal.SIGKILL)
+        answer = None
+        for _ in range(500):
+            with contextlib.suppress(RefusedError, OSError, TimeoutError):
+                answer = await request(port, seconds=1)
+                if answer != first:
+                    break
+            await asyncio.sleep(0.005)
+        took = time.monotonic() - killed
+        assert answer is not None, proc.output
+        assert answer != first, proc.output
+        assert took < 1.0, f"the replacement served after {took:.3f}s\n{proc.output}"
+        assert "killed by SIGKILL); respawning it" in proc.output
+        proc.send(signal.SIGTERM)
+        assert await proc.exit_code() == 0, proc.output
+
+
+async def test_sigterm_under_load_fails_no_accepted_request_and_then_refuses() -> None:
+    """Under load, SIGTERM: every accepted request is answered; then connections are refused."""
+    async with master(2) as proc:
+        port = await port_of(proc)
+        await ready_count(proc, 2)
+        async with Load(port, clients=6) as load:
+            await load.answered(50)
+            proc.send(signal.SIGTERM)
+            assert await proc.exit_code(15) == 0, proc.output
+            answered_at_exit = load.ok
+            refused_at_exit = load.refused
+
+            # The load goes on after the master is gone: it must only meet refusals.
+            async def refused_more() -> None:
+                while load.refused < refused_at_exit + 20:
+                    await asyncio.sleep(0.01)
+
+            await bounded(refused_more(), 10)
+        assert load.errors == [], f"{load.errors[:5]}\n{proc.output}"
+        assert load.ok == answered_at_exit
+        assert answered_at_exit >= 50
+    with pytest.raises(RefusedError):
+        await request(port)
+
+
+async def test_five_hup_reloads_under_load_drop_nothing_and_leave_no_old_worker() -> None:
+    """Five SIGHUPs under load: no connection error; after each reload only new workers serve."""
+    async with master(2) as proc:
+        port = await port_of(proc)
+        await ready_count(proc, 2)
+        async with Load(port, clients=4) as load:
+            await load.answered(20)
+            for round_ in range(1, 6):
+                before = set(forked_pids(proc))
+                proc.send(signal.SIGHUP)
+                await proc.until(
+                    lambda goal=round_: count_lines(proc, "reload complete") >= goal,  # type: ignore[misc]
+                    f"reload {round_} complete",
+                    15,
+                )
+                await load.answered(10)
+                # Old workers got SIGTERM; within the graceful timeout (3 s) they are gone.
+                assert await all_gone(sorted(before), 3.5), proc.output
+                now = set(forked_pids(proc)) - before
+                assert len(now) == 2, proc.output
+                mark = len(load.pids)
+                await load.answered(10)
+                assert set(load.pids[mark + 4 :]) <= now
+        assert load.errors == [], f"{load.errors[:5]}\n{proc.output}"
+        assert load.refused == 0
+        proc.send(signal.SIGTERM)
+        assert await proc.exit_code() == 0, proc.output
+
+
+async def test_reload_whose_new_code_fails_to_import_keeps_the_old_workers(tmp_path: Path) -> None:
+    """SIGHUP with broken code: the new worker fails, the old ones serve on, the master lives."""
+    broken = tmp_path / "broken"
+    async with master(2, env={"PREFORK_BROKEN": str(broken)}) as proc:
+        port = await port_of(proc)
+        await ready_count(proc, 2)
+        old = set(forked_pids(proc))
+        broken.touch()
+        async with Load(port, clients=3, paths=("/",)) as load:
+            proc.send(signal.SIGHUP)
+            await proc.line("reload failed", stream="stderr")
+            await load.answered(30)
+        assert load.errors == []
+        assert set(load.pids) <= old
+        assert "this version of the application is broken" in proc.output
+        assert proc.proc is not None
+        assert proc.proc.returncode is None
+        # Fixed code: the next SIGHUP replaces them.
+        broken.unlink()
+        proc.send(signal.SIGHUP)
+        await proc.line("reload complete", stream="stderr")
+        assert {await request(port) for _ in range(10)}.isdisjoint(old)
+        proc.send(signal.SIGTERM)
+        assert await proc.exit_code() == 0, proc.output
+
+
+async def test_workers_exit_when_the_master_is_killed() -> None:
+    """SIGKILL the master: every worker is gone within 2 s."""
+    async with master(2) as proc:
+        await ready_count(proc, 2)
+        pids = forked_pids(proc)
+        proc.send(signal.SIGKILL)
+        await proc.exit_code()
+        assert await all_gone(pids, 2.0), proc.output
+
+
+async def test_ttin_adds_and_ttou_removes_a_worker_but_never_the_last() -> None:
+    """SIGTTIN forks one more worker; SIGTTOU stops one, down to one and no fewer."""
+    async with master(1) as proc:
+        await ready_count(proc, 1)
+        proc.send(signal.SIGTTIN)
+        await ready_count(proc, 2)
+        assert "SIGTTIN received: 2 worker(s) wanted" in proc.output
+        proc.send(signal.SIGTTOU)
+        await proc.line("SIGTTOU received: 1 worker(s) wanted", stream="stderr")
+        await proc.until(
+            lambda: count_lines(proc, "exited (exit code 0)") == 1, "one worker stopped"
+        )
+        proc.send(signal.SIGTTOU)
+        await proc.line("keeping the last worker", stream="stderr")
+        proc.send(signal.SIGTERM)
+        assert await proc.exit_code() == 0, proc.output
+    assert count_lines(proc, "forked worker") == 2
+
+
+async def test_worker_with_a_blocked_event_loop_is_killed_and_replaced() -> None:
+    """A worker whose loop blocks stops its heartbeat: killed after the timeout, replaced."""
+    async with master(1, "--heartbeat-timeout", "1") as proc:
+        port = await port_of(proc)
+        await ready_count(proc, 1)
+        [first] = forked_pids(proc)
+        blocked = asyncio.create_task(request(port, "/block", seconds=8))
+        await proc.line("sent no heartbeat", stream="stderr", seconds=8)
+        with contextlib.suppress(OSError, ValueError, TimeoutError):
+            await blocked
+        await ready_count(proc, 2)
+        assert await request(port) != first
+        proc.send(signal.SIGTERM)
+        assert await proc.exit_code() == 0, proc.output
+
+
+async def test_master_notifies_ready_once_every_worker_is_ready(tmp_path: Path) -> None:
+    """Only the master talks to systemd: READY=1 after all workers are ready, STOPPING=1."""
+    async with FakeSystemd(tmp_path) as systemd:
+        async with master(2, env={"NOTIFY_SOCKET": systemd.address}) as proc:
+            await systemd.wait_for("READY=1")
+            assert count_lines(proc, " ready in ") == 2
+            proc.send(signal.SIGTERM)
+            assert await proc.exit_code() == 0, proc.output
+        texts = systemd.texts()
+    assert texts.count("READY=1") == 1, texts
+    assert "STOPPING=1" in texts
+    assert "STATUS=2 workers ready" in texts
+
+
+async def test_bad_bind_is_a_usage_error_naming_it() -> None:
+    """A bind spec that is not tcp:// or unix: fails before anything starts, naming it."""
+    async with master(1, "--bind", "udp://1.2.3.4:5") as proc:
+        assert await proc.exit_code() == 2
+    assert "udp://1.2.3.4:5" in proc.output
+
+
+# ------------------------------------------------------------ socket activation
+
+
+def _activated(*args: str, sock: socket.socket) -> Tether:
+    """``tether ARGS`` exec'd by a launcher that puts ``sock`` on fd 3 and sets LISTEN_PID."""
+    launcher = (
+        "import os, sys\n"
+        "fd = int(sys.argv[1])\n"
+        "os.dup2(fd, 3)\n"
+        "os.close(fd)\n"
+        "os.environ.update(LISTEN_FDS='1', LISTEN_PID=str(os.getpid()), LISTEN_FDNAMES='web')\n"
+        "os.execv(sys.executable, [sys.executable, '-m', 'tether', *sys.argv[2:]])\n"
+    )
+    proc = Tether(str(sock.fileno()), *args, program=("-c", launcher))
+    proc.pass_fds = (sock.fileno(),)
+    return proc
+
+
+@pytest.mark.parametrize("workers", [None, 2])
+async def test_socket_activation_adopts_fd_3(workers: int | None) -> None:
+    """A socket on fd 3 with LISTEN_PID = our pid is served, with or without pre-fork."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    port = sock.getsockname()[1]
+    extra = ("--workers", str(workers)) if workers else ()
+    proc = _activated("run", APP, *PLAIN, *extra, sock=sock)
+    async with proc:
+        sock.close()
+        if workers:
+            await ready_count(proc, workers)
+        else:
+            await proc.line("running", stream="stderr")
+        await proc.until(
+            lambda: "adopted 1 socket(s) from systemd: web=" in proc.output, "adoption"
+        )
+        env = await request(port, "/env")
+        assert env  # the pid of whoever answered
+        assert proc.proc is not None
+        if workers:
+            assert set({await request(port) for _ in range(10)}) <= set(forked_pids(proc))
+        else:
+            assert await request(port) == proc.proc.pid
+        proc.send(signal.SIGTERM)
+        assert await proc.exit_code() == 0, proc.output
+    with pytest.raises(RefusedError):
+        await request(port)
+
+
+# ------------------------------------------------------------ the ext servers
+
+
+async def test_aiohttp_server_without_address_serves_every_bound_socket(tmp_path: Path) -> None:
+    """tether.ext.aiohttp.Server given no address serves the master's TCP and Unix sockets."""
+    pytest.importorskip("aiohttp")
+    path = tmp_path / "app.sock"
+    args = ["--bind", "tcp://127.0.0.1:0", "--bind", f"unix:{path}"]
+    async with Tether(
+        "run", "tests.process.prefork_aiohttp:app", *PLAIN, "--workers", "2", *args
+    ) as proc:
+        port = await port_of(proc)
+        await ready_count(proc, 2)
+        pids = set(forked_pids(proc))
+        assert {await request(port) for _ in range(10)} <= pids
+        reader, writer = await bounded(asyncio.open_unix_connection(str(path)))
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = await bounded(reader.read())
+        writer.close()
+        assert data.startswith(b"HTTP/1.1 200")
+        assert int(data.rpartition(b"\r\n\r\n")[2]) in pids
+        proc.send(signal.SIGTERM)
+        assert await proc.exit_code() == 0, proc.output
+    assert not path.exists()
