@@ -1,4 +1,5 @@
 """Supervision: a worker that crashes twice is restarted; its dependent restarts with it."""
+# ruff: noqa: T201, INP001, D102
 
 import asyncio
 
@@ -9,6 +10,9 @@ class Queue(tether.Service):
     """Fails twice, then settles down."""
 
     failures = 0
+
+    def __init__(self) -> None:
+        self.settled = asyncio.Event()
 
     async def start(self) -> None:
         print("queue up")
@@ -22,9 +26,12 @@ class Queue(tether.Service):
         if Queue.failures < 2:
             Queue.failures += 1
             raise ConnectionError(f"lost the broker ({Queue.failures})")
+        self.settled.set()
 
 
 class Worker(tether.Service):
+    """Needs the queue: restarted with it."""
+
     restart = tether.Restart.PERMANENT  # the default; TRANSIENT and TEMPORARY also exist
 
     def __init__(self, queue: Queue) -> None:
@@ -42,6 +49,7 @@ class Worker(tether.Service):
 
 
 async def main() -> None:
+    """Run the supervisor until the queue has settled after its two failures."""
     queue = Queue()
     worker = Worker(queue)
     app = tether.Supervisor(
@@ -52,8 +60,7 @@ async def main() -> None:
         backoff=tether.Backoff(initial=0.05, maximum=1.0),
     )
     async with app:
-        while tether.status(queue).restarts < 2 or not worker.running:
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(queue.settled.wait(), 10)
         print("restarts:", tether.status(queue).restarts, tether.status(worker).restarts)
 
 
