@@ -256,9 +256,10 @@ class LifecycleLogger:
                 extra=extra,
             )
         elif kind is EventKind.RESTART:
+            # tether.supervise logs the warning itself; here only the event, for completeness.
             extra["restarts"] = event.count
             log(
-                logging.WARNING,
+                logging.DEBUG,
                 "%s restarted (restart %s): %s",
                 service,
                 event.count,
