@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-pythons lint typecheck bench bench-smoke clean
+.PHONY: demo test test-pythons lint typecheck bench bench-smoke docs docs-serve clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml
 $(VENV)/.demo: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[demo]'
 	touch $(VENV)/.demo
+
+$(VENV)/.docs: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,docs]'
+	touch $(VENV)/.docs
 
 $(VENV)/.bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
@@ -47,6 +51,15 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+## docs: build the documentation site into site/ (warnings are errors);
+## docs-serve: the same, served on http://127.0.0.1:8000 with live reload
+# Material for MkDocs prints a banner about MkDocs 2.0 on every build; the variable hides it.
+docs: $(VENV)/.docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+docs-serve: $(VENV)/.docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --strict
+
 ## bench: the full benchmark table (minutes); bench-smoke: a quick run of each workload
 bench: $(VENV)/.bench
 	$(BIN)/python benchmarks/run.py
@@ -55,4 +68,4 @@ bench-smoke: $(STAMP)
 	$(BIN)/python benchmarks/run.py --smoke
 
 clean:
-	rm -rf $(VENV) .venv-3.* .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .venv-3.* .pytest_cache .mypy_cache .ruff_cache .hypothesis site

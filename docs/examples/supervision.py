@@ -1,5 +1,4 @@
 """Supervision: a worker that crashes twice is restarted; its dependent restarts with it."""
-# ruff: noqa: T201, INP001, D102
 
 import asyncio
 
