@@ -28,6 +28,7 @@ from ._errors import (
 )
 from ._events import EventKind, LifecycleEvent, subscribe
 from ._graph import check
+from ._lazy import Lazy
 from ._picture import graph, status_tree
 from ._plugins import Plugins
 from ._runner import ExitCode, run
@@ -41,6 +42,7 @@ from ._service import (
 )
 from ._stages import EXIT, INIT, RELOAD, START, STARTED, STOP, STOPPING, Direction, Stage
 from ._tasks import cron, task, timer
+from ._thread import ServiceThread, ThreadStalledError
 
 __all__ = [
     "EXIT",
@@ -63,6 +65,7 @@ __all__ = [
     "HookError",
     "InjectionCycleError",
     "InjectionError",
+    "Lazy",
     "LifecycleEvent",
     "PluginError",
     "Plugins",
@@ -73,9 +76,11 @@ __all__ = [
     "ServiceState",
     "ServiceStateError",
     "ServiceStatus",
+    "ServiceThread",
     "Stage",
     "StopTimeoutError",
     "TetherError",
+    "ThreadStalledError",
     "check",
     "cron",
     "graph",

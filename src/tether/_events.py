@@ -39,6 +39,9 @@ class EventKind(enum.StrEnum):
     """A background task raised; ``detail`` is the task's name."""
     TIMER_SKIPPED = "timer_skipped"
     """A timer tick overran its interval; ``count`` ticks were skipped."""
+    THREAD_STALLED = "thread_stalled"
+    """The loop of a ``ServiceThread`` did not answer its heartbeat for ``duration``
+    seconds; ``detail`` is where its code is stuck."""
 
 
 class LifecycleEvent:

@@ -218,6 +218,9 @@ def status_tree(root: ServiceBase) -> str:
         lines.append(lead + "  ".join(parts))
         tasks = sorted(snap.tasks, key=lambda t: t.get_name())
         deps = list(snap.dependencies)
+        subgraph = getattr(service, "_tether_subgraph", None)
+        if subgraph is not None:  # a ServiceThread: the graph its thread runs
+            deps.extend(subgraph())
         children = len(tasks) + len(deps)
         for n, task in enumerate(tasks):
             branch = "└── " if n == children - 1 else "├── "
