@@ -478,3 +478,17 @@ def test_the_readme_example_runs_as_written(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["crunch up in tether Crunch", "2 + 3 = 5"]
+
+
+def test_check_and_graph_see_the_thread_graph(log: Log) -> None:
+    """tether.check validates the thread's graph before anything starts; graph draws it."""
+    a = Node("a", log)
+    b = Node("b", log, [a])
+    a.deps.append(b)
+    with pytest.raises(tether.DependencyCycleError, match="Node -> Node -> Node"):
+        tether.check(Node("root", log, [tether.ServiceThread(Node("inner", log, [b]))]))
+    picture = tether.graph(Node("root", log, [tether.ServiceThread(Where("inner", log))]))
+    assert picture.splitlines()[1:3] == [
+        "└── 1 ServiceThread[Where] (reload)",
+        "    └── 1 Where",
+    ]

@@ -75,6 +75,9 @@ def _declared_groups(service: ServiceBase) -> list[list[ServiceBase]]:
             groups.append([item])
         else:
             groups.append([m for m in item if isinstance(m, ServiceBase)])
+    subgraph = getattr(service, "_tether_subgraph", None)
+    if subgraph is not None:  # a ServiceThread: the graph its thread runs, started last
+        groups.append(list(subgraph()))
     return groups
 
 

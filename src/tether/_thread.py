@@ -568,19 +568,26 @@ async def _submit(
         invoke.close()
         raise ServiceStateError(f"{what}: the target event loop is closed.") from None
     result = asyncio.wrap_future(future)
-    waited: set[asyncio.Future[Any]] = {result}
+    guard: asyncio.Future[None] | None = None
+
+    def stop_waiting(_: object) -> None:
+        result.cancel()
+
     if asyncio.get_running_loop() is run.parent_loop and loop is not run.parent_loop:
-        waited.add(run.ended)  # a thread that ends first never answers
+        guard = run.ended  # a thread that ends first never answers: stop waiting then
+        guard.add_done_callback(stop_waiting)
     try:
-        await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
+        return await result
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if result.cancelled() and task is not None and not task.cancelling():
+            raise ServiceStateError(
+                f"{what}: the thread ended before the call finished; it was cancelled."
+            ) from None
+        raise
     finally:
-        if not result.done():
-            result.cancel()  # ours was cancelled, or the thread ended: cancel the call there
-    if result.cancelled():
-        raise ServiceStateError(
-            f"{what}: the thread ended before the call finished; it was cancelled."
-        )
-    return result.result()
+        if guard is not None:
+            guard.remove_done_callback(stop_waiting)
 
 
 def _retrieve(fut: asyncio.Future[Any]) -> None:
