@@ -492,3 +492,21 @@ def test_check_and_graph_see_the_thread_graph(log: Log) -> None:
         "└── 1 ServiceThread[Where] (reload)",
         "    └── 1 Where",
     ]
+
+
+async def test_a_stop_error_in_the_thread_is_raised_by_the_parent_stop(log: Log) -> None:
+    """A stop hook raising in the thread: the parent's stop raises it once; all stops."""
+
+    class StopFails(Node):
+        async def stop(self) -> None:
+            await super().stop()
+            raise OSError("flush failed")
+
+    below = Where("below", log)
+    worker = tether.ServiceThread(StopFails("fails", log, [below]))
+    with pytest.raises(OSError, match="flush failed") as caught:
+        async with Node("root", log, [worker]):
+            pass
+    assert log.of("stop") == ["root", "fails", "below"]
+    assert not _alive(worker.thread)
+    assert not [n for n in caught.value.__notes__ if "also raised" in n]  # reported once
