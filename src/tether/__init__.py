@@ -28,6 +28,7 @@ from ._errors import (
 )
 from ._events import EventKind, LifecycleEvent, subscribe
 from ._graph import check
+from ._lazy import Lazy
 from ._master import prefork
 from ._picture import graph, status_tree
 from ._plugins import Plugins
@@ -44,6 +45,7 @@ from ._sockets import listeners
 from ._stages import EXIT, INIT, RELOAD, START, STARTED, STOP, STOPPING, Direction, Stage
 from ._supervise import Backoff, Restart, RestartIntensityError, Strategy, Supervisor
 from ._tasks import cron, task, timer
+from ._thread import ServiceThread, ThreadStalledError
 
 __all__ = [
     "EXIT",
@@ -67,6 +69,7 @@ __all__ = [
     "HookError",
     "InjectionCycleError",
     "InjectionError",
+    "Lazy",
     "LifecycleEvent",
     "PluginError",
     "Plugins",
@@ -79,11 +82,13 @@ __all__ = [
     "ServiceState",
     "ServiceStateError",
     "ServiceStatus",
+    "ServiceThread",
     "Stage",
     "StopTimeoutError",
     "Strategy",
     "Supervisor",
     "TetherError",
+    "ThreadStalledError",
     "check",
     "cron",
     "graph",

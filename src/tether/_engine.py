@@ -192,6 +192,13 @@ async def start_root(service: ServiceBase) -> None:
             await _wait_busy(collection.busy, f"start {root.name}")
             continue
         break
+    for rec in collection.reached:
+        if rec.loop is not loop:
+            raise ServiceStateError(
+                f"Cannot start {root.name}: it needs {rec.name}, which runs in another "
+                f"event loop (another thread). A service belongs to one loop; give each "
+                f"thread its own instance."
+            )
     new = collection.new
     op.claim(new, collection.barriers)
     for rec in new:

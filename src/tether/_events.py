@@ -43,6 +43,9 @@ class EventKind(enum.StrEnum):
     """A supervisor restarted ``service``; ``count`` is its restart count so far,
     ``error`` the exception that caused it (None after a normal exit), ``detail`` the
     cause in words."""
+    THREAD_STALLED = "thread_stalled"
+    """The loop of a ``ServiceThread`` did not answer its heartbeat for ``duration``
+    seconds; ``detail`` is where its code is stuck."""
 
 
 class LifecycleEvent:

@@ -292,3 +292,7 @@ def check(root: ServiceBase) -> None:
     collection = collect(record(root), object())
     for rec in collection.new:
         check_timeout(rec.service)
+        subgraph = getattr(rec.service, "_tether_subgraph", None)
+        if subgraph is not None:  # a ServiceThread: the graph its thread will start
+            for service in subgraph():
+                check(service)

@@ -75,6 +75,9 @@ def _declared_groups(service: ServiceBase) -> list[list[ServiceBase]]:
             groups.append([item])
         else:
             groups.append([m for m in item if isinstance(m, ServiceBase)])
+    subgraph = getattr(service, "_tether_subgraph", None)
+    if subgraph is not None:  # a ServiceThread: the graph its thread runs, started last
+        groups.append(list(subgraph()))
     return groups
 
 
@@ -218,6 +221,9 @@ def status_tree(root: ServiceBase) -> str:
         lines.append(lead + "  ".join(parts))
         tasks = sorted(snap.tasks, key=lambda t: t.get_name())
         deps = list(snap.dependencies)
+        subgraph = getattr(service, "_tether_subgraph", None)
+        if subgraph is not None:  # a ServiceThread: the graph its thread runs
+            deps.extend(subgraph())
         children = len(tasks) + len(deps)
         for n, task in enumerate(tasks):
             branch = "└── " if n == children - 1 else "├── "
