@@ -21,7 +21,7 @@ from typing import Self
 import pytest
 
 from tests.conftest import bounded
-from tests.process.harness import FakeSystemd, Tether
+from tests.process.harness import ROOT, FakeSystemd, Tether
 
 APP = "tests.process.prefork_app:app"
 PLAIN = ("--log-format", "plain")
@@ -424,3 +424,73 @@ async def test_aiohttp_server_without_address_serves_every_bound_socket(tmp_path
         proc.send(signal.SIGTERM)
         assert await proc.exit_code() == 0, proc.output
     assert not path.exists()
+
+
+async def test_a_crash_loop_is_respawned_with_growing_backoff(tmp_path: Path) -> None:
+    """A worker that keeps failing is respawned after 0, 0.1, 0.2, 0.4 s...: no fork storm."""
+    crash = tmp_path / "crash"
+    async with master(1, env={"PREFORK_CRASH": str(crash)}) as proc:
+        await ready_count(proc, 1)
+        [first] = forked_pids(proc)
+        crash.touch()
+        os.kill(first, signal.SIGKILL)
+        await proc.line("respawning in 0.4s", stream="stderr")
+        delays = re.findall(r"failures in a row: respawning in ([\d.]+)s", proc.output)
+        assert delays[:3] == ["0.1", "0.2", "0.4"], proc.output
+        crash.unlink()
+        await ready_count(proc, 2, seconds=15)
+        proc.send(signal.SIGTERM)
+        assert await proc.exit_code() == 0, proc.output
+    assert count_lines(proc, "forked worker") <= 8
+
+
+async def test_a_second_sigterm_makes_the_workers_stop_at_once() -> None:
+    """SIGTERM, then SIGTERM again while a request hangs: the worker is forced out (code 70)."""
+    async with master(1, "--graceful-timeout", "30") as proc:
+        port = await port_of(proc)
+        await ready_count(proc, 1)
+        hanging = asyncio.create_task(request(port, "/hang", seconds=20))
+        await asyncio.sleep(0.2)  # let the request reach the worker (no event to wait on)
+        proc.send(signal.SIGTERM)
+        await proc.line("stopping gracefully", stream="stderr")
+        proc.send(signal.SIGTERM)
+        assert await proc.exit_code() == 0, proc.output
+        with contextlib.suppress(OSError, ValueError, TimeoutError):
+            await hanging
+    assert "received again: the workers stop at once" in proc.output
+    assert "exited (exit code 70)" in proc.output
+
+
+async def test_a_worker_outliving_the_graceful_timeout_is_killed() -> None:
+    """A request that does not finish: the worker is ended once the graceful timeout passed."""
+    async with master(1, "--graceful-timeout", "1") as proc:
+        port = await port_of(proc)
+        await ready_count(proc, 1)
+        hanging = asyncio.create_task(request(port, "/hang", seconds=20))
+        await asyncio.sleep(0.2)  # let the request reach the worker (no event to wait on)
+        proc.send(signal.SIGTERM)
+        assert await proc.exit_code() == 0, proc.output
+        with contextlib.suppress(OSError, ValueError, TimeoutError):
+            await hanging
+    # The worker's own shutdown deadline (the same timeout) or the master's kill ends it.
+    assert "(exit code 70)" in proc.output or "killed by SIGKILL" in proc.output, proc.output
+
+
+async def test_the_readme_example_serves_from_two_workers_and_stops(tmp_path: Path) -> None:
+    """The README's hello.py forks two workers that answer; SIGTERM stops it with code 0."""
+    readme = (ROOT / "README.md").read_text()
+    found = re.search(r"<!-- prefork-example -->\n```python\n(.*?)```", readme, re.DOTALL)
+    assert found is not None
+    program = tmp_path / "hello.py"
+    program.write_text(found.group(1))
+    async with Tether(program=(str(program),), env={"PORT": "0"}) as proc:
+        port = await port_of(proc)
+        await ready_count(proc, 2)
+        reader, writer = await bounded(asyncio.open_connection("127.0.0.1", port))
+        writer.write(b"GET / HTTP/1.0\r\n\r\n")
+        data = await bounded(reader.read())
+        writer.close()
+        assert b"hello from worker" in data
+        assert int(data.split()[-1]) in forked_pids(proc)
+        proc.send(signal.SIGTERM)
+        assert await proc.exit_code() == 0, proc.output
