@@ -46,6 +46,7 @@ _HANDLED = (
     signal.SIGHUP,
     signal.SIGTTIN,
     signal.SIGTTOU,
+    signal.SIGUSR1,
     signal.SIGCHLD,
 )
 _HEALTHY_LIFE = 10.0
@@ -112,7 +113,8 @@ class Workers(BlockingService):
     stopping the others). :meth:`supervise` then runs until SIGTERM or SIGINT:
     respawning a worker that died (with backoff in a crash loop), killing one whose
     heartbeat stopped for ``heartbeat_timeout``, replacing them one at a time on
-    SIGHUP, adding one on SIGTTIN and removing one on SIGTTOU. ``stop`` asks every
+    SIGHUP, adding one on SIGTTIN and removing one on SIGTTOU; SIGUSR1 prints the
+    workers and is forwarded to them (each prints its status tree). ``stop`` asks every
     worker to stop (SIGTERM), forwards a second stop signal (which makes them stop at
     once) and kills what still runs after ``graceful_timeout``.
     """
@@ -417,6 +419,8 @@ class Workers(BlockingService):
                 )
                 if self.notifier is not None:
                     self.notifier.reloading()
+            elif signum == signal.SIGUSR1:
+                self._print_status()
             elif signum == signal.SIGTTIN:
                 self.desired += 1
                 logger.info("SIGTTIN received: %d worker(s) wanted", self.desired)
@@ -426,6 +430,24 @@ class Workers(BlockingService):
                     logger.info("SIGTTOU received: %d worker(s) wanted", self.desired)
                 else:
                     logger.info("SIGTTOU received: keeping the last worker")
+
+    def _print_status(self) -> None:
+        """SIGUSR1: the workers, one line each, then each worker prints its own tree."""
+        now = time.monotonic()
+        header = (
+            f"tether status: master pid {os.getpid()}, {len(self._active())} of "
+            f"{self.desired} worker(s) serving, generation {self.generation}"
+        )
+        lines = [header]
+        lines.extend(
+            f"  {worker}: up {now - worker.born:.1f}s, generation {worker.generation}, "
+            f"last heartbeat {now - worker.last_seen:.1f}s ago"
+            for worker in sorted(self.workers.values(), key=lambda w: w.serial)
+        )
+        sys.stderr.write("\n".join(lines) + "\n")
+        sys.stderr.flush()
+        for worker in self.workers.values():
+            self._signal(worker, signal.SIGUSR1)
 
     def _reap(self) -> None:
         while self.workers:
@@ -513,6 +535,8 @@ class Workers(BlockingService):
             for other in self.workers.values():
                 other.notify.close()
             worker.notify.close()
+            if self.notifier is not None:
+                self.notifier.close()  # only the master talks to systemd
             os.environ["NOTIFY_SOCKET"] = worker.address
             os.environ["WATCHDOG_USEC"] = str(max(1, int(self.heartbeat_timeout * 500_000)))
             os.environ["WATCHDOG_PID"] = str(os.getpid())

@@ -280,6 +280,7 @@ async def test_reload_whose_new_code_fails_to_import_keeps_the_old_workers(tmp_p
         broken.unlink()
         proc.send(signal.SIGHUP)
         await proc.line("reload complete", stream="stderr")
+        assert await all_gone(sorted(old), 5), proc.output  # told to stop, they drain first
         assert {await request(port) for _ in range(10)}.isdisjoint(old)
         proc.send(signal.SIGTERM)
         assert await proc.exit_code() == 0, proc.output
@@ -492,5 +493,19 @@ async def test_the_readme_example_serves_from_two_workers_and_stops(tmp_path: Pa
         writer.close()
         assert b"hello from worker" in data
         assert int(data.split()[-1]) in forked_pids(proc)
+        proc.send(signal.SIGTERM)
+        assert await proc.exit_code() == 0, proc.output
+
+
+async def test_sigusr1_prints_the_workers_and_their_status_trees() -> None:
+    """SIGUSR1 to the master: a line per worker, and each worker's own status tree."""
+    async with master(2) as proc:
+        await ready_count(proc, 2)
+        proc.send(signal.SIGUSR1)
+        await proc.line("2 of 2 worker(s) serving", stream="stderr")
+        await proc.until(
+            lambda: count_lines(proc, "tether status: PidServer is running") == 2,
+            "two status trees",
+        )
         proc.send(signal.SIGTERM)
         assert await proc.exit_code() == 0, proc.output
