@@ -509,3 +509,37 @@ async def test_sigusr1_prints_the_workers_and_their_status_trees() -> None:
         )
         proc.send(signal.SIGTERM)
         assert await proc.exit_code() == 0, proc.output
+
+
+async def test_workers_that_cannot_boot_at_start_stop_the_master_with_code_3(
+    tmp_path: Path,
+) -> None:
+    """The first workers fail to import the application: nothing serves, exit code 3."""
+    broken = tmp_path / "broken"
+    broken.touch()
+    async with master(2, env={"PREFORK_BROKEN": str(broken)}) as proc:
+        port = await port_of(proc)
+        assert await proc.exit_code() == 3, proc.output
+    assert "a worker exited before it was ready" in proc.output
+    assert "this version of the application is broken" in proc.output
+    with pytest.raises(RefusedError):
+        await request(port)
+
+
+async def test_preloaded_application_is_imported_once_and_reused_on_reload(
+    tmp_path: Path,
+) -> None:
+    """--preload imports in the master: a SIGHUP replaces the workers with the same code."""
+    broken = tmp_path / "broken"
+    async with master(2, "--preload", env={"PREFORK_BROKEN": str(broken)}) as proc:
+        port = await port_of(proc)
+        await ready_count(proc, 2)
+        old = set(forked_pids(proc))
+        broken.touch()  # would break an import; the preloaded code is not imported again
+        proc.send(signal.SIGHUP)
+        await proc.line("reload complete", stream="stderr")
+        assert await all_gone(sorted(old), 5), proc.output
+        assert {await request(port) for _ in range(10)}.isdisjoint(old)
+        proc.send(signal.SIGTERM)
+        assert await proc.exit_code() == 0, proc.output
+    assert "(preloaded)" in proc.output
