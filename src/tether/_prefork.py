@@ -23,17 +23,15 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import NoReturn
 
 from ._errors import TetherError
 from ._notify import Notifier, watchdog_interval
 from ._service import BlockingService
 from ._sockets import Sockets, set_listeners
-
-if TYPE_CHECKING:
-    from ._service import ServiceBase
+from ._worker import WorkerMain, die_with_parent
 
 __all__ = ["BootError", "Workers"]
 
@@ -99,10 +97,6 @@ class _Worker:
     def __repr__(self) -> str:
         state = "stopping" if self.stopping else "ready" if self.ready else "booting"
         return f"worker {self.serial} (pid {self.pid}, {state})"
-
-
-WorkerMain = Callable[[], int]
-"""Run in the forked child: build the application and run it; returns its exit code."""
 
 
 class Workers(BlockingService):
@@ -526,7 +520,7 @@ class Workers(BlockingService):
             # Ctrl-C reaches the whole process group: the master forwards it as SIGTERM.
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-            _die_with_parent(self.master_pid)
+            die_with_parent(self.master_pid)
             if self.selector is not None:
                 self.selector.close()
             if self.wakeup is not None:
@@ -648,42 +642,3 @@ def _status_text(status: int) -> str:
             name = str(os.WTERMSIG(status))
         return f"killed by {name}"
     return f"exit code {os.waitstatus_to_exitcode(status)}"
-
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent(master: int) -> None:
-    """Make this worker receive SIGTERM when the master dies (Linux), or poll for it."""
-    if sys.platform.startswith("linux"):
-        import ctypes  # noqa: PLC0415 - a worker only
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) == 0:
-            if os.getppid() != master:  # the master died before prctl took effect
-                os._exit(0)
-            return
-    import threading  # noqa: PLC0415 - the fallback only
-
-    def watch() -> None:
-        while os.getppid() == master:
-            time.sleep(0.5)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    threading.Thread(target=watch, name="tether.master-watch", daemon=True).start()
-
-
-def service_main(
-    load: Callable[[], tuple[ServiceBase, object]],
-    options: dict[str, object],
-) -> WorkerMain:
-    """The worker's body: build the graph with ``load`` and run it with the runner."""
-
-    def main() -> int:
-        from ._runner import Runner  # noqa: PLC0415 - avoids an import cycle
-
-        service, container = load()
-        runner = Runner(service, container=container, **options)  # type: ignore[arg-type]
-        return runner.execute()
-
-    return main
