@@ -31,6 +31,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import bench_prefork
 import micro
 import startstop
 from table import render
@@ -41,7 +42,9 @@ HERE = Path(__file__).resolve()
 # PYTHONDONTWRITEBYTECODE set, as some shells and CI images do) every fresh interpreter
 # compiles tether from source and `import tether` measures the compiler.
 WORKER_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-WORKLOADS = ("startstop", "import", "add_task", "timer")
+WORKLOADS = ("startstop", "import", "add_task", "timer", "prefork")
+SMOKE_SKIPS = ("prefork",)
+"""Workloads a plain --smoke run leaves out (tens of seconds of servers); name them to run."""
 
 
 @dataclass
@@ -93,7 +96,7 @@ class Plan:
             impls=list(startstop.IMPLS),
             repeats={},
             timeout=30.0,
-            workloads=list(WORKLOADS),
+            workloads=[w for w in WORKLOADS if w not in SMOKE_SKIPS],
             import_runs=3,
             add_task_count=200,
             add_task_rounds=3,
@@ -369,6 +372,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.table is not None:
         recorded = json.loads(Path(args.table).read_text())
         print(render(recorded, Plan.recorded(recorded["plan"])))
+        if "prefork" in recorded:
+            print("\n" + "\n".join(bench_prefork.render(recorded["prefork"])))
         return 0
     plan = Plan.tiny() if args.smoke else Plan.full()
     if args.timeout is not None:
@@ -403,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
         "import": bench_import,
         "add_task": bench_add_task,
         "timer": bench_timer,
+        "prefork": lambda plan: bench_prefork.run(plan.smoke),
     }
     for name in plan.workloads:
         progress(f"{name} ...")
@@ -415,6 +421,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(results, indent=2))
     else:
         print(render(results, plan))
+        if "prefork" in results:
+            print("\n" + "\n".join(bench_prefork.render(results["prefork"])))
     return 0
 
 

@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from ._errors import TetherError
 from ._logging import LOG_FORMATS, LogFormat, configured, parse_level
 from ._notify import Notifier
-from ._prefork import BootError, Workers, service_main
+from ._prefork import BootError, Workers
 from ._service import ServiceBase
 from ._sockets import BindError, Sockets, parse_bind
+from ._worker import service_main
 
 if TYPE_CHECKING:
     from ._container import Container

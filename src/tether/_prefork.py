@@ -23,17 +23,15 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import NoReturn
 
 from ._errors import TetherError
 from ._notify import Notifier, watchdog_interval
 from ._service import BlockingService
 from ._sockets import Sockets, set_listeners
-
-if TYPE_CHECKING:
-    from ._service import ServiceBase
+from ._worker import WorkerMain, die_with_parent
 
 __all__ = ["BootError", "Workers"]
 
@@ -46,6 +44,7 @@ _HANDLED = (
     signal.SIGHUP,
     signal.SIGTTIN,
     signal.SIGTTOU,
+    signal.SIGUSR1,
     signal.SIGCHLD,
 )
 _HEALTHY_LIFE = 10.0
@@ -100,10 +99,6 @@ class _Worker:
         return f"worker {self.serial} (pid {self.pid}, {state})"
 
 
-WorkerMain = Callable[[], int]
-"""Run in the forked child: build the application and run it; returns its exit code."""
-
-
 class Workers(BlockingService):
     """Forks the workers and keeps the right number of them serving.
 
@@ -112,7 +107,8 @@ class Workers(BlockingService):
     stopping the others). :meth:`supervise` then runs until SIGTERM or SIGINT:
     respawning a worker that died (with backoff in a crash loop), killing one whose
     heartbeat stopped for ``heartbeat_timeout``, replacing them one at a time on
-    SIGHUP, adding one on SIGTTIN and removing one on SIGTTOU. ``stop`` asks every
+    SIGHUP, adding one on SIGTTIN and removing one on SIGTTOU; SIGUSR1 prints the
+    workers and is forwarded to them (each prints its status tree). ``stop`` asks every
     worker to stop (SIGTERM), forwards a second stop signal (which makes them stop at
     once) and kills what still runs after ``graceful_timeout``.
     """
@@ -417,6 +413,8 @@ class Workers(BlockingService):
                 )
                 if self.notifier is not None:
                     self.notifier.reloading()
+            elif signum == signal.SIGUSR1:
+                self._print_status()
             elif signum == signal.SIGTTIN:
                 self.desired += 1
                 logger.info("SIGTTIN received: %d worker(s) wanted", self.desired)
@@ -426,6 +424,24 @@ class Workers(BlockingService):
                     logger.info("SIGTTOU received: %d worker(s) wanted", self.desired)
                 else:
                     logger.info("SIGTTOU received: keeping the last worker")
+
+    def _print_status(self) -> None:
+        """SIGUSR1: the workers, one line each, then each worker prints its own tree."""
+        now = time.monotonic()
+        header = (
+            f"tether status: master pid {os.getpid()}, {len(self._active())} of "
+            f"{self.desired} worker(s) serving, generation {self.generation}"
+        )
+        lines = [header]
+        lines.extend(
+            f"  {worker}: up {now - worker.born:.1f}s, generation {worker.generation}, "
+            f"last heartbeat {now - worker.last_seen:.1f}s ago"
+            for worker in sorted(self.workers.values(), key=lambda w: w.serial)
+        )
+        sys.stderr.write("\n".join(lines) + "\n")
+        sys.stderr.flush()
+        for worker in self.workers.values():
+            self._signal(worker, signal.SIGUSR1)
 
     def _reap(self) -> None:
         while self.workers:
@@ -504,7 +520,7 @@ class Workers(BlockingService):
             # Ctrl-C reaches the whole process group: the master forwards it as SIGTERM.
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-            _die_with_parent(self.master_pid)
+            die_with_parent(self.master_pid)
             if self.selector is not None:
                 self.selector.close()
             if self.wakeup is not None:
@@ -513,6 +529,8 @@ class Workers(BlockingService):
             for other in self.workers.values():
                 other.notify.close()
             worker.notify.close()
+            if self.notifier is not None:
+                self.notifier.close()  # only the master talks to systemd
             os.environ["NOTIFY_SOCKET"] = worker.address
             os.environ["WATCHDOG_USEC"] = str(max(1, int(self.heartbeat_timeout * 500_000)))
             os.environ["WATCHDOG_PID"] = str(os.getpid())
@@ -624,42 +642,3 @@ def _status_text(status: int) -> str:
             name = str(os.WTERMSIG(status))
         return f"killed by {name}"
     return f"exit code {os.waitstatus_to_exitcode(status)}"
-
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent(master: int) -> None:
-    """Make this worker receive SIGTERM when the master dies (Linux), or poll for it."""
-    if sys.platform.startswith("linux"):
-        import ctypes  # noqa: PLC0415 - a worker only
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) == 0:
-            if os.getppid() != master:  # the master died before prctl took effect
-                os._exit(0)
-            return
-    import threading  # noqa: PLC0415 - the fallback only
-
-    def watch() -> None:
-        while os.getppid() == master:
-            time.sleep(0.5)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    threading.Thread(target=watch, name="tether.master-watch", daemon=True).start()
-
-
-def service_main(
-    load: Callable[[], tuple[ServiceBase, object]],
-    options: dict[str, object],
-) -> WorkerMain:
-    """The worker's body: build the graph with ``load`` and run it with the runner."""
-
-    def main() -> int:
-        from ._runner import Runner  # noqa: PLC0415 - avoids an import cycle
-
-        service, container = load()
-        runner = Runner(service, container=container, **options)  # type: ignore[arg-type]
-        return runner.execute()
-
-    return main

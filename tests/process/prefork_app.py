@@ -3,7 +3,8 @@
 ``GET /`` answers with the worker's pid; ``/slow`` takes 200 ms first (a request
 in flight during a stop); ``/block`` blocks the worker's event loop (its heartbeat
 stops); ``/env`` answers 500 if systemd's ``LISTEN_*`` variables are still set or fd 3
-is inheritable.
+is inheritable; ``/hang`` waits 30 s (a request that outlives the graceful timeout).
+While the file named by ``PREFORK_CRASH`` exists, the service fails to start.
 If the file named by ``PREFORK_BROKEN`` exists when the module is imported, the import
 fails: new code that cannot boot.
 """
@@ -35,6 +36,9 @@ class PidServer(tether.Service):
         self.handlers: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
+        crash = os.environ.get("PREFORK_CRASH")
+        if crash and os.path.exists(crash):  # noqa: PTH110, ASYNC240 - one stat, in a test app
+            raise RuntimeError("PREFORK_CRASH exists: this worker fails to start")
         for sock in tether.listeners():
             server = await asyncio.start_server(self._handle, sock=sock.dup())
             self.servers.append(server)
@@ -50,6 +54,8 @@ class PidServer(tether.Service):
             path = request.split()[1].decode() if len(request.split()) > 1 else "/"
             if path == "/slow":
                 await asyncio.sleep(0.2)
+            elif path == "/hang":
+                await asyncio.sleep(30)
             elif path == "/block":
                 time.sleep(60)  # noqa: ASYNC251 - blocking the loop is the point
             body = str(os.getpid()).encode()

@@ -21,7 +21,7 @@ from typing import Self
 import pytest
 
 from tests.conftest import bounded
-from tests.process.harness import FakeSystemd, Tether
+from tests.process.harness import ROOT, FakeSystemd, Tether
 
 APP = "tests.process.prefork_app:app"
 PLAIN = ("--log-format", "plain")
@@ -280,6 +280,7 @@ async def test_reload_whose_new_code_fails_to_import_keeps_the_old_workers(tmp_p
         broken.unlink()
         proc.send(signal.SIGHUP)
         await proc.line("reload complete", stream="stderr")
+        assert await all_gone(sorted(old), 5), proc.output  # told to stop, they drain first
         assert {await request(port) for _ in range(10)}.isdisjoint(old)
         proc.send(signal.SIGTERM)
         assert await proc.exit_code() == 0, proc.output
@@ -424,3 +425,121 @@ async def test_aiohttp_server_without_address_serves_every_bound_socket(tmp_path
         proc.send(signal.SIGTERM)
         assert await proc.exit_code() == 0, proc.output
     assert not path.exists()
+
+
+async def test_a_crash_loop_is_respawned_with_growing_backoff(tmp_path: Path) -> None:
+    """A worker that keeps failing is respawned after 0, 0.1, 0.2, 0.4 s...: no fork storm."""
+    crash = tmp_path / "crash"
+    async with master(1, env={"PREFORK_CRASH": str(crash)}) as proc:
+        await ready_count(proc, 1)
+        [first] = forked_pids(proc)
+        crash.touch()
+        os.kill(first, signal.SIGKILL)
+        await proc.line("respawning in 0.4s", stream="stderr")
+        delays = re.findall(r"failures in a row: respawning in ([\d.]+)s", proc.output)
+        assert delays[:3] == ["0.1", "0.2", "0.4"], proc.output
+        crash.unlink()
+        await ready_count(proc, 2, seconds=15)
+        proc.send(signal.SIGTERM)
+        assert await proc.exit_code() == 0, proc.output
+    assert count_lines(proc, "forked worker") <= 8
+
+
+async def test_a_second_sigterm_makes_the_workers_stop_at_once() -> None:
+    """SIGTERM, then SIGTERM again while a request hangs: the worker is forced out (code 70)."""
+    async with master(1, "--graceful-timeout", "30") as proc:
+        port = await port_of(proc)
+        await ready_count(proc, 1)
+        hanging = asyncio.create_task(request(port, "/hang", seconds=20))
+        await asyncio.sleep(0.2)  # let the request reach the worker (no event to wait on)
+        proc.send(signal.SIGTERM)
+        await proc.line("stopping gracefully", stream="stderr")
+        proc.send(signal.SIGTERM)
+        assert await proc.exit_code() == 0, proc.output
+        with contextlib.suppress(OSError, ValueError, TimeoutError):
+            await hanging
+    assert "received again: the workers stop at once" in proc.output
+    assert "exited (exit code 70)" in proc.output
+
+
+async def test_a_worker_outliving_the_graceful_timeout_is_killed() -> None:
+    """A request that does not finish: the worker is ended once the graceful timeout passed."""
+    async with master(1, "--graceful-timeout", "1") as proc:
+        port = await port_of(proc)
+        await ready_count(proc, 1)
+        hanging = asyncio.create_task(request(port, "/hang", seconds=20))
+        await asyncio.sleep(0.2)  # let the request reach the worker (no event to wait on)
+        proc.send(signal.SIGTERM)
+        assert await proc.exit_code() == 0, proc.output
+        with contextlib.suppress(OSError, ValueError, TimeoutError):
+            await hanging
+    # The worker's own shutdown deadline (the same timeout) or the master's kill ends it.
+    assert "(exit code 70)" in proc.output or "killed by SIGKILL" in proc.output, proc.output
+
+
+async def test_the_readme_example_serves_from_two_workers_and_stops(tmp_path: Path) -> None:
+    """The README's hello.py forks two workers that answer; SIGTERM stops it with code 0."""
+    readme = (ROOT / "README.md").read_text()
+    found = re.search(r"<!-- prefork-example -->\n```python\n(.*?)```", readme, re.DOTALL)
+    assert found is not None
+    program = tmp_path / "hello.py"
+    program.write_text(found.group(1))
+    async with Tether(program=(str(program),), env={"PORT": "0"}) as proc:
+        port = await port_of(proc)
+        await ready_count(proc, 2)
+        reader, writer = await bounded(asyncio.open_connection("127.0.0.1", port))
+        writer.write(b"GET / HTTP/1.0\r\n\r\n")
+        data = await bounded(reader.read())
+        writer.close()
+        assert b"hello from worker" in data
+        assert int(data.split()[-1]) in forked_pids(proc)
+        proc.send(signal.SIGTERM)
+        assert await proc.exit_code() == 0, proc.output
+
+
+async def test_sigusr1_prints_the_workers_and_their_status_trees() -> None:
+    """SIGUSR1 to the master: a line per worker, and each worker's own status tree."""
+    async with master(2) as proc:
+        await ready_count(proc, 2)
+        proc.send(signal.SIGUSR1)
+        await proc.line("2 of 2 worker(s) serving", stream="stderr")
+        await proc.until(
+            lambda: count_lines(proc, "tether status: PidServer is running") == 2,
+            "two status trees",
+        )
+        proc.send(signal.SIGTERM)
+        assert await proc.exit_code() == 0, proc.output
+
+
+async def test_workers_that_cannot_boot_at_start_stop_the_master_with_code_3(
+    tmp_path: Path,
+) -> None:
+    """The first workers fail to import the application: nothing serves, exit code 3."""
+    broken = tmp_path / "broken"
+    broken.touch()
+    async with master(2, env={"PREFORK_BROKEN": str(broken)}) as proc:
+        port = await port_of(proc)
+        assert await proc.exit_code() == 3, proc.output
+    assert "a worker exited before it was ready" in proc.output
+    assert "this version of the application is broken" in proc.output
+    with pytest.raises(RefusedError):
+        await request(port)
+
+
+async def test_preloaded_application_is_imported_once_and_reused_on_reload(
+    tmp_path: Path,
+) -> None:
+    """--preload imports in the master: a SIGHUP replaces the workers with the same code."""
+    broken = tmp_path / "broken"
+    async with master(2, "--preload", env={"PREFORK_BROKEN": str(broken)}) as proc:
+        port = await port_of(proc)
+        await ready_count(proc, 2)
+        old = set(forked_pids(proc))
+        broken.touch()  # would break an import; the preloaded code is not imported again
+        proc.send(signal.SIGHUP)
+        await proc.line("reload complete", stream="stderr")
+        assert await all_gone(sorted(old), 5), proc.output
+        assert {await request(port) for _ in range(10)}.isdisjoint(old)
+        proc.send(signal.SIGTERM)
+        assert await proc.exit_code() == 0, proc.output
+    assert "(preloaded)" in proc.output

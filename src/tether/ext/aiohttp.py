@@ -21,6 +21,7 @@ server::
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 from collections.abc import Iterable, Mapping
@@ -41,6 +42,8 @@ logger = logging.getLogger("tether.ext.aiohttp")
 
 _CONTAINER = web.AppKey("tether.container", tether.Container)
 _DEFAULT_PORT = 8080
+_ACCEPT_GRACE = 0.05
+"""Seconds a connection accepted as the server stops gets to deliver its request."""
 
 
 class Server(tether.Service):
@@ -172,6 +175,14 @@ class Server(tether.Service):
         self._draining = True
         runner, self._runner = self._runner, None
         if runner is not None:
+            for site in list(runner.sites):
+                await site.stop()
+            server = runner.server
+            if server is not None and server.connections:
+                # A connection accepted just before the listening socket closed may not
+                # have delivered its request yet: aiohttp would close it as idle, and the
+                # client would see it closed without an answer.
+                await asyncio.sleep(_ACCEPT_GRACE)
             await runner.cleanup()
 
     async def _on_response_prepare(

@@ -67,6 +67,8 @@ _RESERVED = frozenset(
     }
 )
 _LIFESPAN_MODES = ("auto", "on", "off")
+_ACCEPT_GRACE = 0.05
+"""Seconds a connection accepted as the server stops gets to deliver its request."""
 _APP_EXIT_GRACE = 5.0
 """Seconds the application gets to return after answering a lifespan event."""
 
@@ -257,6 +259,12 @@ class Server(tether.Service):
         try:
             if server is not None:
                 server.should_exit = True
+                for listening in getattr(server, "servers", ()):
+                    listening.close()
+                if server.server_state.connections:
+                    # A connection accepted just before the listening socket closed may
+                    # not have delivered its request yet: uvicorn would close it as idle.
+                    await asyncio.sleep(_ACCEPT_GRACE)
                 await server.shutdown()
         finally:
             for sock in sockets:
