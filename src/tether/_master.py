@@ -12,10 +12,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from ._errors import TetherError
 from ._logging import LOG_FORMATS, LogFormat, configured, parse_level
 from ._notify import Notifier
-from ._prefork import BootError, Workers
 from ._service import ServiceBase
-from ._sockets import BindError, Sockets, parse_bind
-from ._worker import service_main
+from ._sockets import parse_bind
 
 if TYPE_CHECKING:
     from ._container import Container
@@ -182,6 +180,11 @@ def _run_master(
     container: Container | None,
     overrides: Iterable[str],
 ) -> int:
+    # The master's machinery is imported when a master runs: `import tether` stays cheap.
+    from ._prefork import BootError, Workers  # noqa: PLC0415
+    from ._sockets import BindError, Sockets  # noqa: PLC0415
+    from ._worker import service_main  # noqa: PLC0415
+
     with configured(options["log_level"], options["log_format"]):
         logger.info(
             "master pid %d: %d worker(s)%s", os.getpid(), count, " (preloaded)" if preload else ""

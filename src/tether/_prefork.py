@@ -24,14 +24,16 @@ import socket
 import sys
 import time
 from collections.abc import Iterable
-from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from ._errors import TetherError
 from ._notify import Notifier, watchdog_interval
 from ._service import BlockingService
 from ._sockets import Sockets, set_listeners
 from ._worker import WorkerMain, die_with_parent
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = ["BootError", "Workers"]
 
@@ -168,6 +170,7 @@ class Workers(BlockingService):
     def start(self) -> None:
         """Install the signal handlers, fork the workers, wait until all are ready."""
         import tempfile  # noqa: PLC0415 - only a master needs it
+        from pathlib import Path  # noqa: PLC0415 - nor this: `import tether` stays cheap
 
         self.master_pid = os.getpid()
         self.directory = Path(tempfile.mkdtemp(prefix="tether-master-"))
@@ -594,7 +597,7 @@ class Workers(BlockingService):
                 self.selector.unregister(worker.notify)
         worker.notify.close()
         with contextlib.suppress(OSError):
-            Path(worker.address).unlink()
+            os.unlink(worker.address)  # noqa: PTH108 - no pathlib: `import tether` stays cheap
 
     # ------------------------------------------------------------ signals
 

@@ -17,11 +17,14 @@ import stat
 import struct
 import sys
 from collections.abc import Iterable, MutableMapping
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ._errors import TetherError
 from ._listen import bind as bind_tcp
 from ._service import BlockingService
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = [
     "BindError",
@@ -188,6 +191,8 @@ def bind(spec: str) -> list[Listener]:
     kind, where, port = parse_bind(spec)
     try:
         if kind == "unix":
+            from pathlib import Path  # noqa: PLC0415 - `import tether` stays cheap
+
             path = Path(str(where))
             with contextlib.suppress(FileNotFoundError):
                 if stat.S_ISSOCK(path.lstat().st_mode):
