@@ -510,3 +510,29 @@ async def test_a_stop_error_in_the_thread_is_raised_by_the_parent_stop(log: Log)
     assert log.of("stop") == ["root", "fails", "below"]
     assert not _alive(worker.thread)
     assert not [n for n in caught.value.__notes__ if "also raised" in n]  # reported once
+
+
+def test_the_thread_loop_is_uvloop_when_the_parent_runs_on_uvloop(log: Log) -> None:
+    """A ServiceThread under uvloop gets a uvloop loop too; asyncio's default otherwise."""
+    uvloop = pytest.importorskip("uvloop")
+    inner = Where("inner", log)
+    node = tether.ServiceThread(inner, heartbeat=None)
+
+    async def main() -> None:
+        async with node:
+            pass
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())
+    assert type(inner.loops[0]).__module__.startswith("uvloop")
+    assert inner.threads[0] != threading.get_ident()
+
+    plain = Where("plain", log)
+    other = tether.ServiceThread(plain, heartbeat=None)
+
+    async def plain_main() -> None:
+        async with other:
+            pass
+
+    asyncio.run(plain_main())
+    assert not type(plain.loops[0]).__module__.startswith("uvloop")

@@ -707,7 +707,9 @@ def status(service: ServiceBase) -> ServiceStatus:
         state=rec.state,
         uptime=uptime,
         restarts=rec.restarts,
-        tasks=tuple(t for t in rec.tasks or () if not t.done()),
+        # tuple() first: copying a set is one step for the GIL, so a status read from
+        # another thread (a ServiceThread's services) never sees the set change size.
+        tasks=tuple(t for t in tuple(rec.tasks or ()) if not t.done()),
         dependencies=tuple(d.service for d in rec.deps),
         error=rec.error or rec.crash,
         skipped_ticks=rec.skipped_ticks,

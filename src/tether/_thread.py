@@ -408,7 +408,7 @@ class ServiceThread(Service, Generic[S]):
     def _thread_main(self, run: _Run, context: contextvars.Context) -> None:
         error: BaseException | None = None
         try:
-            with asyncio.Runner() as runner:
+            with asyncio.Runner(loop_factory=_loop_factory(run.parent_loop)) as runner:
                 loop = runner.get_loop()
                 with run.lock:
                     run.loop = loop
@@ -520,6 +520,16 @@ class ServiceThread(Service, Generic[S]):
         _check_callable(function, args, kwargs, what)
         invoke = _invoke(function, args, kwargs, run.parent_subscribers, run.parent_current)
         return await _submit(run, run.parent_loop, invoke, what)
+
+
+def _loop_factory(
+    parent: asyncio.AbstractEventLoop,
+) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The thread's loop is uvloop's when the parent's is; asyncio's default otherwise."""
+    kind = type(parent)
+    if kind.__module__.partition(".")[0] == "uvloop":
+        return kind
+    return None
 
 
 def _close(function: object) -> None:
