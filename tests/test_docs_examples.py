@@ -152,18 +152,28 @@ def unit(path: Path) -> configparser.RawConfigParser:
 
 
 def test_the_systemd_units_say_what_the_tutorial_claims() -> None:
-    """Type=notify-reload with a watchdog, the socket unit's port, a bounded stop."""
+    """Pre-fork under notify-reload: KillMode=mixed, watchdog, adopted socket, bounded stop."""
     service = unit(EXAMPLES / "tether-notes.service")
     socket_unit = unit(EXAMPLES / "tether-notes.socket")
     assert {"Unit", "Service", "Install"} <= set(service.sections())
     section = service["Service"]
-    assert section["Type"] in {"notify", "notify-reload"}
-    assert section["NotifyAccess"] == "main"
-    assert int(section["WatchdogSec"]) > 0
+    # The master answers SIGHUP with RELOADING=1 + MONOTONIC_USEC, then READY=1.
+    assert section["Type"] == "notify-reload"
+    assert "ExecReload" not in section  # notify-reload sends SIGHUP itself
+    assert section["NotifyAccess"] == "main"  # only the master notifies
+    assert int(section["WatchdogSec"]) > 0  # the master sends WATCHDOG=1
+    assert section["KillMode"] == "mixed"  # SIGTERM to the master, which owns the workers
     command = section["ExecStart"].split()
     assert command[1:3] == ["run", "tutorial_http:server"]
-    shutdown = float(command[command.index("--shutdown-timeout") + 1])
-    assert shutdown < float(section["TimeoutStopSec"])
+    assert int(command[command.index("--workers") + 1]) > 1
+    assert "--bind" not in command  # the master adopts the socket unit's socket
+    # With --workers, the workers' deadline is --graceful-timeout (--shutdown-timeout
+    # would be ignored); the master kills what outlives it, before systemd would.
+    assert "--shutdown-timeout" not in command
+    graceful = float(command[command.index("--graceful-timeout") + 1])
+    assert graceful < float(section["TimeoutStopSec"])
+    # Every worker would bind HEALTH_PORT: all but the first would fail to start.
+    assert "HEALTH_PORT" not in section["Environment"]
     assert section["RestartPreventExitStatus"] == "3"  # tether.ExitCode.STARTUP_FAILED
     assert "tether-notes.socket" in service["Unit"]["Requires"]
     assert {"Unit", "Socket", "Install"} <= set(socket_unit.sections())
@@ -185,6 +195,9 @@ def test_the_kubernetes_manifest_probes_the_health_port_and_drains_in_time() -> 
     assert container["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "health"}
     command = container["command"]
     assert command[:3] == ["tether", "run", "tutorial_http:server"]
+    # One process per pod (the drain needs it; see the tutorial): no pre-fork master.
+    assert "--workers" not in command
+    assert "--bind" not in command
     shutdown = float(command[command.index("--shutdown-timeout") + 1])
     drain_timeout = 10  # the servers' default
     assert float(env["DRAIN_DELAY"]) + drain_timeout < shutdown

@@ -1,6 +1,5 @@
 import asyncio
 import os
-import socket
 
 import aiohttp
 from aiohttp import web
@@ -20,31 +19,27 @@ async def add_note(request: web.Request) -> web.Response:
     return web.json_response({"added": True}, status=201)
 
 
-def systemd_socket() -> socket.socket | None:
-    """The listening socket systemd passed (socket activation), if it passed one."""
-    if os.environ.get("LISTEN_PID") != str(os.getpid()) or os.environ.get("LISTEN_FDS") != "1":
-        return None
-    return socket.socket(fileno=3)  # systemd's first socket is always file descriptor 3
-
-
 app = web.Application()
 app.router.add_get("/notes", list_notes)
 app.router.add_post("/notes", add_note)
 
 container = tether.Container()
 container.add(Notes(os.environ.get("NOTES_DB", ":memory:")))
-# /livez, /readyz and /status on a port of their own, for the probes.
+# /livez, /readyz and /status for the probes, on the application's port and, given
+# HEALTH_PORT, on a port of their own.
+health_port = os.environ.get("HEALTH_PORT")
 health = Health(
-    host=os.environ.get("HEALTH_HOST", "127.0.0.1"),
-    port=int(os.environ.get("HEALTH_PORT", "0")),
+    host=os.environ.get("HEALTH_HOST", "127.0.0.1") if health_port else None,
+    port=int(health_port) if health_port else None,
     drain_delay=float(os.environ.get("DRAIN_DELAY", "0.1")),
 )
-sock = systemd_socket()
+# The sockets this process was handed: by a pre-fork master (--bind) or by systemd
+# (socket activation). The server serves those; without any, it binds HOST:PORT.
+handed = tether.listeners()
 server = Server(
     app,
-    host=None if sock else os.environ.get("HOST", "127.0.0.1"),
-    port=None if sock else int(os.environ.get("PORT", "0")),  # 0: any free port
-    sock=sock,  # under socket activation, systemd bound the address
+    host=None if handed else os.environ.get("HOST", "127.0.0.1"),
+    port=None if handed else int(os.environ.get("PORT", "0")),  # 0: any free port
     container=container,
     uses=[Notes],
     health=health,
@@ -58,7 +53,7 @@ async def try_it() -> None:
             print("POST /notes", response.status)
         async with client.get(f"{server.url}/notes") as response:
             print("GET /notes", await response.json())
-        async with client.get(f"{health.url}/readyz") as response:
+        async with client.get(f"{server.url}/readyz") as response:
             print("GET /readyz", response.status, (await response.text()).strip())
 
 

@@ -11,7 +11,8 @@ class Notes(tether.Service):
         self.path = path
 
     async def start(self) -> None:
-        self.db = sqlite3.connect(self.path)
+        # Autocommit: every note is written at once, visible to the other processes.
+        self.db = sqlite3.connect(self.path, isolation_level=None)
         self.db.execute("create table if not exists notes (text)")
 
     async def stop(self) -> None:

@@ -50,13 +50,22 @@ class BindError(TetherError, ValueError):
 class Listener:
     """One listening socket and the name it goes by (its bind spec or systemd's name)."""
 
-    __slots__ = ("name", "sock", "unlink")
+    __slots__ = ("name", "sock", "systemd", "unlink")
 
-    def __init__(self, name: str, sock: socket.socket, *, unlink: Path | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        sock: socket.socket,
+        *,
+        unlink: Path | None = None,
+        systemd: bool = False,
+    ) -> None:
         self.name = name
         self.sock = sock
         self.unlink = unlink
         """The Unix socket path bound here, removed when the socket is closed for good."""
+        self.systemd = systemd
+        """Passed by systemd, which keeps it open across restarts of the service."""
 
     def __repr__(self) -> str:
         return f"<Listener {self.name} fd={self.sock.fileno()}>"
@@ -143,7 +152,7 @@ def adopt_systemd(environ: MutableMapping[str, str] | None = None) -> list[Liste
         os.set_inheritable(fd, False)  # noqa: FBT003 - the os API
         sock = socket.socket(fileno=fd)
         name = names[index] if index < len(names) and names[index] else "unknown"
-        found.append(Listener(name, sock))
+        found.append(Listener(name, sock, systemd=True))
     logger.info(
         "adopted %d socket(s) from systemd: %s",
         len(found),
@@ -277,9 +286,11 @@ class Sockets(BlockingService):
 
     Started before the workers fork (they inherit the sockets), stopped after them.
     In the ``stopping`` stage, before any worker is told to stop, new connections are
-    refused on every TCP socket (see :func:`refuse_new_connections`) and the master
-    closes its own copies, so the addresses go away as soon as the last worker has
-    drained, never leaving a connection accepted by the kernel with nobody to serve it.
+    refused on every TCP socket bound here (see :func:`refuse_new_connections`) and
+    the master closes its own copies, so the addresses go away as soon as the last
+    worker has drained, never leaving a connection accepted by the kernel with nobody
+    to serve it. systemd's sockets are left as they are: systemd keeps them open, and
+    what arrives after the last worker stopped waits for the next start.
     """
 
     name = "Sockets"
@@ -314,7 +325,11 @@ class Sockets(BlockingService):
         A Unix socket's file is removed: a client connecting by path is refused at once.
         """
         for item in self.listeners:
-            refuse_new_connections(item.sock)
+            if not item.systemd:
+                # systemd's sockets outlive the service: what arrives while it restarts
+                # waits in their backlog for the next master, and a filter would stay
+                # on them and drop every connection after the restart.
+                refuse_new_connections(item.sock)
             if item.unlink is not None:
                 with contextlib.suppress(OSError):
                     item.unlink.unlink()
