@@ -34,6 +34,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Self
@@ -104,6 +105,15 @@ class Served:
         self.workers = workers
         self.port = free_port()
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), *sys.path[1:]])}
+        # tether's master says READY=1 once every worker is ready: a worker killed before
+        # that is a failed start (exit 3), so measurements begin after it.
+        self.notify: socket.socket | None = None
+        if impl == "tether":
+            self.directory = tempfile.TemporaryDirectory(prefix="bench-prefork-")
+            self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            address = os.path.join(self.directory.name, "notify")  # noqa: PTH118
+            self.notify.bind(address)
+            env["NOTIFY_SOCKET"] = address
         self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
             server_command(impl, workers, self.port),
             cwd=HERE,
@@ -115,6 +125,10 @@ class Served:
 
     def __enter__(self) -> Self:
         self.pids = self.wait_serving(self.workers, 30)
+        if self.notify is not None:
+            self.notify.settimeout(30)
+            while b"READY=1" not in self.notify.recv(4096).split(b"\n"):
+                pass
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -127,6 +141,9 @@ class Served:
                 self.proc.wait()
         if self.proc.stderr is not None:
             self.proc.stderr.close()
+        if self.notify is not None:
+            self.notify.close()
+            self.directory.cleanup()
 
     def wait_serving(self, count: int, seconds: float, exclude: set[int] = frozenset()) -> set[int]:  # type: ignore[assignment]
         """Until ``count`` distinct worker pids (not in ``exclude``) answered."""

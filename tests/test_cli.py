@@ -225,3 +225,13 @@ def test_console_script_is_installed() -> None:
     )
     assert result.returncode == 0
     assert result.stdout.strip() == f"tether {tether.__version__}"
+
+
+def test_shutdown_timeout_with_workers_is_refused_naming_the_right_option(
+    app: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Pre-fork workers stop by --graceful-timeout; --shutdown-timeout would be ignored."""
+    with pytest.raises(SystemExit) as caught:
+        main(["run", f"{app}:Api", "--workers", "2", "--shutdown-timeout", "5"])
+    assert caught.value.code == 2
+    assert "--graceful-timeout" in capsys.readouterr().err

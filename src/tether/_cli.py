@@ -213,9 +213,12 @@ def _parser() -> argparse.ArgumentParser:
     running.add_argument(
         "--shutdown-timeout",
         type=float,
-        default=DEFAULT_SHUTDOWN_TIMEOUT,
+        default=None,
         metavar="SECONDS",
-        help="once stopping begins, exit with code 70 after this long (default %(default)g)",
+        help=(
+            f"once stopping begins, exit with code 70 after this long (default "
+            f"{DEFAULT_SHUTDOWN_TIMEOUT:g}; with --workers, use --graceful-timeout)"
+        ),
     )
     running.add_argument("--log-format", choices=LOG_FORMATS, default="auto")
 
@@ -298,7 +301,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run(
         service,
         loop=args.loop,
-        shutdown_timeout=args.shutdown_timeout,
+        shutdown_timeout=(
+            DEFAULT_SHUTDOWN_TIMEOUT if args.shutdown_timeout is None else args.shutdown_timeout
+        ),
         log_level=args.log_level,
         log_format=args.log_format,
         repl=args.command == "repl",
@@ -346,6 +351,14 @@ def _prefork_options(parser: argparse.ArgumentParser) -> None:
 
 def _prefork(args: argparse.Namespace) -> NoReturn:
     from ._master import prefork  # noqa: PLC0415 - only the pre-fork mode needs it
+
+    if args.shutdown_timeout is not None:
+        _fail(
+            ExitCode.USAGE,
+            "--shutdown-timeout is for a single process; with --workers or --bind each "
+            "worker's deadline is --graceful-timeout (the master kills a worker that "
+            "outlives it): give that instead.",
+        )
 
     try:
         prefork(

@@ -35,6 +35,7 @@ __all__ = [
     "parse_bind",
     "refuse_new_connections",
     "set_listeners",
+    "systemd_listeners",
 ]
 
 logger = logging.getLogger("tether.sockets")
@@ -75,6 +76,22 @@ class _Process:
     """What this process was handed; set once per process (after a fork, by the worker)."""
 
     listeners: list[Listener] | None = None
+    systemd: tuple[int, list[Listener]] | None = None
+    """systemd's sockets, adopted once by this process (pid): whoever asks first."""
+
+
+def systemd_listeners() -> list[Listener]:
+    """The sockets systemd passed to this process: adopted on the first call, kept after.
+
+    Adopting removes the variables from the environment, so a second adoption would
+    find nothing: the application importing ``tether.listeners()`` in a preloading
+    master and the master's own :class:`Sockets` must share one adoption.
+    """
+    pid = os.getpid()
+    adopted = _Process.systemd
+    if adopted is None or adopted[0] != pid:
+        adopted = _Process.systemd = (pid, adopt_systemd())
+    return adopted[1]
 
 
 def listeners(name: str | None = None) -> list[socket.socket]:
@@ -94,7 +111,7 @@ def listeners(name: str | None = None) -> list[socket.socket]:
     """
     found = _Process.listeners
     if found is None:
-        found = _Process.listeners = adopt_systemd()
+        found = systemd_listeners()
     if name is None:
         return [item.sock for item in found]
     return [item.sock for item in found if item.name == name]
@@ -304,7 +321,7 @@ class Sockets(BlockingService):
 
     def start(self) -> None:
         """Adopt systemd's sockets (if any were passed to this process), bind the specs."""
-        found: list[Listener] = list(adopt_systemd()) if self.systemd else []
+        found: list[Listener] = list(systemd_listeners()) if self.systemd else []
         try:
             for spec in self.specs:
                 found.extend(bind(spec))
@@ -340,6 +357,9 @@ class Sockets(BlockingService):
         """Close what is still open and remove the Unix socket files bound here."""
         items, self.listeners = self.listeners, []
         _close(items)
+        adopted = _Process.systemd
+        if adopted is not None:  # closed now: not this process's sockets any more
+            adopted[1][:] = [item for item in adopted[1] if item.sock.fileno() != -1]
 
 
 def _close(items: Iterable[Listener]) -> None:

@@ -48,11 +48,11 @@ os.execv(command[0], command)
 """
 
 
-def exec_start(sock: socket.socket, notify: str, db: Path) -> Tether:
-    """The unit's ExecStart under the launcher, with the unit's environment."""
+def exec_start(sock: socket.socket, notify: str, db: Path, *extra: str) -> Tether:
+    """The unit's ExecStart (and ``extra`` arguments) under the launcher, with its environment."""
     service = unit(EXAMPLES / "tether-notes.service")["Service"]
     socket_unit = unit(EXAMPLES / "tether-notes.socket")
-    command = shlex.split(service["ExecStart"])
+    command = [*shlex.split(service["ExecStart"]), *extra]
     assert command[0] == "/opt/notes/venv/bin/tether", command
     command[0] = str(Path(sys.executable).with_name("tether"))
     assert Path(command[0]).exists(), command[0]
@@ -151,6 +151,26 @@ async def test_the_units_exec_start_serves_reloads_stops_and_restarts_on_the_soc
             async with exec_start(sock, systemd.address, db) as proc:
                 await systemd.wait_for("READY=1", seconds=30)
                 assert (await fetch(f"{url}/notes")).json() == {"notes": 1}  # stored
+                proc.send(signal.SIGTERM)
+                assert await proc.exit_code(seconds=30) == 0, proc.output
+    finally:
+        sock.close()
+
+
+async def test_a_preloaded_application_shares_the_socket_systemd_passed(tmp_path: Path) -> None:
+    """With --preload the master imports the app, which asks for tether.listeners() at
+    import: the master's sockets and the application's are one adoption, so it serves."""
+    pytest.importorskip("aiohttp")
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    try:
+        async with FakeSystemd(tmp_path) as systemd:
+            async with exec_start(sock, systemd.address, tmp_path / "n.db", "--preload") as proc:
+                await systemd.wait_for("READY=1", seconds=30)
+                assert "(preloaded)" in proc.output
+                assert (await fetch(f"{url}/notes")).json() == {"notes": 0}
                 proc.send(signal.SIGTERM)
                 assert await proc.exit_code(seconds=30) == 0, proc.output
     finally:
