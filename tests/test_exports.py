@@ -136,6 +136,41 @@ def test_import_tether_imports_no_integration() -> None:
     assert out.strip() == "[]"
 
 
+def test_optional_parts_load_on_first_use() -> None:
+    """`import tether` loads the core only; the runner, supervision, threads, pre-fork and
+    pictures load when one of their names is first used, and then work as imported."""
+    optional = (
+        "tether._runner",
+        "tether._supervise",
+        "tether._thread",
+        "tether._lazy",
+        "tether._master",
+        "tether._sockets",
+        "tether._plugins",
+        "tether._picture",
+    )
+    code = (
+        "import sys, tether\n"
+        f"print(sorted(m for m in sys.modules if m in {optional!r}))\n"
+        "from tether import Supervisor, run\n"
+        "print(Supervisor.__module__, run.__module__, 'tether._supervise' in sys.modules)\n"
+        "print('prefork' in dir(tether), tether.prefork is tether.prefork)\n"
+        "try:\n"
+        "    tether.no_such_name\n"
+        "except AttributeError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run(  # noqa: S603 - the running interpreter, fixed code
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert out == [
+        "[]",
+        "tether tether True",
+        "True True",
+        "module 'tether' has no attribute 'no_such_name'",
+    ]
+
+
 def test_reexported_names_live_in_tether() -> None:
     """Classes and functions say `tether.X` in reprs and docs, not a private module."""
     for name in tether.__all__:

@@ -7,6 +7,7 @@ reverse order on a signal, a crash or a normal exit, with nothing left behind.
 """
 
 from types import FunctionType as _FunctionType
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 from ._config import Config, section
 from ._container import Container
@@ -28,11 +29,6 @@ from ._errors import (
 )
 from ._events import EventKind, LifecycleEvent, subscribe
 from ._graph import check
-from ._lazy import Lazy
-from ._master import prefork
-from ._picture import graph, status_tree
-from ._plugins import Plugins
-from ._runner import ExitCode, run
 from ._service import (
     BlockingService,
     Service,
@@ -41,11 +37,38 @@ from ._service import (
     ServiceStatus,
     status,
 )
-from ._sockets import listeners
 from ._stages import EXIT, INIT, RELOAD, START, STARTED, STOP, STOPPING, Direction, Stage
-from ._supervise import Backoff, Restart, RestartIntensityError, Strategy, Supervisor
 from ._tasks import cron, task, timer
-from ._thread import ServiceThread, ThreadStalledError
+
+# Loaded on first use (PEP 562): `import tether` pays only for the core. Each name maps
+# to its module; the type checker sees ordinary imports.
+_LAZY = {
+    "Backoff": "_supervise",
+    "ExitCode": "_runner",
+    "Lazy": "_lazy",
+    "Plugins": "_plugins",
+    "Restart": "_supervise",
+    "RestartIntensityError": "_supervise",
+    "ServiceThread": "_thread",
+    "Strategy": "_supervise",
+    "Supervisor": "_supervise",
+    "ThreadStalledError": "_thread",
+    "graph": "_picture",
+    "listeners": "_sockets",
+    "prefork": "_master",
+    "run": "_runner",
+    "status_tree": "_picture",
+}
+
+if _TYPE_CHECKING:
+    from ._lazy import Lazy
+    from ._master import prefork
+    from ._picture import graph, status_tree
+    from ._plugins import Plugins
+    from ._runner import ExitCode, run
+    from ._sockets import listeners
+    from ._supervise import Backoff, Restart, RestartIntensityError, Strategy, Supervisor
+    from ._thread import ServiceThread, ThreadStalledError
 
 __all__ = [
     "EXIT",
@@ -106,9 +129,30 @@ __all__ = [
 
 __version__ = "0.1.0.dev0"
 
-# Re-exported classes and functions say they live in `tether`, as users import them.
+
+def _as_public(obj: object) -> None:
+    """Re-exported classes and functions say they live in `tether`, as users import them."""
+    if isinstance(obj, type | _FunctionType) and obj.__module__.startswith("tether._"):
+        obj.__module__ = "tether"
+
+
 for _name in __all__:
-    _obj = globals()[_name]
-    if isinstance(_obj, type | _FunctionType) and _obj.__module__.startswith("tether._"):
-        _obj.__module__ = "tether"
-del _name, _obj
+    if _name not in _LAZY:
+        _as_public(globals()[_name])
+del _name
+
+if not _TYPE_CHECKING:
+
+    def __getattr__(name: str) -> object:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module 'tether' has no attribute {name!r}")
+        from importlib import import_module  # noqa: PLC0415 - only when a lazy name is used
+
+        value = getattr(import_module(f"tether.{module}"), name)
+        _as_public(value)
+        globals()[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted(set(globals()) | set(_LAZY))

@@ -36,7 +36,6 @@ from ._scheduler import (
 )
 from ._service import Node, Record, ServiceState, check_timeout
 from ._stages import START, STOP, Stage
-from ._supervise import supervised_cancel, supervised_exit
 
 __all__ = [
     "add_task",
@@ -72,6 +71,13 @@ _ABANDON_GRACE: Final = 1.0
 
 # Start order across the process: stopping one thread's blocking graph walks it backwards.
 _start_sequence = itertools.count(1)
+
+
+def _supervision() -> Any:
+    """The supervision module: loaded by then, since only a Supervisor sets ``supervisor``."""
+    from . import _supervise  # noqa: PLC0415 - `import tether` does not load supervision
+
+    return _supervise
 
 
 # ------------------------------------------------------------------------ events
@@ -636,7 +642,7 @@ class _Task(asyncio.Task):  # type: ignore[type-arg]
             arguments["tasks"].discard(self)
             rec: Record = arguments["rec"]
             if rec.supervisor is not None:
-                supervised_cancel(rec, self)
+                _supervision().supervised_cancel(rec, self)
         return super().cancel(msg)
 
 
@@ -664,7 +670,7 @@ async def _owned(rec: Record, tasks: set[asyncio.Task[Any]], coro: Coroutine[Any
         return await coro
     except asyncio.CancelledError:
         if rec.supervisor is not None:
-            supervised_cancel(rec, task)
+            _supervision().supervised_cancel(rec, task)
         raise
     except BaseException as exc:
         tasks.discard(task)
@@ -726,7 +732,9 @@ def signal_exit(rec: Record, exc: BaseException | None) -> None:
                 current.thread_exit.set()
         holders: Iterable[Record] = current.holders
         if current.supervisor is not None:
-            holders = supervised_exit(current, exc, rec)  # its supervisor takes the exit over
+            holders = _supervision().supervised_exit(
+                current, exc, rec
+            )  # its supervisor takes the exit over
         for holder in holders:
             if holder not in seen:
                 seen.add(holder)
