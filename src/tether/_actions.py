@@ -726,7 +726,7 @@ def signal_exit(rec: Record, exc: BaseException | None) -> None:
                 current.thread_exit.set()
         holders: Iterable[Record] = current.holders
         if current.supervisor is not None:
-            holders = supervised_exit(current, exc, rec)  # its supervisor takes the exit over
+            holders = supervised_exit(current, exc)  # its supervisor takes the exit over
         for holder in holders:
             if holder not in seen:
                 seen.add(holder)
