@@ -225,7 +225,14 @@ class Supervisor(Service):
       period; default 1 in 5 s, as OTP). One more stops every child in reverse order
       and raises :class:`RestartIntensityError` to the supervisor's parent;
     * ``backoff`` (a :class:`Backoff`) delays each restart, growing with the restarts
-      in the window.
+      in the window;
+    * exits are handled one at a time, in the order they happened (OTP's mailbox); an
+      exit of a child that a strategy has stopped since is ignored, as OTP ignores an
+      ``EXIT`` whose pid no longer matches;
+    * a service outside the supervisor that depends on a child (attached after the
+      supervisor started) stops before the child does; if it still holds the child
+      after the child's ``graceful_shutdown_timeout`` (10 s at most), the supervisor
+      fails with ServiceStateError naming it.
 
     Every restart is logged with its cause and counted in :func:`tether.status`.
     A supervisor is a child like any other for a parent supervisor::
