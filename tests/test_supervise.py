@@ -1,9 +1,10 @@
 """Supervision: restart types, strategies, intensity and backoff, held against Erlang/OTP rules.
 
-The property tests drive random exit sequences through a real supervisor on a virtual
-clock and compare the observed stops and starts with a small reference model of OTP's
-supervisor (``supervisor.erl``: ``do_restart``, ``restart/2`` per strategy,
-``add_restart``).
+The property tests drive random exit sequences (several children may exit in one loop
+iteration) through a real supervisor on a virtual clock and compare the observed stops
+and starts with a small reference model of OTP's supervisor (``supervisor.erl``:
+``do_restart``, ``restart/2`` per strategy, ``add_restart``, and the pid check that
+drops an exit of a child restarted since).
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ class Child(tether.Service):
     """A supervised child that logs its starts and stops and exits when told to.
 
     ``exit_with(kind)``: ``exception`` makes its task raise, ``normal`` makes it request
-    its own stop, ``shutdown`` cancels its task from outside.
+    its own stop, ``shutdown`` cancels its task from outside. ``listening`` is set once
+    its task waits for that word, so exits told to several children happen in the order
+    told.
     """
 
     def __init__(
@@ -47,11 +50,19 @@ class Child(tether.Service):
         self.fail_starts = 0
         self.command: asyncio.Future[str] | None = None
         self.body: asyncio.Task[Any] | None = None
+        self.listening = asyncio.Event()
         self.started_at = 0.0
 
     @property
     def dependencies(self) -> list[tether.ServiceBase]:
         return self.deps
+
+    timeout = 10.0
+    name: str  # when set, errors and logs show it: Child[name]
+
+    @property
+    def graceful_shutdown_timeout(self) -> float:
+        return self.timeout
 
     async def start(self) -> None:
         if self.fail_starts:
@@ -61,12 +72,14 @@ class Child(tether.Service):
         self.log.append(f"start:{self.label}")
         self.started_at = asyncio.get_running_loop().time()
         self.command = asyncio.get_running_loop().create_future()
+        self.listening = asyncio.Event()
         self.body = self.add_task(self._body(self.command), name=f"{self.label}.body")
 
     async def stop(self) -> None:
         self.log.append(f"stop:{self.label}")
 
     async def _body(self, command: asyncio.Future[str]) -> None:
+        self.listening.set()
         kind = await command
         if kind == "exception":
             raise ValueError(f"{self.label} failed")
@@ -115,54 +128,65 @@ class Outcome:
     escalated: bool
 
 
+Batch = list[tuple[int, str]]
+"""Exits at one instant, in one loop iteration: (child, exit kind), in the order they happen."""
+
+
 def otp_model(
     types: list[Restart],
     strategy: Strategy,
     intensity: int,
     period: float,
-    events: list[tuple[float, int, str]],
+    events: list[tuple[float, Batch]],
 ) -> Outcome:
     """What OTP's supervisor does with these exits (children independent of each other).
 
-    ``events`` are (time, child, exit kind); an exit of a child that is not running is
-    skipped. The failed child itself is still running in tether when its supervisor
-    hears of it, so it is stopped too, in its place in reverse start order.
+    ``events`` are (time, batch). An exit of a child that is not running is skipped.
+    The exits of a batch reach the supervisor's mailbox together and are handled one
+    at a time, in order; each names the run (pid) that exited, and when a strategy has
+    stopped that run meanwhile the message no longer matches a child and is ignored.
+    The failed child itself is still running in tether when its supervisor hears of
+    it, so it is stopped too, in its place in reverse start order.
     """
     n = len(types)
     running = [True] * n
     removed = [False] * n
+    runs = [0] * n  # the pid of each child: which run it is in
     restarts: list[float] = []
     log: list[str] = []
-    for now, i, kind in events:
-        if not running[i]:
-            continue
-        restart = types[i] is Restart.PERMANENT or (
-            types[i] is Restart.TRANSIENT and kind == "exception"
-        )
-        if not restart:  # do_restart(_, normal|shutdown, ...) / do_restart(temporary, ...)
-            log.append(f"stop:{i}")
-            running[i] = False
-            removed[i] = types[i] is Restart.TEMPORARY
-            continue
-        restarts = [t for t in restarts if t >= now - period] + [now]  # add_restart
-        if len(restarts) > intensity:
-            log.extend(f"stop:{j}" for j in reversed(range(n)) if running[j])
-            return Outcome(log, escalated=True)
-        if strategy is Strategy.ONE_FOR_ONE:
-            group = [i]
-        elif strategy is Strategy.ONE_FOR_ALL:
-            group = list(range(n))
-        else:
-            group = list(range(i, n))
-        for j in reversed(group):  # terminate_children: temporary ones are removed
-            if running[j]:
-                log.append(f"stop:{j}")
-                running[j] = False
-                removed[j] = types[j] is Restart.TEMPORARY
-        for j in group:  # start_children: every child still in the list
-            if not removed[j]:
-                log.append(f"start:{j}")
-                running[j] = True
+    for now, batch in events:
+        mailbox = [(i, kind, runs[i]) for i, kind in batch if running[i]]
+        for i, kind, run in mailbox:
+            if not running[i] or runs[i] != run:
+                continue  # an EXIT from a pid that is no longer the child's
+            restart = types[i] is Restart.PERMANENT or (
+                types[i] is Restart.TRANSIENT and kind == "exception"
+            )
+            if not restart:  # do_restart(_, normal|shutdown, ...) / do_restart(temporary, ...)
+                log.append(f"stop:{i}")
+                running[i] = False
+                removed[i] = types[i] is Restart.TEMPORARY
+                continue
+            restarts = [t for t in restarts if t >= now - period] + [now]  # add_restart
+            if len(restarts) > intensity:
+                log.extend(f"stop:{j}" for j in reversed(range(n)) if running[j])
+                return Outcome(log, escalated=True)
+            if strategy is Strategy.ONE_FOR_ONE:
+                group = [i]
+            elif strategy is Strategy.ONE_FOR_ALL:
+                group = list(range(n))
+            else:
+                group = list(range(i, n))
+            for j in reversed(group):  # terminate_children: temporary ones are removed
+                if running[j]:
+                    log.append(f"stop:{j}")
+                    running[j] = False
+                    removed[j] = types[j] is Restart.TEMPORARY
+            for j in group:  # start_children: every child still in the list
+                if not removed[j]:
+                    log.append(f"start:{j}")
+                    running[j] = True
+                    runs[j] += 1
     return Outcome(log, escalated=False)
 
 
@@ -171,9 +195,13 @@ async def observe(
     strategy: Strategy,
     intensity: int,
     period: float,
-    events: list[tuple[float, int, str]],
+    events: list[tuple[float, Batch]],
 ) -> Outcome:
-    """Run the same exits through a real supervisor and record what it does."""
+    """Run the same exits through a real supervisor and record what it does.
+
+    The exits of a batch are told in one go, so they happen in one loop iteration,
+    before the supervisor hears of any.
+    """
     log = Log()
     children = [Child(str(i), log, restart) for i, restart in enumerate(types)]
     supervisor = tether.Supervisor(
@@ -185,13 +213,17 @@ async def observe(
         async with supervisor:
             assert log == [f"start:{i}" for i in range(len(types))]
             log.clear()
-            for at, i, kind in events:
-                if not children[i].running:
+            for at, batch in events:
+                exiting = [(children[i], kind) for i, kind in batch if children[i].running]
+                if not exiting:
                     continue
+                for child, _ in exiting:  # its task is up (no virtual time passes)
+                    await asyncio.wait_for(child.listening.wait(), 5)
                 await asyncio.sleep(max(0.0, at - loop.time()))
                 assert loop.time() == at
                 before = len(log)
-                children[i].exit_with(kind)
+                for child, kind in exiting:
+                    child.exit_with(kind)
                 await settle(supervisor, log, before + 1)
                 if supervisor.__dict__["_tether"].crash is not None:
                     break
@@ -202,19 +234,17 @@ async def observe(
     return Outcome(log[:done], escalated)
 
 
-def events_strategy(n: int) -> st.SearchStrategy[list[tuple[float, int, str]]]:
-    step = st.tuples(
-        st.sampled_from([0.0, 0.5, 1.0, 2.0, 5.0]),
-        st.integers(0, n - 1),
-        st.sampled_from(EXITS),
-    )
+def events_strategy(n: int) -> st.SearchStrategy[list[tuple[float, Batch]]]:
+    exit_ = st.tuples(st.integers(0, n - 1), st.sampled_from(EXITS))
+    batch = st.lists(exit_, min_size=1, max_size=n, unique_by=lambda e: e[0])
+    step = st.tuples(st.sampled_from([0.0, 0.5, 1.0, 2.0, 5.0]), batch)
 
-    def timed(steps: list[tuple[float, int, str]]) -> list[tuple[float, int, str]]:
+    def timed(steps: list[tuple[float, Batch]]) -> list[tuple[float, Batch]]:
         now = 0.0
         out = []
-        for delay, i, kind in steps:
+        for delay, exits in steps:
             now += delay
-            out.append((now, i, kind))
+            out.append((now, exits))
         return out
 
     return st.lists(step, min_size=1, max_size=12).map(timed)
@@ -235,7 +265,7 @@ PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[Heal
 
 @pytest.mark.parametrize("strategy", list(Strategy))
 def test_random_exit_sequences_match_the_otp_reference(strategy: Strategy) -> None:
-    """For each strategy, random exits (kind, child, time) give exactly OTP's stops and starts."""
+    """For each strategy, random exits (kind, child, time; several at once) give OTP's result."""
 
     @PROPERTY
     @given(scenarios(strategy))
@@ -550,6 +580,269 @@ async def test_a_dependent_outside_the_supervisor_is_refused_when_it_starts() ->
             pass
     assert not db.running
     assert log == ["start:db", "stop:db"] or log[-1] == "stop:db"
+
+
+# ------------------------------------------- dependents outside, attached later
+
+
+class SlowStop(Child):
+    """A child whose stop hook waits for ``gate`` (logging when it begins and ends)."""
+
+    def __init__(self, label: str, log: Log, deps: Iterable[tether.ServiceBase] = ()) -> None:
+        super().__init__(label, log, deps=deps)
+        self.gate = asyncio.Event()
+
+    async def stop(self) -> None:
+        self.log.append(f"stop-begin:{self.label}")
+        await self.gate.wait()
+        self.log.append(f"stop-end:{self.label}")
+
+
+def restarted_event(child: tether.ServiceBase) -> tuple[asyncio.Event, Any]:
+    """An event set when ``child``'s RESTART is published, and its subscription."""
+    done = asyncio.Event()
+
+    def on_event(event: tether.LifecycleEvent) -> None:
+        if event.kind is tether.EventKind.RESTART and event.service is child:
+            done.set()
+
+    return done, tether.subscribe(on_event)
+
+
+def test_a_second_root_on_a_child_is_told_and_the_restart_waits_until_it_stops() -> None:
+    """A root started later that needs a child: its wait() raises, then the child restarts.
+
+    The supervisor does not stop the child under that root: it waits, without polling
+    (no virtual time passes), until the root has let go, then restarts it.
+    """
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        log = Log()
+        db = Child("db", log)
+        supervisor = tether.Supervisor([db], max_restarts=5)
+        reporter = Child("reporter", log, deps=[db])
+        restarted, subscription = restarted_event(db)
+        with subscription:
+            async with supervisor:
+                async with reporter:
+                    log.clear()
+                    db.exit_with("exception")
+                    with pytest.raises(ValueError, match="db failed"):
+                        await asyncio.wait_for(reporter.wait(), 5)
+                    await asyncio.sleep(1.234)  # the virtual clock moves only once all is idle
+                    assert log == []
+                    assert db.running
+                    assert supervisor.running
+                    stopped_at = loop.time()
+                await asyncio.wait_for(restarted.wait(), 5)
+                assert loop.time() == stopped_at
+                assert log == ["stop:reporter", "stop:db", "start:db"]
+                assert db.running
+                assert tether.status(db).restarts == 1
+
+    run_virtual(main())
+
+
+def test_a_child_is_stopped_only_once_an_outside_dependent_finished_stopping() -> None:
+    """The hold goes when the dependent's stop begins; the child waits for its stop hook."""
+
+    async def main() -> None:
+        log = Log()
+        db = Child("db", log)
+        supervisor = tether.Supervisor([db], max_restarts=5)
+        reporter = SlowStop("reporter", log, deps=[db])
+        restarted, subscription = restarted_event(db)
+        with subscription:
+            async with supervisor:
+                await reporter.__aenter__()
+                log.clear()
+                db.exit_with("exception")
+                with pytest.raises(ValueError, match="db failed"):
+                    await asyncio.wait_for(reporter.wait(), 5)
+                leaving = asyncio.create_task(reporter.__aexit__(None, None, None))
+                await asyncio.sleep(1)  # idle: the reporter's stop hook waits for its gate
+                assert log == ["stop-begin:reporter"]
+                assert db.running
+                reporter.gate.set()
+                await asyncio.wait_for(restarted.wait(), 5)
+                await leaving
+                assert log == ["stop-begin:reporter", "stop-end:reporter", "stop:db", "start:db"]
+
+    run_virtual(main())
+
+
+def test_an_outside_dependent_that_never_lets_go_fails_the_supervisor_in_bounded_time() -> None:
+    """After the child's graceful_shutdown_timeout, an error names what still holds it."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        log = Log()
+        db = Child("db", log)
+        db.timeout = 2.0
+        supervisor = tether.Supervisor([db], max_restarts=5, name="sup")
+        reporter = Child("reporter", log, deps=[db])
+        reporter.name = "reporter"
+        async with supervisor:
+            async with reporter:
+                log.clear()
+                db.exit_with("exception")
+                with pytest.raises(ValueError, match="db failed"):
+                    await asyncio.wait_for(reporter.wait(), 5)
+                message = (
+                    r"Supervisor\[sup\] cannot restart Child: Child\[reporter\], outside the "
+                    r"supervisor, still depend\(s\) on it 2s after being told it exited"
+                )
+                with pytest.raises(tether.ServiceStateError, match=message):
+                    await asyncio.wait_for(supervisor.wait(), 30)
+                assert loop.time() == 2.0
+                assert db.running  # never stopped under its dependent
+                assert log == []
+        assert log == ["stop:reporter", "stop:db"]
+
+    run_virtual(main())
+
+
+def test_an_outside_dependent_still_stopping_is_named_when_the_bound_passes() -> None:
+    """A dependent that let go but whose stop hook hangs is reported as still stopping."""
+
+    async def main() -> None:
+        log = Log()
+        db = Child("db", log)
+        db.timeout = 3.0
+        supervisor = tether.Supervisor([db], max_restarts=5)
+        reporter = SlowStop("reporter", log, deps=[db])
+        reporter.timeout = 60.0
+        reporter.name = "slow"
+        async with supervisor:
+            await reporter.__aenter__()
+            db.exit_with("exception")
+            with pytest.raises(ValueError, match="db failed"):
+                await asyncio.wait_for(reporter.wait(), 5)
+            leaving = asyncio.create_task(reporter.__aexit__(None, None, None))
+            with pytest.raises(
+                tether.ServiceStateError,
+                match=r"SlowStop\[slow\], outside the supervisor, is still stopping 3s",
+            ):
+                await asyncio.wait_for(supervisor.wait(), 30)
+            reporter.gate.set()
+            await leaving
+
+    run_virtual(main())
+
+
+# -------------------------------------------------------- simultaneous exits
+
+
+async def crash_together(
+    strategy: str, crashing: list[int], max_restarts: int = 5
+) -> tuple[list[str], list[int], bool]:
+    """Children 0, 1, 2 under ``strategy``; ``crashing`` fail in one loop iteration, in order.
+
+    Returns the log, each child's restart count, and whether the supervisor gave up.
+    """
+    log = Log()
+    children = [Child(str(i), log) for i in range(3)]
+    supervisor = tether.Supervisor(children, strategy=strategy, max_restarts=max_restarts)
+    gave_up = False
+    try:
+        async with supervisor:
+            log.clear()
+            for child in children:
+                await asyncio.wait_for(child.listening.wait(), 5)
+            for i in crashing:
+                children[i].exit_with("exception")
+            await settle(supervisor, log, 1)
+            seen = list(log)
+            restarts = [tether.status(c).restarts for c in children]
+    except tether.RestartIntensityError:
+        gave_up = True
+        seen = list(log)
+        restarts = [tether.status(c).restarts for c in children]
+    return seen, restarts, gave_up
+
+
+async def test_one_for_one_restarts_simultaneous_crashes_one_after_another() -> None:
+    """OTP handles each EXIT in turn: two restarts, each counted."""
+    log, restarts, gave_up = await crash_together("one_for_one", [0, 2])
+    assert log == ["stop:0", "start:0", "stop:2", "start:2"]
+    assert restarts == [1, 0, 1]
+    assert not gave_up
+
+
+async def test_one_for_one_counts_each_simultaneous_crash_in_the_intensity() -> None:
+    """max_restarts=1: the second of two crashes at once is one restart too many."""
+    log, _, gave_up = await crash_together("one_for_one", [0, 2], max_restarts=1)
+    assert gave_up
+    assert log == ["stop:0", "start:0", "stop:2", "stop:1", "stop:0"]
+
+
+async def test_one_for_all_restarts_once_for_simultaneous_crashes() -> None:
+    """The second crash is an exit of a run the first restart replaced: OTP ignores it."""
+    log, restarts, gave_up = await crash_together("one_for_all", [0, 2], max_restarts=1)
+    assert log == ["stop:2", "stop:1", "stop:0", "start:0", "start:1", "start:2"]
+    assert restarts == [1, 1, 1]
+    assert not gave_up
+
+
+async def test_rest_for_one_simultaneous_crashes_in_the_order_heard() -> None:
+    """0 then 2: one round covers both. 2 then 0: two rounds, as OTP's mailbox order gives."""
+    log, restarts, _ = await crash_together("rest_for_one", [0, 2])
+    assert log == ["stop:2", "stop:1", "stop:0", "start:0", "start:1", "start:2"]
+    assert restarts == [1, 1, 1]
+    log, restarts, _ = await crash_together("rest_for_one", [2, 0])
+    assert log == [
+        *("stop:2", "start:2"),
+        *("stop:2", "stop:1", "stop:0", "start:0", "start:1", "start:2"),
+    ]
+    assert restarts == [1, 1, 2]
+
+
+class CrashOnStop(Child):
+    """A child whose stop hook makes another child crash (an exit heard mid-round)."""
+
+    other: Child | None = None
+
+    async def stop(self) -> None:
+        await super().stop()
+        other = self.other
+        if other is not None and other.running:
+            self.other = None
+            other.exit_with("exception")
+            await asyncio.sleep(0)  # its task crashes while this round goes on
+            if other.__dict__["_tether"].exit_requested:
+                self.log.append(f"crashed:{other.label}")
+
+
+@pytest.mark.parametrize(
+    ("strategy", "expected", "restarts"),
+    [
+        # 0 was not touched by 2's round: its exit is current, handled next.
+        ("one_for_one", ["stop:2", "crashed:0", "start:2", "stop:0", "start:0"], [1, 0, 1]),
+        # 0 was stopped and started again by 2's round: its exit is for the old run.
+        (
+            "one_for_all",
+            ["stop:2", "crashed:0", "stop:1", "stop:0", "start:0", "start:1", "start:2"],
+            [1, 1, 1],
+        ),
+    ],
+)
+async def test_an_exit_heard_during_a_round_counts_only_for_a_run_still_current(
+    strategy: str, expected: list[str], restarts: list[int]
+) -> None:
+    """Child 2 crashes; while it is stopped, child 0 crashes too."""
+    log = Log()
+    first, middle = Child("0", log), Child("1", log)
+    last = CrashOnStop("2", log)
+    supervisor = tether.Supervisor([first, middle, last], strategy=strategy, max_restarts=5)
+    async with supervisor:
+        log.clear()
+        last.other = first
+        last.exit_with("exception")
+        await settle(supervisor, log, len(expected))
+        assert log == expected
+        assert [tether.status(c).restarts for c in (first, middle, last)] == restarts
+        assert all(c.running for c in (first, middle, last))
 
 
 # -------------------------------------------------------------- failed restarts

@@ -731,10 +731,8 @@ def signal_exit(rec: Record, exc: BaseException | None) -> None:
             if current.thread_exit is not None:
                 current.thread_exit.set()
         holders: Iterable[Record] = current.holders
-        if current.supervisor is not None:
-            holders = _supervision().supervised_exit(
-                current, exc, rec
-            )  # its supervisor takes the exit over
+        if current.supervisor is not None:  # its supervisor takes the exit over
+            holders = _supervision().supervised_exit(current, exc)
         for holder in holders:
             if holder not in seen:
                 seen.add(holder)

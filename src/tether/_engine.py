@@ -45,6 +45,7 @@ __all__ = [
     "stop_root_sync",
     "task_crashed",
     "wait",
+    "wait_released",
 ]
 
 logger = logging.getLogger("tether")
@@ -227,7 +228,10 @@ async def _rollback(op: Operation, root: Record) -> None:
     assert failure is not None
     for rec in op.records:
         for dep in rec.deps:
-            dep.holders.pop(rec, None)
+            if rec in dep.holders:
+                del dep.holders[rec]
+                if dep.released is not None:
+                    _wake_released(dep)
     started = [r for r in op.started if r.state is _RUNNING]
     op.release()
     stop_op = Operation(OpKind.STOP, op.loop)
@@ -281,6 +285,8 @@ def _plan_stop(root: Record, op: Operation) -> list[Record] | Operation:
             if rec not in holders:
                 continue
             del holders[rec]
+            if dep.released is not None:
+                _wake_released(dep)
             if not holders and not dep.root_holds and dep.state is _RUNNING:
                 if dep.op is not None:
                     for undo in stopping[:i]:
@@ -291,6 +297,38 @@ def _plan_stop(root: Record, op: Operation) -> list[Record] | Operation:
                 stopping.append(dep)
     op.claim(stopping)
     return stopping
+
+
+def _wake_released(rec: Record) -> None:
+    waiters = rec.released
+    rec.released = None
+    if waiters is not None:
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+
+async def wait_released(rec: Record) -> None:
+    """Until a holder of ``rec`` lets go of it: its stop released it, or its start failed.
+
+    The hold goes when the stop begins, before the holder's own hooks run: a caller
+    that must not stop ``rec`` under a holder still stopping waits for its ``op`` too.
+    A release undone (the stop had to wait for a busy dependency) also wakes the
+    caller, which should check ``rec.holders`` again.
+    """
+    fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    waiters = rec.released
+    if waiters is None:
+        waiters = rec.released = []
+    waiters.append(fut)
+    try:
+        await fut
+    finally:
+        waiters = rec.released
+        if waiters is not None and fut in waiters:
+            waiters.remove(fut)
+            if not waiters:
+                rec.released = None
 
 
 async def stop_root(service: ServiceBase, body_error: BaseException | None) -> None:

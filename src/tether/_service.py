@@ -102,6 +102,7 @@ class Record(Node):
         "mark",
         "op",
         "prune_at",
+        "released",
         "restarts",
         "root_holds",
         "seq",
@@ -138,6 +139,8 @@ class Record(Node):
     sleepers: set[asyncio.Future[bool]] | None
     loop: asyncio.AbstractEventLoop | None
     started_at: float | None
+    released: list[asyncio.Future[None]] | None
+    """Resolved, then cleared, when a holder lets go of this service (``wait_released``)."""
     restarts: int
     skipped_ticks: int
     error: BaseException | None
@@ -178,6 +181,7 @@ class Record(Node):
         self.skipped_ticks = 0
         self.error = None
         self.supervisor = None
+        self.released = None
 
     def reset_for_run(self) -> None:
         """Fresh per-run state: each run begins with new tasks, flags and events."""

@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import Final, TypeVar
 
-from ._errors import DefinitionError, TetherError
+from ._errors import DefinitionError, ServiceStateError, TetherError
 from ._events import EventKind, LifecycleEvent, publish, publishing
 from ._scheduler import Operation, OpKind
 from ._service import Record, Service, ServiceBase, ServiceState, display_name, record
@@ -199,6 +199,13 @@ def _cause_text(exit_kind: _Exit, cause: BaseException | None) -> str:
     return f"{type(cause).__name__}: {cause}"
 
 
+_Pending = tuple[Record, int | None, BaseException | None, _Exit]
+"""An exit heard: the child, the run it exited from (``seq``; None for a failed
+restart; ``_STARTING_RUN`` while that run starts), its cause and kind."""
+
+_STARTING_RUN: Final = -1
+
+
 class Supervisor(Service):
     """A service that starts ``children`` in order and restarts them as Erlang/OTP does.
 
@@ -218,7 +225,14 @@ class Supervisor(Service):
       period; default 1 in 5 s, as OTP). One more stops every child in reverse order
       and raises :class:`RestartIntensityError` to the supervisor's parent;
     * ``backoff`` (a :class:`Backoff`) delays each restart, growing with the restarts
-      in the window.
+      in the window;
+    * exits are handled one at a time, in the order they happened (OTP's mailbox); an
+      exit of a child that a strategy has stopped since is ignored, as OTP ignores an
+      ``EXIT`` whose pid no longer matches;
+    * a service outside the supervisor that depends on a child (attached after the
+      supervisor started) stops before the child does; if it still holds the child
+      after the child's ``graceful_shutdown_timeout`` (10 s at most), the supervisor
+      fails with ServiceStateError naming it.
 
     Every restart is logged with its cause and counted in :func:`tether.status`.
     A supervisor is a child like any other for a parent supervisor::
@@ -304,7 +318,7 @@ class Supervisor(Service):
         if name is not None:
             self.name = name
         self._history: deque[float] = deque()
-        self._pending: list[tuple[Record, Record, BaseException | None, _Exit]] = []
+        self._pending: list[_Pending] = []
         self._wake: asyncio.Event | None = None
         self._removed: set[Record] = set()
         self._resume: set[Record] = set()
@@ -365,17 +379,21 @@ class Supervisor(Service):
 
     # --------------------------------------------------------- hearing of exits
 
-    def _notify(
-        self, child: Record, origin: Record, cause: BaseException | None, kind: _Exit
-    ) -> bool:
-        """A child exited; queue it. False when not supervising (the exit propagates)."""
+    def _notify(self, child: Record, cause: BaseException | None, kind: _Exit) -> bool:
+        """A child exited; queue it. False when not supervising (the exit propagates).
+
+        The exit is stamped with the run it ends (``seq``, which changes on every
+        start), as OTP's exit message carries the pid: a run exits once, whatever else
+        its tasks do afterwards.
+        """
         own = record(self)
         if not self._active or own.state is not _RUNNING or own.stopping:
             return False
+        run = child.seq if child.state is not _STARTING else _STARTING_RUN
         for queued in self._pending:
-            if queued[0] is child:
+            if queued[0] is child and queued[1] == run:
                 return True
-        self._pending.append((child, origin, cause, kind))
+        self._pending.append((child, run, cause, kind))
         if self._wake is not None:
             self._wake.set()
         return True
@@ -389,16 +407,11 @@ class Supervisor(Service):
             await wake.wait()
             wake.clear()
             while self._pending:
-                group = self._next_group()
-                if not await self._handle(group):
+                exit_ = self._pending.pop(0)
+                if not _current(exit_):
+                    continue
+                if not await self._handle(exit_):
                     return
-
-    def _next_group(self) -> list[tuple[Record, BaseException | None, _Exit]]:
-        """The exits caused by one event (one signal), in the order they were heard."""
-        origin = self._pending[0][1]
-        group = [(c, cause, kind) for c, o, cause, kind in self._pending if o is origin]
-        self._pending = [entry for entry in self._pending if entry[1] is not origin]
-        return group
 
     def _order(self) -> list[Record]:
         """The children in start order: as listed, each after the children it needs.
@@ -417,52 +430,43 @@ class Supervisor(Service):
                     break
         return order
 
-    async def _handle(self, group: list[tuple[Record, BaseException | None, _Exit]]) -> bool:
-        """React to one event; False once the supervisor gave up or is being stopped."""
+    async def _handle(self, exit_: _Pending) -> bool:
+        """React to one exit; False once the supervisor gave up or is being stopped."""
+        failed, _, cause, kind = exit_
         order = self._order()
+        children = set(order)
         index = {rec: i for i, rec in enumerate(order)}
-        notified = {rec for rec, _, _ in group}
-        # Children reached only because they depend on another exited child of the same
-        # event are dependents, not failures of their own.
-        failed = [
-            (rec, cause, kind)
-            for rec, cause, kind in group
-            if not _depends_on(rec, notified - {rec})
-        ]
-        restart = [e for e in failed if _restarts_after(restart_type(e[0].service), e[2])]
-        down = {e[0] for e in failed if e not in restart}
-        down |= _dependents(order, down)
-        primary = restart[0] if restart else failed[0] if failed else group[0]
-        cause, kind = primary[1], primary[2]
+        restart = _restarts_after(restart_type(failed.service), kind)
+        down: set[Record] = set()
         chosen: set[Record] = set()
         if restart:
             if self.strategy is Strategy.ONE_FOR_ONE:
-                chosen = {e[0] for e in restart}
+                chosen = {failed}
             elif self.strategy is Strategy.ONE_FOR_ALL:
-                chosen = set(order)
+                chosen = children.copy()
             else:
-                first = min(index[e[0]] for e in restart)
-                chosen = set(order[first:])
+                chosen = set(order[index[failed] :])
             chosen |= _dependents(order, chosen)
+        else:
+            down = {failed} | _dependents(order, {failed})
         chosen |= self._resume
         chosen -= down
         if not await self._claim():
             return False
         try:
             if restart and self._count_restart():
-                await self._give_up(order, cause, kind, primary[0])
+                await self._give_up(order, children, cause, kind, failed)
                 return False
-            for rec, why, how in failed:
-                if rec not in chosen:
-                    logger.info(
-                        "%s exited (%s); %s leaves it down (restart=%s)",
-                        rec.name,
-                        _cause_text(how, why),
-                        display_name(self),
-                        restart_type(rec.service).value,
-                    )
+            if not restart:
+                logger.info(
+                    "%s exited (%s); %s leaves it down (restart=%s)",
+                    failed.name,
+                    _cause_text(kind, cause),
+                    display_name(self),
+                    restart_type(failed.service).value,
+                )
             stopping = [r for r in order if r in chosen or r in down]
-            await self._stop_children(stopping)
+            await self._stop_children(stopping, children)
             for rec in stopping:
                 if restart_type(rec.service) is Restart.TEMPORARY:
                     self._removed.add(rec)
@@ -478,12 +482,12 @@ class Supervisor(Service):
             return False
         try:
             for rec in to_start:
-                if not await self._start_child(rec, primary[0], cause, kind):
+                if not await self._start_child(rec, failed, cause, kind):
                     return True  # its failure is queued: the next round goes on from here
                 self._resume.discard(rec)
         finally:
-            self._release()
-            await asyncio.sleep(0)  # let an operation waiting for us go first
+            if self._release():
+                await asyncio.sleep(0)  # let the operation waiting for us go first
         return True
 
     def _count_restart(self) -> bool:
@@ -514,23 +518,26 @@ class Supervisor(Service):
         own.op = claim
         return True
 
-    def _release(self) -> None:
+    def _release(self) -> bool:
+        """Give our record back; True if an operation was waiting for it."""
         own = record(self)
         op = own.op
         if op is not None and op.kind is OpKind.RELOAD and not op.records:
             own.op = None
             op.release()
+            return bool(op.waiters)
+        return False
 
     # ------------------------------------------------------ stopping and starting
 
-    async def _stop_children(self, children: Sequence[Record]) -> None:
-        """Stop ``children`` (given in start order) in reverse, one by one, with the engine."""
+    async def _stop_children(self, stopping: Sequence[Record], children: set[Record]) -> None:
+        """Stop ``stopping`` (given in start order) in reverse, one by one, with the engine."""
         from ._engine import stop_root  # noqa: PLC0415 - the engine imports this module
 
         own = record(self)
-        running = [r for r in children if r.state in (_RUNNING, _STARTING) and own in r.holders]
+        running = [r for r in stopping if r.state in (_RUNNING, _STARTING) and own in r.holders]
         for rec in reversed(running):
-            await self._wait_for_outsiders(rec)
+            await self._wait_for_outsiders(rec, children)
             del rec.holders[own]
             rec.root_holds += 1
             try:
@@ -546,28 +553,46 @@ class Supervisor(Service):
                         exc_info=exc,
                     )
 
-    async def _wait_for_outsiders(self, rec: Record) -> None:
-        """Services outside the tree (attached later) were told of the exit: let them go."""
+    async def _wait_for_outsiders(self, rec: Record, children: set[Record]) -> None:
+        """Let services outside the supervisor that depend on ``rec`` stop first.
+
+        Such a service attached to ``rec`` after the supervisor started (a second root,
+        say); the exit reached it, so its ``wait()`` raised or returned. ``rec`` is
+        stopped once each of them has let go of it and finished its own stop, as a
+        dependent stops before its dependency; at most ``graceful_shutdown_timeout``
+        of ``rec`` (10 s at most), then ServiceStateError naming them.
+        """
+        from ._engine import wait_released  # noqa: PLC0415 - the engine imports this module
+
         own = record(self)
-        order = set(self._order())
-        deadline = asyncio.get_running_loop().time() + min(
-            10.0, float(rec.service.graceful_shutdown_timeout)
-        )
+        loop = asyncio.get_running_loop()
+        leaving: dict[Record, None] = {}
+        bound = min(10.0, float(rec.service.graceful_shutdown_timeout))
+        deadline: float | None = None
         while True:
-            outside = [h for h in rec.holders if h is not own and h not in order]
-            if not outside:
+            outside = [h for h in rec.holders if h is not own and h not in children]
+            leaving.update(dict.fromkeys(outside))
+            busy = next((h.op for h in leaving if h.op is not None), None)
+            if not outside and busy is None:
                 return
-            if asyncio.get_running_loop().time() >= deadline:
-                names = ", ".join(sorted(h.name for h in outside))
-                raise RuntimeError(
-                    f"{display_name(self)} cannot restart {rec.name}: {names} still "
-                    f"depend(s) on it after being told it exited."
-                )
-            busy = next((h.op for h in outside if h.op is not None), None)
-            if busy is not None:
-                await busy.wait_done()
-            else:
-                await asyncio.sleep(0.01)
+            if deadline is None:
+                deadline = loop.time() + bound
+            try:
+                async with asyncio.timeout_at(deadline):
+                    if outside:
+                        await wait_released(rec)
+                    elif busy is not None:
+                        await busy.wait_done()
+            except TimeoutError:
+                still = outside or [h for h in leaving if h.op is not None]
+                names = ", ".join(sorted({h.name for h in still}))
+                state = "still depend(s) on it" if outside else "is still stopping"
+                raise ServiceStateError(
+                    f"{display_name(self)} cannot restart {rec.name}: {names}, outside "
+                    f"the supervisor, {state} {bound:g}s after "
+                    f"being told it exited. Stop such a service when its wait() returns "
+                    f"or raises, or make it a child of {display_name(self)}."
+                ) from None
 
     async def _start_child(
         self, rec: Record, failed: Record, cause: BaseException | None, kind: _Exit
@@ -586,8 +611,10 @@ class Supervisor(Service):
         except Exception as exc:
             logger.exception("%s: %s failed to start again", display_name(self), rec.name)
             rec.supervisor = self
-            self._pending.insert(0, (rec, rec, exc, _Exit.EXCEPTION))
+            self._stamp_starting(rec, None)
+            self._pending.insert(0, (rec, None, exc, _Exit.EXCEPTION))
             return False
+        self._stamp_starting(rec, rec.seq)
         rec.root_holds -= 1
         rec.holders[own] = None
         rec.restarts += 1
@@ -616,8 +643,24 @@ class Supervisor(Service):
             )
         return True
 
+    def _stamp_starting(self, rec: Record, run: int | None) -> None:
+        """Exits ``rec`` made while starting end the run now begun; none if it failed."""
+        pending = self._pending
+        for i, (child, stamp, cause, kind) in enumerate(pending):
+            if child is rec and stamp == _STARTING_RUN:
+                if run is None:
+                    del pending[i]
+                else:
+                    pending[i] = (child, run, cause, kind)
+                return
+
     async def _give_up(
-        self, order: list[Record], cause: BaseException | None, kind: _Exit, failed: Record
+        self,
+        order: list[Record],
+        children: set[Record],
+        cause: BaseException | None,
+        kind: _Exit,
+        failed: Record,
     ) -> None:
         """Intensity exceeded: stop every child in reverse order, then exit (escalate)."""
         from ._engine import signal_exit  # noqa: PLC0415 - the engine imports this module
@@ -631,7 +674,7 @@ class Supervisor(Service):
         if cause is not None and kind is _Exit.EXCEPTION:
             error.__cause__ = cause
         logger.error("%s", error)
-        await self._stop_children(order)
+        await self._stop_children(order, children)
         self._active = False
         for rec in order:
             if rec.supervisor is self:
@@ -640,6 +683,17 @@ class Supervisor(Service):
         own.crash = own.crash or error
         self._release()
         signal_exit(own, error)
+
+
+def _current(exit_: _Pending) -> bool:
+    """Whether ``exit_`` ends the child's current run (OTP: the pid still matches).
+
+    An exit heard while the supervisor was busy is for a run that a strategy may have
+    stopped since (and maybe started again); OTP drops such an exit message, as its
+    pid no longer names the child, and so do we.
+    """
+    rec, run = exit_[0], exit_[1]
+    return run is None or (rec.state is _RUNNING and rec.seq == run)
 
 
 def _subtree(roots: Iterable[Record]) -> set[Record]:
@@ -681,7 +735,7 @@ def _dependents(order: list[Record], targets: set[Record]) -> set[Record]:
 # ------------------------------------------------------------ the engine's hooks
 
 
-def supervised_exit(rec: Record, exc: BaseException | None, origin: Record) -> Iterable[Record]:
+def supervised_exit(rec: Record, exc: BaseException | None) -> Iterable[Record]:
     """``signal_exit`` reached ``rec``, a supervised child: hand the exit to its supervisor.
 
     Returns the holders the exit still propagates to: all of them but the supervisor
@@ -695,7 +749,7 @@ def supervised_exit(rec: Record, exc: BaseException | None, origin: Record) -> I
         kind = _Exit.SHUTDOWN
     else:
         kind = _Exit.EXCEPTION
-    if not supervisor._notify(rec, origin, exc, kind):
+    if not supervisor._notify(rec, exc, kind):
         return rec.holders
     own = record(supervisor)
     return [h for h in rec.holders if h is not own]
@@ -712,7 +766,7 @@ def supervised_cancel(rec: Record, task: asyncio.Task[object]) -> None:
         return
     supervisor = rec.supervisor
     assert supervisor is not None
-    if supervisor._notify(rec, rec, None, _Exit.SHUTDOWN):
+    if supervisor._notify(rec, None, _Exit.SHUTDOWN):
         from ._engine import signal_exit  # noqa: PLC0415 - the engine imports this module
 
         signal_exit(rec, None)
