@@ -200,8 +200,9 @@ def render_others(results: dict[str, Any], plan: Plan) -> list[str]:
             notes.append(
                 f"add_task: {tasks['count']:,} trivial tasks per round; raw is "
                 "loop.create_task (the target's floor); completion ends once every task and "
-                "its bookkeeping has finished. 'keeping references' is create_task plus the asyncio "
-                "docs' idiom (a set, and a done callback that discards the task): reference only."
+                "its bookkeeping has finished. 'keeping references' is create_task plus the "
+                "asyncio docs' idiom (a set, and a done callback that discards the task): "
+                "reference only."
             )
     timer = results.get("timer")
     if timer is not None:
