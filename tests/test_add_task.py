@@ -126,3 +126,34 @@ async def test_with_a_task_factory_the_factory_is_used_and_unstarted_tasks_are_p
         loop.set_task_factory(None)
         for coro in given:
             coro.close()
+
+
+async def test_a_supervised_task_cancelled_before_it_began_is_one_shutdown_exit() -> None:
+    """A task that never ran still ends its child's run (OTP's shutdown: a permanent
+    child restarts), and cancelling it twice makes one exit, not two."""
+
+    class Child(tether.Service):
+        restart = tether.Restart.PERMANENT
+
+    async def never() -> None:
+        raise AssertionError("cancelled before it began")
+
+    child = Child()
+    restarted = asyncio.Event()
+    events: list[tether.LifecycleEvent] = []
+
+    def on_event(event: tether.LifecycleEvent) -> None:
+        if event.kind is tether.EventKind.RESTART:
+            events.append(event)
+            restarted.set()
+
+    with tether.subscribe(on_event):
+        async with tether.Supervisor([child], max_restarts=5, max_seconds=60):
+            task = child.add_task(never())
+            task.cancel()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await bounded(task)
+            await bounded(restarted.wait())
+    assert [event.count for event in events] == [1]
+    assert tether.status(child).restarts == 1

@@ -636,7 +636,7 @@ class _Task(asyncio.Task):  # type: ignore[type-arg]
 
     def cancel(self, msg: Any = None) -> bool:
         wrapper: Any = self.get_coro()
-        if _coroutine_state(wrapper) == _CREATED_CORO:
+        if not self.cancelling() and _coroutine_state(wrapper) == _CREATED_CORO:
             arguments = wrapper.cr_frame.f_locals
             arguments["coro"].close()
             arguments["tasks"].discard(self)
