@@ -36,7 +36,7 @@ from ._logging import (
 from ._notify import Notifier, Progress, ping_watchdog, watchdog_interval
 from ._picture import graph_records, status_tree
 from ._service import ServiceBase, display_name, record
-from ._signals import SignalHandlers
+from ._signals import SignalHandlers, wake_loop_on_signals
 
 if TYPE_CHECKING:
     from ._container import Container
@@ -233,13 +233,20 @@ class Runner:
         return code
 
     def _loop_phase(self) -> int:
-        with asyncio.Runner(loop_factory=self.factory) as runner:
-            loop = runner.get_loop()
-            loop.set_exception_handler(log_loop_exception)
-            self.loop = loop
-            code = runner.run(self._serve())
-            # Leaving the Runner cancels leftover tasks, shuts down async generators and
-            # the default executor: all of it under the shutdown deadline.
+        unwake = None
+        try:
+            with asyncio.Runner(loop_factory=self.factory) as runner:
+                loop = runner.get_loop()
+                loop.set_exception_handler(log_loop_exception)
+                self.loop = loop
+                if type(loop).__module__.partition(".")[0] != "uvloop":  # uvloop wakes itself
+                    unwake = wake_loop_on_signals(loop)
+                code = runner.run(self._serve())
+                # Leaving the Runner cancels leftover tasks, shuts down async generators
+                # and the default executor: all of it under the shutdown deadline.
+        finally:
+            if unwake is not None:
+                unwake()
         self.loop = None
         return code
 

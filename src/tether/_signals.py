@@ -8,14 +8,17 @@ SIGINT or SIGTERM can always force the exit. Their work on the loop is handed ov
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import signal
+import socket
 import threading
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-__all__ = ["SignalHandlers"]
+__all__ = ["SignalHandlers", "wake_loop_on_signals"]
 
 logger = logging.getLogger("tether.runner")
 
@@ -100,3 +103,48 @@ class SignalHandlers:
         callback = self.callbacks.get(sig)
         if callback is not None:
             callback(sig)
+
+
+def wake_loop_on_signals(loop: asyncio.AbstractEventLoop) -> Callable[[], None] | None:
+    """Make any signal wake ``loop``'s select, so the main thread runs its handlers.
+
+    A Python-level handler runs when the main thread next executes bytecode. A signal
+    delivered to another thread (an executor's worker, say) does not interrupt the main
+    thread's ``select``, and an idle loop would sleep on with the signal pending: asyncio
+    sets a wakeup descriptor only for ``loop.add_signal_handler``. This sets one, read
+    by the loop, unless one is set already (uvloop sets its own). Returns the undo, or
+    None when nothing was done (not the main thread, or a wakeup descriptor exists).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    reader, writer = socket.socketpair()
+    reader.setblocking(False)  # noqa: FBT003 - the socket API
+    writer.setblocking(False)  # noqa: FBT003 - the socket API
+    try:
+        previous = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    except ValueError:  # not the main interpreter, or the loop's own descriptor rules
+        reader.close()
+        writer.close()
+        return None
+    if previous != -1:
+        signal.set_wakeup_fd(previous)
+        reader.close()
+        writer.close()
+        return None
+
+    def drain() -> None:
+        with contextlib.suppress(OSError):
+            while reader.recv(4096):
+                pass
+
+    loop.add_reader(reader.fileno(), drain)
+
+    def undo() -> None:
+        with contextlib.suppress(ValueError):
+            if signal.set_wakeup_fd(-1) != writer.fileno():
+                logger.debug("the signal wakeup descriptor was replaced meanwhile")
+        loop.remove_reader(reader.fileno())
+        reader.close()
+        writer.close()
+
+    return undo

@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from typing import Any
 
@@ -309,3 +310,24 @@ class Shell(tether.Service):
 
 
 repl_app = Shell()
+
+
+class OffThread(Step):
+    """Given a line on stdin, a thread of its own sends SIGTERM to itself, not to main.
+
+    The main thread sleeps in the event loop's select; only a wakeup of the loop lets it
+    run the Python-level handler of a signal another thread received.
+    """
+
+    async def start(self) -> None:
+        await super().start()
+        threading.Thread(target=self._aim, name="aim", daemon=True).start()
+
+    def _aim(self) -> None:
+        if sys.stdin.readline():
+            say("off-thread-sigterm")
+            signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+
+
+def off_thread() -> Root:
+    return Root("root", OffThread("sender"))

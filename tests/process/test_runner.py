@@ -6,6 +6,7 @@ documents, and every signal the runner handles is sent for real.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import os
@@ -27,6 +28,27 @@ def run_args(app: str, *extra: str) -> tuple[str, ...]:
 
 
 # ------------------------------------------------------------ clean stops: 0
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+async def test_a_signal_another_thread_receives_still_stops_an_idle_loop(loop: str) -> None:
+    """SIGTERM delivered to a thread that is not the main one (the kernel may pick any
+    thread that does not block it) wakes the idle loop: graceful stop, code 0."""
+    if loop == "uvloop":
+        pytest.importorskip("uvloop")
+    proc = Tether(*run_args("off_thread", "--loop", loop))
+    await proc.start(stdin=asyncio.subprocess.PIPE)
+    try:
+        await proc.line("started-hook")
+        assert proc.proc is not None
+        assert proc.proc.stdin is not None
+        proc.proc.stdin.write(b"go\n")
+        await proc.proc.stdin.drain()
+        await proc.line("off-thread-sigterm")
+        assert await proc.exit_code() == 0, proc.output
+        assert "stop:sender" in proc.stdout
+    finally:
+        await proc.__aexit__()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
