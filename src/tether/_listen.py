@@ -49,16 +49,17 @@ def check_address(owner: str, host: object, port: object, sock: object) -> None:
         )
 
 
-def check_seconds(owner: str, name: str, value: object) -> float:
-    """``value`` as a finite number of seconds >= 0, or a ValueError naming ``name``."""
+def check_seconds(owner: str, name: str, value: object, *, positive: bool = False) -> float:
+    """``value`` as finite seconds, >= 0 (> 0 if ``positive``); else a ValueError naming it."""
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)
-        or not value >= 0
+        or not (value > 0 if positive else value >= 0)
         or math.isinf(value)
     ):
+        bound = "> 0" if positive else ">= 0"
         raise ValueError(
-            f"{owner}: {name}= must be a finite number of seconds >= 0, got {value!r}."
+            f"{owner}: {name}= must be a finite number of seconds {bound}, got {value!r}."
         )
     return float(value)
 

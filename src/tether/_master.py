@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
 import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from ._errors import TetherError
+from ._listen import check_seconds
 from ._logging import LOG_FORMATS, LogFormat, configured, parse_level
 from ._notify import Notifier
 from ._service import ServiceBase
@@ -26,17 +26,7 @@ logger = logging.getLogger("tether.prefork")
 App = str | ServiceBase | Callable[[], ServiceBase]
 
 
-def _seconds(name: str, value: object) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not value > 0
-        or math.isinf(value)
-    ):
-        raise ValueError(
-            f"tether.prefork: {name}= must be a finite number of seconds > 0, got {value!r}."
-        )
-    return float(value)
+_OWNER = "tether.prefork"
 
 
 def _loader(
@@ -130,9 +120,9 @@ def prefork(
     specs = list(bind)
     for spec in specs:
         parse_bind(spec)
-    graceful = _seconds("graceful_timeout", graceful_timeout)
-    heartbeat = _seconds("heartbeat_timeout", heartbeat_timeout)
-    boot = _seconds("boot_timeout", boot_timeout)
+    graceful = check_seconds(_OWNER, "graceful_timeout", graceful_timeout, positive=True)
+    heartbeat = check_seconds(_OWNER, "heartbeat_timeout", heartbeat_timeout, positive=True)
+    boot = check_seconds(_OWNER, "boot_timeout", boot_timeout, positive=True)
     parse_level(log_level)
     if log_format not in LOG_FORMATS:
         raise ValueError(f"log_format must be one of {', '.join(LOG_FORMATS)}, got {log_format!r}.")

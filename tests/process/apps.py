@@ -145,11 +145,11 @@ def cycle() -> Loop:
 
 
 class SlowStart(Step):
-    """A start hook that takes an hour."""
+    """A start hook that never finishes on its own."""
 
     async def start(self) -> None:
         say(f"start-begin:{self.name}")
-        await asyncio.sleep(3600)
+        await asyncio.Event().wait()  # until cancelled
 
 
 def slow_start() -> Root:
@@ -160,7 +160,7 @@ def slow_start() -> Root:
 
 
 class SlowStop(Step):
-    """A stop hook that takes an hour (with no graceful timeout of its own)."""
+    """A stop hook that never finishes on its own (and no graceful timeout of its own)."""
 
     @property
     def graceful_shutdown_timeout(self) -> float:
@@ -169,7 +169,7 @@ class SlowStop(Step):
     async def stop(self) -> None:
         mark("X-STOP-HOOK=slow")
         say("stop-begin:slow")
-        await asyncio.sleep(3600)
+        await asyncio.Event().wait()  # until cancelled
 
 
 def slow_stop() -> Root:
@@ -183,7 +183,7 @@ class Swallower(Step):
     async def stubborn(self) -> None:
         while True:
             with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.sleep(3600)
+                await asyncio.Event().wait()
 
 
 def swallow() -> Root:
@@ -199,7 +199,7 @@ class Blocker(Step):
 
     async def stop(self) -> None:
         say("stop-begin:blocker")
-        time.sleep(3600)  # noqa: ASYNC251 - the point: a hook that blocks the loop
+        time.sleep(3600)  # noqa: ASYNC251 - the point: a blocking call in a hook (the deadline ends it)
 
 
 def block_stop() -> Root:
