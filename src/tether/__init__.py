@@ -8,6 +8,8 @@ reverse order on a signal, a crash or a normal exit, with nothing left behind.
 
 from types import FunctionType as _FunctionType
 from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
+from typing import NoReturn as _NoReturn
 
 from ._config import Config, section
 from ._container import Container
@@ -37,6 +39,7 @@ from ._service import (
     ServiceStatus,
     status,
 )
+from ._service import set_launcher as _set_launcher
 from ._stages import EXIT, INIT, RELOAD, START, STARTED, STOP, STOPPING, Direction, Stage
 from ._tasks import cron, task, timer
 
@@ -135,6 +138,15 @@ def _as_public(obj: object) -> None:
     if isinstance(obj, type | _FunctionType) and obj.__module__.startswith("tether._"):
         obj.__module__ = "tether"
 
+
+def _launch(service: ServiceBase, **options: _Any) -> _NoReturn:
+    """``Service.launch``: the runner, loaded when a service first runs as the process."""
+    from ._runner import run as run_process  # noqa: PLC0415 - the runner loads only when used
+
+    run_process(service, **options)
+
+
+_set_launcher(_launch)
 
 for _name in __all__:
     if _name not in _LAZY:

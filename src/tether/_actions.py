@@ -1,9 +1,12 @@
-"""What happens to one service in each stage: its hooks, state, tasks, crashes and exits."""
+"""What happens to one service: its state, hooks, tasks, crashes, exits and holds.
+
+The passes of ``_passes`` and the generic stage driver of ``_scheduler`` decide *when*
+a service's work runs; this module is *what* that work is.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import inspect
 import itertools
@@ -16,37 +19,29 @@ from typing import Any, Final
 
 from ._errors import HookError, ServiceStateError, StopTimeoutError
 from ._events import EventKind, LifecycleEvent, _subscribers, publish, publishing
-from ._scheduler import (
-    DEFER,
-    SUSPENDS,
-    SYNC,
-    UNKNOWN,
-    Begin,
-    HookExpiredError,
-    Inline,
-    Operation,
-    OpKind,
-    cancel_and_wait,
-    guarded,
-    probe_or_defer,
-    probed,
-    report,
-    reporting,
-    resume,
-)
-from ._service import Node, Record, ServiceState, check_timeout
+from ._scheduler import Begin, HookExpiredError, Operation, OpKind, cancel_and_wait, guarded, resume
+from ._service import Node, Record, ServiceState, check_grace, check_timeout
 from ._stages import START, STOP, Stage
 
 __all__ = [
     "add_task",
-    "begin_start",
-    "begin_stop",
+    "discard_tasks",
+    "finish_stop",
     "hook_begin",
+    "mark_stopping",
+    "note",
     "run_sync_hook",
+    "set_state",
     "signal_exit",
+    "start_error",
+    "started",
+    "stop_failed",
+    "stop_tasks",
     "task_crashed",
+    "timeout_error",
     "user_coroutine",
     "wait",
+    "wake_released",
 ]
 
 logger = logging.getLogger("tether")
@@ -64,20 +59,10 @@ _get_running_loop: Final = asyncio.get_running_loop
 _coroutine_state: Final = inspect.getcoroutinestate
 _CREATED_CORO: Final = inspect.CORO_CREATED
 _PRUNE_AT: Final = 64
-
-# A stop hook that ignores its cancellation gets this much longer (capped by its own
-# timeout) to finish before the engine abandons it and moves on.
-_ABANDON_GRACE: Final = 1.0
+_monotonic: Final = time.monotonic
 
 # Start order across the process: stopping one thread's blocking graph walks it backwards.
 _start_sequence = itertools.count(1)
-
-
-def _supervision() -> Any:
-    """The supervision module: loaded by then, since only a Supervisor sets ``supervisor``."""
-    from . import _supervise  # noqa: PLC0415 - `import tether` does not load supervision
-
-    return _supervise
 
 
 # ------------------------------------------------------------------------ events
@@ -125,138 +110,24 @@ def note(exc: BaseException, text: str) -> None:
 # ------------------------------------------------------------------------- start
 
 
-def begin_start(op: Operation, rec: Record, alone: bool) -> Any:
-    """Start one service; see :func:`tether._scheduler.drive` for what it returns."""
-    info = rec.info
-    attr = info.start
-    if attr is None:
-        set_state(rec, _STARTING)
-        _started(op, rec)
-        return None
-    if info.blocking:
-        set_state(rec, _STARTING)
-        coro = _start_in_thread(op, rec)
-        return coro if alone else reporting(op, coro)
-    mode = info.start_mode
-    if not alone and mode != SYNC:
-        if mode == UNKNOWN and not probe_or_defer(op, info, rec):
-            return DEFER
-        set_state(rec, _STARTING)
-        return _start_task(op, rec, probe=mode == UNKNOWN)
-    set_state(rec, _STARTING)
-    context = contextvars.copy_context()
-    hook = getattr(rec.service, attr)()
-    try:
-        step = context.run(hook.send, None)
-    except StopIteration:
-        if mode == UNKNOWN:
-            info.start_mode = SYNC
-        _started(op, rec)
-        return None
-    except BaseException as exc:
-        cleanup = _start_failed(rec, exc)
-        if cleanup is None:
-            raise
-        rest = _then_raise(cleanup, exc)
-        return rest if alone else Inline(rest)
-    info.start_mode = SUSPENDS
-    rest = _start_rest(op, rec, hook, step, context)
-    return rest if alone else Inline(rest)
-
-
-def _started(op: Operation, rec: Record) -> None:
-    for attr, spec in rec.info.spawns:
-        add_task(rec, spec.run(rec.service, attr, rec), f"{rec.name}.{attr}")
-    rec.started_at = time.monotonic()
+def started(op: Operation, rec: Record) -> None:
+    """``rec``'s start hook returned: its tasks begin, it runs."""
+    spawns = rec.info.spawns
+    if spawns:
+        for attr, spec in spawns:
+            add_task(rec, spec.run(rec.service, attr, rec), f"{rec.name}.{attr}")
+    rec.started_at = _monotonic()
     rec.seq = next(_start_sequence)
     set_state(rec, _RUNNING)
     op.started.append(rec)
 
 
-def _start_failed(rec: Record, exc: BaseException) -> Coroutine[Any, Any, None] | None:
-    """Record a failed start; return the cleanup of tasks it spawned, if there are any."""
-    rec.error = exc
-    note(exc, f"raised by {rec.name}.start (stage 'start')")
-    if rec.tasks:
-        return _discard_tasks(rec)
-    set_state(rec, _FAILED)
-    return None
-
-
-async def _discard_tasks(rec: Record) -> None:
+async def discard_tasks(rec: Record) -> None:
+    """Cancel and await the tasks of a service whose start failed."""
     try:
         await cancel_and_wait(list(rec.tasks or ()))
     finally:
         rec.tasks = None
-        set_state(rec, _FAILED)
-
-
-async def _then_raise(cleanup: Coroutine[Any, Any, None], exc: BaseException) -> None:
-    await cleanup
-    raise exc
-
-
-async def _start_rest(
-    op: Operation,
-    rec: Record,
-    hook: Coroutine[Any, Any, Any],
-    step: Any,
-    context: contextvars.Context | None,
-) -> None:
-    """The rest of a start whose hook suspended after its first step in this task."""
-    try:
-        await resume(hook, step, context)
-        _started(op, rec)
-    except BaseException as exc:
-        cleanup = _start_failed(rec, exc)
-        if cleanup is not None:
-            await cleanup
-        raise
-
-
-async def _start_task(op: Operation, rec: Record, probe: bool) -> None:
-    """A whole start in a task of its own; reports to the driver, never raises."""
-    info = rec.info
-    error: BaseException | None = None
-    try:
-        assert info.start is not None
-        hook = getattr(rec.service, info.start)()
-        try:
-            step = hook.send(None)
-        except StopIteration:
-            if probe:
-                info.start_mode = SYNC
-            _started(op, rec)
-        else:
-            info.start_mode = SUSPENDS
-            if probe:
-                probe = False
-                probed(op, info)  # siblings go on concurrently while this one waits
-            await _start_rest(op, rec, hook, step, None)
-    except BaseException as exc:
-        error = exc
-        if rec.state is _STARTING:
-            cleanup = _start_failed(rec, exc)
-            if cleanup is not None:
-                with contextlib.suppress(BaseException):
-                    await cleanup
-    finally:
-        if probe:
-            probed(op, info)
-    report(op, error)
-
-
-async def _start_in_thread(op: Operation, rec: Record) -> None:
-    """Start a blocking service: its hook runs in a worker thread."""
-    assert rec.info.start is not None
-    try:
-        await asyncio.to_thread(getattr(rec.service, rec.info.start))
-        _started(op, rec)
-    except BaseException as exc:
-        cleanup = _start_failed(rec, exc)
-        if cleanup is not None:
-            await cleanup
-        raise
 
 
 def start_error(op: Operation) -> Callable[[Node, BaseException], None]:
@@ -275,16 +146,16 @@ def start_error(op: Operation) -> Callable[[Node, BaseException], None]:
 # -------------------------------------------------------------------- other hooks
 
 
-def hook_begin(op: Operation, stage: Stage, *, guard: bool) -> Begin:
+def hook_begin(stage: Stage, *, guard: bool) -> Begin:
     """``begin`` for a stage that calls a hook and changes no state."""
 
     def begin(node: Node, alone: bool) -> Any:
+        del alone
         assert isinstance(node, Record)
         attr = node.info.hooks.get(stage)
         if attr is None:
             return None
-        coro = _call_hook(node, stage, attr, guard=guard)
-        return coro if alone else reporting(op, coro)
+        return _call_hook(node, stage, attr, guard=guard)
 
     return begin
 
@@ -320,10 +191,21 @@ async def _call_hook(rec: Record, stage: Stage, attr: str, *, guard: bool) -> No
     _hook_event(rec, stage, began, None)
 
 
-def _timeout_error(rec: Record, stage: Stage, abandoned: bool) -> StopTimeoutError:
+def timeout_error(
+    rec: Record, stage: Stage, abandoned: bool, *, thread: bool = False
+) -> StopTimeoutError:
+    """The error of a stop-phase hook that outlived ``graceful_shutdown_timeout``."""
     timeout = rec.service.graceful_shutdown_timeout
     what = f"{rec.name}.{rec.info.hooks.get(stage, stage.name)}"
-    tail = "; it ignored the cancellation and was abandoned" if abandoned else "; it was cancelled"
+    if thread:
+        tail = "; it keeps running in its worker thread (threads cannot be cancelled)"
+    elif abandoned:
+        tail = (
+            f"; it ignored the cancellation for cancel_grace={check_grace(rec.service):g}s "
+            f"and was abandoned"
+        )
+    else:
+        tail = "; it was cancelled"
     return StopTimeoutError(
         f"{what} (stage {stage.name!r}) did not finish within graceful_shutdown_timeout="
         f"{timeout}s{tail}. The rest of the graph still stops; raise the timeout or "
@@ -345,9 +227,9 @@ async def _finish_guarded(
         return
     deadline = asyncio.get_running_loop().time() + timeout
     try:
-        await guarded(hook, step, context, deadline, min(timeout, _ABANDON_GRACE))
+        await guarded(hook, step, context, deadline, check_grace(rec.service))
     except HookExpiredError as expired:
-        raise _timeout_error(rec, stage, expired.abandoned) from None
+        raise timeout_error(rec, stage, expired.abandoned) from None
 
 
 async def _in_thread_guarded(rec: Record, stage: Stage, func: Callable[[], Any]) -> None:
@@ -360,12 +242,7 @@ async def _in_thread_guarded(rec: Record, stage: Stage, func: Callable[[], Any])
     done, _ = await asyncio.wait({fut}, timeout=timeout)
     if not done:
         fut.add_done_callback(_retrieve)
-        raise StopTimeoutError(
-            f"{rec.name}.{rec.info.hooks.get(stage, stage.name)} (stage {stage.name!r}) "
-            f"did not finish within graceful_shutdown_timeout="
-            f"{rec.service.graceful_shutdown_timeout}s; it keeps running in its worker "
-            f"thread (threads cannot be cancelled)."
-        )
+        raise timeout_error(rec, stage, abandoned=True, thread=True)
     fut.result()
 
 
@@ -375,37 +252,6 @@ def _retrieve(fut: asyncio.Future[Any]) -> None:
 
 
 # -------------------------------------------------------------------------- stop
-
-
-def begin_stop(op: Operation, rec: Record, alone: bool) -> Any:
-    """Stop one service; see :func:`tether._scheduler.drive` for what it returns."""
-    info = rec.info
-    attr = info.stop
-    if attr is not None and info.blocking:
-        mark_stopping(rec)
-        coro = _stop_in_thread(op, rec)
-        return coro if alone else reporting(op, coro)
-    if not alone:
-        if rec.tasks:
-            mark_stopping(rec)
-            return _stop_task(op, rec, probe=False)
-        if attr is not None and info.stop_mode != SYNC:
-            probe = info.stop_mode == UNKNOWN
-            if probe and not probe_or_defer(op, info, rec):
-                return DEFER
-            mark_stopping(rec)
-            return _stop_task(op, rec, probe)
-    mark_stopping(rec)
-    if attr is not None:
-        context = contextvars.copy_context()
-        step = _first_stop_step(op, rec, context)
-        if step is not None:
-            rest = _stop_rest(op, rec, step, context)
-            return rest if alone else Inline(rest)
-    if rec.tasks:
-        return _stop_rest(op, rec, None, None)
-    finish_stop(rec)
-    return None
 
 
 def mark_stopping(rec: Record) -> None:
@@ -425,13 +271,42 @@ def mark_stopping(rec: Record) -> None:
     set_state(rec, _STOPPING)
 
 
-def finish_stop(rec: Record) -> None:
+def finish_stop(op: Operation | None, rec: Record) -> None:
+    """``rec`` has stopped (hook and tasks): its state, and its holds let go.
+
+    A service holds its dependencies until its stop is over, so a dependency never
+    begins to stop under a dependent that is still stopping, whichever operation
+    stops each of them.
+    """
+    del op
     if rec.crash is not None and rec.error is None:
         rec.error = rec.crash
     set_state(rec, _FAILED if rec.error is not None else _STOPPED)
+    release_holds(rec)
 
 
-def _stop_failed(op: Operation, rec: Record, exc: BaseException) -> None:
+def release_holds(rec: Record) -> None:
+    """``rec`` no longer holds its dependencies (it stopped, or never started)."""
+    for dep in rec.deps:
+        holders = dep.holders
+        if rec in holders:
+            del holders[rec]
+            if dep.released is not None:
+                wake_released(dep)
+
+
+def wake_released(rec: Record) -> None:
+    """Wake whoever waits for a holder of ``rec`` to let go (``engine.wait_released``)."""
+    waiters = rec.released
+    rec.released = None
+    if waiters is not None:
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+
+def stop_failed(op: Operation, rec: Record, exc: BaseException) -> None:
+    """A stop hook raised (or timed out): the error is kept; the stop goes on."""
     attr = rec.info.stop
     if not isinstance(exc, asyncio.CancelledError | StopTimeoutError):
         note(exc, f"raised by {rec.name}.{attr} (stage 'stop')")
@@ -439,77 +314,13 @@ def _stop_failed(op: Operation, rec: Record, exc: BaseException) -> None:
     op.errors.append(exc)
 
 
-def _first_stop_step(
-    op: Operation, rec: Record, context: contextvars.Context | None
-) -> tuple[Coroutine[Any, Any, Any], Any] | None:
-    """Call the stop hook and run it until it first suspends; None if it finished."""
-    info = rec.info
-    assert info.stop is not None
-    try:
-        hook = getattr(rec.service, info.stop)()
-        step = context.run(hook.send, None) if context is not None else hook.send(None)
-    except StopIteration:
-        if info.stop_mode == UNKNOWN:
-            info.stop_mode = SYNC
-        return None
-    except BaseException as exc:
-        _stop_failed(op, rec, exc)
-        return None
-    info.stop_mode = SUSPENDS
-    return hook, step
+async def stop_tasks(op: Operation, rec: Record, deadline: float, grace: float) -> None:
+    """Cancel the service's tasks and wait for them until ``deadline``.
 
-
-async def _stop_rest(
-    op: Operation,
-    rec: Record,
-    step: tuple[Coroutine[Any, Any, Any], Any] | None,
-    context: contextvars.Context | None,
-) -> None:
-    """What is left of a stop once the hook suspended: the hook within its timeout, tasks."""
-    try:
-        if step is not None:
-            try:
-                await _finish_guarded(rec, STOP, step[0], step[1], context)
-            except BaseException as exc:
-                _stop_failed(op, rec, exc)
-        if rec.tasks:
-            await _stop_tasks(op, rec)
-    finally:
-        finish_stop(rec)
-
-
-async def _stop_task(op: Operation, rec: Record, probe: bool) -> None:
-    """A whole stop in a task of its own; errors go to ``op.errors``; reports, never raises."""
-    info = rec.info
-    try:
-        step = None
-        if info.stop is not None:
-            step = _first_stop_step(op, rec, None)
-            if probe:
-                probe = False
-                probed(op, info)
-        await _stop_rest(op, rec, step, None)
-    finally:
-        if probe:
-            probed(op, info)
-        report(op, None)
-
-
-async def _stop_in_thread(op: Operation, rec: Record) -> None:
-    """Stop a blocking service: its hook runs in a worker thread, bounded by its timeout."""
-    try:
-        assert rec.info.stop is not None
-        await _in_thread_guarded(rec, STOP, getattr(rec.service, rec.info.stop))
-    except BaseException as exc:
-        _stop_failed(op, rec, exc)
-    await _stop_rest(op, rec, None, None)
-
-
-async def _stop_tasks(op: Operation, rec: Record) -> None:
-    """Cancel the service's tasks and wait for them to finish.
-
-    They get the service's graceful timeout (at most a second, since they only have to
-    react to a cancellation); one that swallows CancelledError is reported and left.
+    ``deadline`` is when the service's stop must be over (``graceful_shutdown_timeout``
+    after it began). Tasks still running then are cancelled again and get ``grace``
+    seconds more; one that is still running after that swallows CancelledError: it is
+    reported by name and left.
     """
     if rec.sleepers:
         # Tasks woken from sleep() by this stop get a turn to return on their own.
@@ -519,13 +330,21 @@ async def _stop_tasks(op: Operation, rec: Record) -> None:
         return
     for t in tasks:
         t.cancel()
-    _, pending = await asyncio.wait(tasks, timeout=min(check_timeout(rec.service), 1.0))
+    loop = asyncio.get_running_loop()
+    remaining = None if deadline == math.inf else max(0.0, deadline - loop.time())
+    _, pending = await asyncio.wait(tasks, timeout=remaining)
+    if pending:
+        for t in pending:
+            t.cancel()
+        _, pending = await asyncio.wait(pending, timeout=grace)
     if pending:
         names = ", ".join(sorted(repr(t.get_name()) for t in pending))
         exc = StopTimeoutError(
-            f"{rec.name}: background task(s) {names} did not finish after being "
-            f"cancelled; they swallow CancelledError and are left running. Let "
-            f"CancelledError propagate out of them."
+            f"{rec.name}: background task(s) {names} did not finish within "
+            f"graceful_shutdown_timeout={rec.service.graceful_shutdown_timeout}s after "
+            f"being cancelled, nor cancel_grace={grace:g}s after a second cancellation; "
+            f"they swallow CancelledError and are left running. Let CancelledError "
+            f"propagate out of them."
         )
         rec.error = rec.error or exc
         op.errors.append(exc)
@@ -547,10 +366,7 @@ def run_sync_hook(op: Operation, rec: Record, stage: Stage) -> None:
             note(exc, f"raised by {rec.name}.start (stage 'start')")
             set_state(rec, _FAILED)
             raise
-        rec.started_at = time.monotonic()
-        rec.seq = next(_start_sequence)
-        set_state(rec, _RUNNING)
-        op.started.append(rec)
+        started(op, rec)
         return
     if stage is STOP:
         mark_stopping(rec)
@@ -565,7 +381,7 @@ def run_sync_hook(op: Operation, rec: Record, stage: Stage) -> None:
             _hook_event(rec, STOP, began, exc)
             raise
         finally:
-            finish_stop(rec)
+            finish_stop(op, rec)
         return
     attr = rec.info.hooks.get(stage)
     if attr is None:
@@ -642,7 +458,7 @@ class _Task(asyncio.Task):  # type: ignore[type-arg]
             arguments["tasks"].discard(self)
             rec: Record = arguments["rec"]
             if rec.supervisor is not None:
-                _supervision().supervised_cancel(rec, self)
+                rec.supervisor.child_cancelled(rec, self)
         return super().cancel(msg)
 
 
@@ -670,7 +486,7 @@ async def _owned(rec: Record, tasks: set[asyncio.Task[Any]], coro: Coroutine[Any
         return await coro
     except asyncio.CancelledError:
         if rec.supervisor is not None:
-            _supervision().supervised_cancel(rec, task)
+            rec.supervisor.child_cancelled(rec, task)
         raise
     except BaseException as exc:
         tasks.discard(task)
@@ -732,7 +548,7 @@ def signal_exit(rec: Record, exc: BaseException | None) -> None:
                 current.thread_exit.set()
         holders: Iterable[Record] = current.holders
         if current.supervisor is not None:  # its supervisor takes the exit over
-            holders = _supervision().supervised_exit(current, exc)
+            holders = current.supervisor.child_exited(current, exc)
         for holder in holders:
             if holder not in seen:
                 seen.add(holder)

@@ -19,6 +19,7 @@ import types
 from collections.abc import Callable
 from typing import Any, NoReturn
 
+from ._engine import hook_task
 from ._picture import graph_records, user_frame, user_location, where
 from ._service import Record, ServiceBase, ServiceState
 
@@ -82,19 +83,6 @@ def _idle(filename: str) -> bool:
     return filename in _IDLE_FILES or filename.startswith((_TETHER, _ASYNCIO))
 
 
-def _hook_task(rec: Record) -> asyncio.Task[Any] | None:
-    """The task running ``rec``'s current hook, from the operation that owns it."""
-    op = rec.op
-    if op is None:
-        return None
-    for task, entry in list(op.inflight.items()):
-        node = entry[0]  # (node, hook coroutine)
-        if node is rec:
-            return task
-    # Not in a task of its own: its hook runs (or is being begun) in the driver's task.
-    return op.driver
-
-
 def culprits(
     root: ServiceBase,
     loop: asyncio.AbstractEventLoop | None,
@@ -124,7 +112,7 @@ def culprits(
         if rec.state in _BUSY:
             hook = "start" if rec.state is ServiceState.STARTING else "stop"
             age = f" for {now - rec.changed_at:.1f}s" if rec.changed_at else ""
-            task = _hook_task(rec)
+            task = hook_task(rec)
             place = place_of(task) if task is not None else None
             if task is not None:
                 owned.add(task)

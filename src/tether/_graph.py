@@ -33,7 +33,7 @@ from ._service import (
     record,
 )
 
-__all__ = ["Collection", "check", "collect"]
+__all__ = ["Collection", "check", "collect", "undo"]
 
 _RUNNING = ServiceState.RUNNING
 
@@ -48,7 +48,7 @@ class Collection:
         """Services to start, in a valid start order (post-order)."""
         self.barriers: list[Barrier] = []
         self.busy: list[Record] = []
-        """Services another operation is starting or stopping right now."""
+        """Services another operation is starting, stopping or reloading right now."""
         self.crashed: list[Record] = []
         """Running services reached that have crashed already."""
         self.reached: list[Record] = []
@@ -123,32 +123,56 @@ def _members(parent: Record, index: int, item: object) -> list[Any]:
     return members
 
 
-def _group_barrier(new_members: list[Record], result: Collection) -> Node:
-    if len(new_members) == 1:
-        return new_members[0]
-    barrier = Barrier()
-    barrier.after = new_members
-    result.barriers.append(barrier)
-    return barrier
+def collect(root: Record, op: object) -> Collection:
+    """Walk from ``root`` and plan what a start from it involves, for the operation ``op``.
 
+    The walk is depth-first in the order written. Services that are not running and
+    not busy are *new*: they are marked as members of ``op``, and each gets its edges
+    (``deps``, ``after``), its count of new predecessors (``pending``) and its holds on
+    its dependencies. Running services are reached but not descended into (their
+    subtree runs already). Services busy in another operation are listed in ``busy``;
+    the walk is then undone, and the caller waits for that operation and walks again.
 
-def collect(root: Record, token: object) -> Collection:
-    """Walk from ``root`` and return what a start from it involves.
+    The order written becomes gates: the items of a service's ``dependencies`` after
+    the first wait for a gate that opens once every earlier item has started (with
+    everything it needed). A service is brought up by the first item, in the order
+    written, that reaches it; every new service it needs inherits that item's gate.
+    A service reached again later is waited for by the later item's gate, so items
+    written after it never skip items written before it.
 
-    Running services are reached but not descended into (their subtree runs already).
-    Services busy in another operation are listed in ``busy``; the caller waits for
-    that operation and walks again. Raises DependencyError, DependencyCycleError or
-    HookError before anything changes state.
+    Raises DependencyError, DependencyCycleError or HookError before anything changes.
     """
     done = object()  # marks services whose walk finished in this collection
     result = Collection()
-    if not _enter(root, token, done, result):
-        return result
-    new = result.new
+    try:
+        _walk(root, op, done, result)
+    except BaseException:
+        undo(result)
+        raise
+    if result.busy:
+        undo(result)
+    return result
+
+
+def _walk(root: Record, op: object, done: object, result: Collection) -> None:
+    if not _enter(root, op, done, result):
+        return
     # One frame per service being walked, as a list (cheaper than an object):
     # [record, items, next item index, nested members or None, next member index,
-    #  inherited barrier, current group's barrier, deps so far, new members of group]
-    stack: list[list[Any]] = [[root, _items(root), 0, None, 0, None, None, [], None]]
+    #  inherited gate, current gate, deps so far, op members of the current group,
+    #  whether the current group has members reached earlier]
+    stack: list[list[Any]] = [[root, (), 0, None, 0, None, None, [], None, False]]
+    try:
+        stack[0][1] = _items(root)
+        _walk_frames(stack, op, done, result)
+    except BaseException:
+        for frame in stack:  # entered, never finished
+            frame[0].member = None
+        raise
+
+
+def _walk_frames(stack: list[list[Any]], op: object, done: object, result: Collection) -> None:
+    new = result.new
     while stack:
         frame = stack[-1]
         rec: Record = frame[0]
@@ -156,38 +180,41 @@ def collect(root: Record, token: object) -> Collection:
         i: int = frame[2]
         members: list[Any] | None = frame[3]
         j: int = frame[4]
-        group_barrier: Node | None = frame[6]
+        gate: Node | None = frame[6]
         deps: list[Record] = frame[7]
-        group_new: list[Record] | None = frame[8]
+        group: list[Node] | None = frame[8]
+        shared: bool = frame[9]
         child: Record | None = None
         child_items: list[Any] | tuple[Any, ...] = ()
         while True:
             if members is not None:
-                assert group_new is not None
+                assert group is not None
                 while j < len(members):
                     dep = record(members[j])
                     j += 1
                     deps.append(dep)
                     mark = dep.mark
                     if mark is done:
-                        if dep.op is None and dep.state is not _RUNNING:
-                            group_new.append(dep)  # new, reached earlier
-                    elif mark is token:
+                        if dep.member is op:
+                            group.append(dep)  # new, brought up earlier by another item
+                            shared = True
+                    elif mark is op:
                         raise _cycle_error(stack, dep)
-                    elif _enter(dep, token, done, result):
-                        group_new.append(dep)
+                    elif _enter(dep, op, done, result):
+                        group.append(dep)
                         child_items = _items(dep)
                         if not child_items:  # a leaf: done without a frame of its own
-                            _finish(dep, _EMPTY, group_barrier, done, new)
+                            _finish(dep, _EMPTY, gate, op, done, new)
                             continue
                         child = dep
                         break
                 if child is not None:
                     break
                 members = None
-                if group_new:
-                    group_barrier = _group_barrier(group_new, result)
-                group_new = None
+                if group and i < len(items):  # the last item needs no gate after it
+                    gate = _group_gate(rec, i, group, gate if shared else None, op, result)
+                group = None
+                shared = False
             if i >= len(items):
                 break
             item = items[i]
@@ -197,50 +224,93 @@ def collect(root: Record, token: object) -> Collection:
                 deps.append(dep)
                 mark = dep.mark
                 if mark is done:
-                    if dep.op is None and dep.state is not _RUNNING:
-                        group_barrier = dep  # new, reached earlier
-                elif mark is token:
+                    if dep.member is op and i < len(items):
+                        # Brought up earlier by another item: the next items wait for
+                        # it and for everything written before it.
+                        gate = dep if gate is None else _group_gate(rec, i, [dep], gate, op, result)
+                elif mark is op:
                     raise _cycle_error(stack, dep)
-                elif _enter(dep, token, done, result):
+                elif _enter(dep, op, done, result):
                     child_items = _items(dep)
                     if not child_items:  # a leaf: done without a frame of its own
-                        _finish(dep, _EMPTY, group_barrier, done, new)
-                        group_barrier = dep
+                        _finish(dep, _EMPTY, gate, op, done, new)
+                        gate = dep
                         continue
                     child = dep
                     break
             else:
                 members = _members(rec, i - 1, item)
                 j = 0
-                group_new = []
+                group = []
+                shared = False
         if child is not None:
             frame[2] = i
             frame[3] = members
             frame[4] = j
             frame[7] = deps
-            frame[8] = group_new
-            # A singleton group's barrier for the items after it is the child itself.
-            frame[6] = group_barrier if members is not None else child
-            stack.append([child, child_items, 0, None, 0, group_barrier, group_barrier, [], None])
+            frame[8] = group
+            frame[9] = shared
+            # A single item brought up here: the items after it wait for it (it waits
+            # for the current gate itself).
+            frame[6] = gate if members is not None else child
+            stack.append([child, child_items, 0, None, 0, gate, gate, [], None, False])
             continue
         stack.pop()
         if len(deps) > 1:
             deps = list(dict.fromkeys(deps))
-        _finish(rec, deps, frame[5], done, new)
-    return result
+        _finish(rec, deps, frame[5], op, done, new)
+
+
+def _group_gate(
+    owner: Record, item: int, group: list[Node], gate: Node | None, op: object, result: Collection
+) -> Node:
+    """The gate the items after ``item`` wait for: ``group`` started, and ``gate`` open.
+
+    ``gate`` is None when every member of the group was brought up under the current
+    gate already (so waiting for them waits for it).
+    """
+    if gate is None and len(group) == 1:
+        return group[0]
+    after: list[Node] = list(group) if gate is None else [gate, *group]
+    barrier = Barrier(owner, item, after)
+    barrier.member = op
+    barrier.pending = len(after)
+    for pred in after:
+        succ = pred.gsucc
+        if succ is None:
+            pred.gsucc = [barrier]
+        else:
+            succ.append(barrier)
+    result.barriers.append(barrier)
+    return barrier
 
 
 def _finish(
-    rec: Record, deps: list[Record], barrier: Node | None, done: object, new: list[Record]
+    rec: Record, deps: list[Record], gate: Node | None, op: object, done: object, new: list[Record]
 ) -> None:
-    """``rec``'s walk is complete: record its edges and add it to the start order."""
+    """``rec``'s walk is complete: its edges, its holds, its count of new predecessors."""
+    pending = 0
+    for dep in deps:
+        dep.holders[rec] = None
+        if dep.member is op:
+            pending += 1
+    if gate is None:
+        rec.after = deps
+    else:
+        rec.after = [*deps, gate]
+        pending += 1
+        succ = gate.gsucc
+        if succ is None:
+            gate.gsucc = [rec]
+        else:
+            succ.append(rec)
     rec.deps = deps
-    rec.after = deps if barrier is None else [*deps, barrier]
+    rec.pending = pending
     rec.mark = done
     new.append(rec)
 
 
-def _enter(rec: Record, token: object, done: object, result: Collection) -> bool:
+def _enter(rec: Record, op: object, done: object, result: Collection) -> bool:
     """Classify ``rec`` when first reached; True if it is new and must be walked."""
     if rec.op is not None:
         rec.mark = done
@@ -255,8 +325,21 @@ def _enter(rec: Record, token: object, done: object, result: Collection) -> bool
     error = rec.info.error
     if error is not None:
         raise error
-    rec.mark = token
+    rec.mark = op
+    rec.member = op
+    rec.gsucc = None
     return True
+
+
+def undo(result: Collection) -> None:
+    """Forget a walk that will not be used: its holds and its marks."""
+    for rec in result.new:
+        for dep in rec.deps:
+            dep.holders.pop(rec, None)
+        rec.member = None
+        rec.gsucc = None
+    for barrier in result.barriers:
+        barrier.member = None
 
 
 def _cycle_error(stack: list[list[Any]], dep: Record) -> DependencyCycleError:
@@ -290,6 +373,7 @@ def check(root: ServiceBase) -> None:
             else f"check() takes a service, got {given!r} ({type(given).__name__})."
         )
     collection = collect(record(root), object())
+    undo(collection)
     for rec in collection.new:
         check_timeout(rec.service)
         subgraph = getattr(rec.service, "_tether_subgraph", None)

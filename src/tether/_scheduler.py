@@ -1,23 +1,15 @@
-"""Running one stage over a DAG: order, concurrency, and how each node's work is executed.
+"""Operations, and running one stage over a DAG: order, concurrency, cancellation.
 
-A stage is a pass over the nodes an operation owns. ``forward`` follows the ``after``
-edges, ``backward`` reverses them, ``gather`` ignores them. The driver is Kahn's
-algorithm: a node runs once everything it waits for has finished, independent nodes
-run concurrently, and the first failure of a start stops anything new from beginning.
+An *operation* is one start, stop or reload of a root. It owns (claims) the services it
+changes until it ends; an operation that needs a service another one owns waits for
+that one to end and plans again (see ``_engine``). Within an operation, a stage is a
+pass over the nodes it owns: ``forward`` follows the ``after`` edges, ``backward``
+reverses them, ``gather`` ignores them. Every pass is Kahn's algorithm: a node runs
+once everything it waits for has finished, independent nodes run concurrently.
 
-How a node's work runs is chosen per service class, to avoid a task where one buys
-nothing (most hooks finish without ever suspending):
-
-* a node alone in the ready set is awaited directly in the operation's task;
-* for a class not yet seen, the first instance runs as a *probe* task and its siblings
-  of the same class wait one loop turn for the probe's first step;
-* a class whose hooks have always finished without suspending is stepped directly in
-  the operation's task; should one suspend after all, it is finished there and the
-  class is marked as suspending;
-* a class that has suspended gets a task per node, which reports its own outcome.
-
-Every hook runs in a copy of the context of the code that started the operation, as a
-task would, whichever way it is executed.
+The ``start`` and ``stop`` stages have passes of their own, tuned for speed
+(``_passes``); this module holds what every pass shares and the generic pass that runs
+every other stage.
 """
 
 from __future__ import annotations
@@ -29,6 +21,7 @@ import enum
 import functools
 import heapq
 import itertools
+import math
 import sys
 import types
 from collections import deque
@@ -39,20 +32,19 @@ from ._service import Barrier, ClassInfo, Node, Record
 from ._stages import Direction
 
 __all__ = [
-    "DEFER",
+    "EAGER",
     "SUSPENDS",
     "SYNC",
     "UNKNOWN",
     "Begin",
-    "Inline",
     "OpKind",
     "Operation",
+    "cancel_and_wait",
     "drive",
     "drive_sync",
     "guarded",
-    "report",
-    "reporting",
     "resume",
+    "spawner",
 ]
 
 # What is known of a class's hook for a stage: has it ever suspended?
@@ -60,27 +52,36 @@ UNKNOWN: Final = 0
 SYNC: Final = 1
 SUSPENDS: Final = -1
 
+EAGER: Final = sys.version_info >= (3, 12)
+"""Whether tasks can start eagerly (their first step runs at creation, Python 3.12+)."""
+
 
 class OpKind(enum.Enum):
     START = "start"
     STOP = "stop"
     RELOAD = "reload"
+    CLAIM = "claim"
+    """A service held by code outside the engine for a while (a supervisor's round)."""
     SYNC = "sync"
 
 
 class Operation:
-    """One start, stop or reload in progress: what it claimed and how it is going."""
+    """One start, stop or reload in progress: what it owns and how it is going."""
 
     __slots__ = (
         "aborted",
+        "armed",
         "barriers",
+        "done",
         "driver",
         "errors",
+        "expired",
         "failure",
         "finished",
         "inflight",
         "infos",
         "inline",
+        "inline_coro",
         "kind",
         "loop",
         "probes",
@@ -88,6 +89,8 @@ class Operation:
         "requeue",
         "self_cancels",
         "started",
+        "tasks",
+        "timer",
         "waiters",
         "wake",
     )
@@ -102,15 +105,24 @@ class Operation:
         self.errors: list[BaseException] = []
         self.failure: BaseException | None = None
         self.aborted = False
+        self.finished = False
         self.driver: asyncio.Task[Any] | None = None
-        self.inflight: dict[asyncio.Task[Any], tuple[Node, Coroutine[Any, Any, None]]] = {}
-        self.finished: deque[tuple[asyncio.Task[Any], BaseException | None]] = deque()
-        self.probes: dict[ClassInfo, list[Node]] = {}
+        self.inflight = 0
+        """Nodes whose work runs in tasks of their own and has not been reported."""
+        self.done: list[Node] = []
+        """Nodes whose task has reported, for the driver to advance from."""
+        self.tasks: list[Record] = []
+        """Records whose work was given a task (``rec.task``) during the current pass."""
+        self.probes: dict[ClassInfo, list[Record]] = {}
         self.requeue: list[Node] = []
-        self.inline: Node | None = None
+        self.inline: Record | None = None
+        self.inline_coro: Coroutine[Any, Any, Any] | None = None
         self.self_cancels = 0
+        self.timer: asyncio.TimerHandle | None = None
+        self.armed = math.inf
+        self.expired: dict[Record, int] = {}
         self.wake: asyncio.Future[None] | None = None
-        self.waiters: list[asyncio.Future[None]] = []
+        self.waiters: list[asyncio.Future[None]] | None = None
 
     def claim(self, records: list[Record], barriers: Iterable[Barrier] = ()) -> None:
         """Own ``records`` (and the barriers between them) until :meth:`release`."""
@@ -124,16 +136,26 @@ class Operation:
         self.records = records
 
     def release(self) -> None:
+        """Give the records back; whoever waits for this operation goes on."""
         for rec in self.records:
             if rec.op is self:
                 rec.op = None
-        for fut in self.waiters:
-            if not fut.done():
-                fut.set_result(None)
+        self.finished = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        waiters = self.waiters
+        if waiters:
+            self.waiters = None
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(None)
 
     def owns(self, task: asyncio.Task[Any] | None) -> bool:
         """Whether ``task`` is one this operation is running (or waiting for)."""
-        return task is not None and (task is self.driver or task in self.inflight)
+        if task is None:
+            return False
+        return task is self.driver or any(rec.task is task for rec in self.records)
 
     def abort(self, exc: BaseException) -> None:
         """Stop a start at its first failure: nothing new begins, running work is cancelled."""
@@ -144,40 +166,60 @@ class Operation:
         if self.aborted:
             return
         self.aborted = True
-        for task in self.inflight:
-            task.cancel()
-        if self.inline is not None and self.driver is not None:
-            self.self_cancels += 1
-            self.driver.cancel()
-        else:
-            self.wakeup()
+        current = asyncio.current_task()
+        for rec in self.tasks:
+            task = rec.task
+            if task is not None and task is not current:
+                task.cancel()
+        self.wakeup()
 
     def wakeup(self) -> None:
         wake = self.wake
         if wake is not None and not wake.done():
             wake.set_result(None)
 
+    def report(self, node: Node) -> None:
+        """A node's work, running in a task of its own, is done: tell the driver."""
+        self.done.append(node)
+        wake = self.wake
+        if wake is not None:
+            self.wake = None
+            if not wake.done():
+                wake.set_result(None)
+
     async def wait_done(self) -> None:
+        """Until this operation has ended (at once if it has)."""
+        if self.finished:
+            return
         assert self.loop is not None
         fut = self.loop.create_future()
-        self.waiters.append(fut)
+        waiters = self.waiters
+        if waiters is None:
+            waiters = self.waiters = []
+        waiters.append(fut)
         await fut
 
-
-class Inline:
-    """A node's remaining work that must finish in the operation's own task."""
-
-    __slots__ = ("coro",)
-
-    def __init__(self, coro: Coroutine[Any, Any, None]) -> None:
-        self.coro = coro
+    def __repr__(self) -> str:
+        state = "finished" if self.finished else "aborted" if self.aborted else "running"
+        return f"<Operation {self.kind.value} {state} records={len(self.records)}>"
 
 
-DEFER: Final = object()
-"""What ``begin`` returns for a node set aside until its class's probe has stepped."""
-
-Begin = Callable[[Node, bool], "Coroutine[Any, Any, None] | Inline | object | None"]
+Begin = Callable[[Node, bool], "Coroutine[Any, Any, None] | None"]
 OnError = Callable[[Node, BaseException], None]
+
+
+def spawner(
+    loop: asyncio.AbstractEventLoop,
+) -> Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]]:
+    """How the engine creates its tasks: eagerly where Python can (3.12+), else plainly.
+
+    A custom task factory installed on the loop is respected.
+    """
+    if loop.get_task_factory() is not None:
+        return loop.create_task
+    if EAGER:  # pragma: no cover - Python 3.12+
+        return functools.partial(asyncio.Task, loop=loop, eager_start=True)  # type: ignore[call-arg]
+    return functools.partial(asyncio.Task, loop=loop)
 
 
 # ------------------------------------------------------------------------ planning
@@ -222,51 +264,62 @@ async def drive(
     """Run ``begin`` over ``nodes`` in dependency order with maximal concurrency.
 
     ``begin(node, alone)`` does the synchronous part of a node's work and returns None
-    when the node is done, a coroutine for the rest (awaited here when ``alone``, else
-    run as a task that reports its own outcome), an :class:`Inline` to await here in
-    any case, or :data:`DEFER`. ``on_error`` hears every failure; after ``op.abort()``
-    nothing new begins. On return, no task of this stage is left.
+    when the node is done, or a coroutine for the rest: awaited here when ``alone``,
+    else run in a task of its own. ``on_error`` hears every failure; once ``op`` is
+    aborted nothing new begins and running work is cancelled. On return, no task of
+    this stage is left. Used for every stage but ``start`` and ``stop``.
     """
     plan(nodes, op, direction)
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
-    op.driver = task
-    spawn = _spawner(loop)
+    spawn = spawner(loop)
     ready: deque[Node] = deque(n for n in nodes if n.pending == 0)
-    inflight = op.inflight
-    finished = op.finished
+    inflight: dict[Node, tuple[asyncio.Task[Any], Coroutine[Any, Any, None]]] = {}
+    finished: deque[tuple[Node, BaseException | None]] = deque()
+    wake: list[asyncio.Future[None] | None] = [None]
 
-    def advance_forward(node: Node) -> None:
-        succ = node.next
-        if succ is not None:
-            for s in succ:
-                s.pending -= 1
-                if s.pending == 0:
-                    ready.append(s)
+    def advance(node: Node) -> None:
+        if direction is Direction.FORWARD:
+            for succ in node.next or ():
+                succ.pending -= 1
+                if succ.pending == 0:
+                    ready.append(succ)
+        elif direction is Direction.BACKWARD:
+            for pred in node.after:
+                if pred.member is op:
+                    pred.pending -= 1
+                    if pred.pending == 0:
+                        ready.append(pred)
 
-    def advance_backward(node: Node) -> None:
-        for pred in node.after:
-            if pred.member is op:
-                pred.pending -= 1
-                if pred.pending == 0:
-                    ready.append(pred)
+    async def in_task(node: Node, coro: Coroutine[Any, Any, None]) -> None:
+        error: BaseException | None = None
+        try:
+            await coro
+        except BaseException as exc:  # reported, never lost
+            error = exc
+        finished.append((node, error))
+        fut = wake[0]
+        if fut is not None and not fut.done():
+            fut.set_result(None)
 
-    def advance_none(node: Node) -> None:
-        pass
+    async def settle() -> None:
+        """Cancel what runs, wait for it, and close what never began."""
+        try:
+            await cancel_and_wait([t for t, _ in inflight.values()])
+        finally:
+            for node, (_, work) in inflight.items():
+                work.close()  # a no-op unless its task was cancelled before its first step
+                if isinstance(node, Record):
+                    node.task = None
+            inflight.clear()
+            while finished:
+                node, error = finished.popleft()
+                if error is not None and not isinstance(error, asyncio.CancelledError):
+                    on_error(node, error)
 
-    advance = (
-        advance_forward
-        if direction is Direction.FORWARD
-        else advance_backward
-        if direction is Direction.BACKWARD
-        else advance_none
-    )
-
+    op.driver = task
     try:
         while True:
-            if op.requeue:
-                ready.extendleft(reversed(op.requeue))
-                op.requeue.clear()
             while ready and not op.aborted:
                 node = ready.popleft()
                 if type(node) is Barrier:
@@ -281,154 +334,49 @@ async def drive(
                     continue
                 if work is None:
                     advance(node)
-                elif work is DEFER:
-                    continue
-                elif alone or type(work) is Inline:
-                    coro = work.coro if type(work) is Inline else work
-                    assert isinstance(coro, Coroutine)
-                    await _run_inline(op, task, node, coro, on_error)
+                elif alone:
+                    try:
+                        await work
+                    except asyncio.CancelledError as exc:
+                        if task is not None and task.cancelling():
+                            raise
+                        on_error(node, exc)
+                    except BaseException as exc:
+                        on_error(node, exc)
                     advance(node)
                 else:
-                    assert isinstance(work, Coroutine)
-                    # Not alone: the coroutine runs as a task and reports its outcome.
-                    inflight[spawn(work)] = (node, work)
-            if not inflight:
+                    spawned = spawn(in_task(node, work))
+                    if isinstance(node, Record) and not spawned.done():
+                        node.task = spawned
+                    inflight[node] = (spawned, work)
+            if not inflight or op.aborted:
                 break
-            while not finished and not op.requeue and not op.aborted:
-                op.wake = loop.create_future()
+            while not finished and not op.aborted:
+                wake[0] = loop.create_future()
+                op.wake = wake[0]
                 try:
-                    await op.wake
+                    await wake[0]
                 finally:
-                    op.wake = None
-            aborted = op.aborted
-            if aborted:
-                await _cancel_and_wait([t for t in inflight if not t.done()])
+                    wake[0] = op.wake = None
             while finished:
-                t, error = finished.popleft()
-                node = inflight.pop(t)[0]
+                node, error = finished.popleft()
+                del inflight[node]
+                if isinstance(node, Record):
+                    node.task = None
                 if error is not None:
                     on_error(node, error)
                 advance(node)
-            if aborted:
-                # Every task is done now; those cancelled before their first step
-                # never ran, so never reported: close their coroutines.
-                for node, never_run in inflight.values():
-                    never_run.close()
-                    on_error(node, asyncio.CancelledError())
-                inflight.clear()
+        if inflight:
+            await settle()
     except BaseException:
         # Cancelled from outside (or a bug): leave no task of ours behind.
-        await _cancel_and_wait(list(inflight))
-        while finished:
-            t, error = finished.popleft()
-            node = inflight.pop(t)[0]
-            if error is not None and not isinstance(error, asyncio.CancelledError):
-                on_error(node, error)
-        for _, never_run in inflight.values():
-            never_run.close()
-        inflight.clear()
+        await settle()
         raise
     finally:
         op.driver = None
-        op.probes.clear()
-        op.requeue.clear()
 
 
-async def _run_inline(
-    op: Operation,
-    task: asyncio.Task[Any] | None,
-    node: Node,
-    coro: Coroutine[Any, Any, None],
-    on_error: OnError,
-) -> None:
-    """Await one node's work in the operation's own task, telling our cancellation apart."""
-    op.inline = node
-    try:
-        await coro
-    except asyncio.CancelledError as exc:
-        op.inline = None
-        assert task is not None
-        if op.self_cancels:
-            op.self_cancels = 0
-            if task.uncancel() > 0:
-                raise
-        elif task.cancelling():
-            raise
-        on_error(node, exc)
-    except BaseException as exc:
-        op.inline = None
-        _forget_self_cancel(op, task)
-        on_error(node, exc)
-    else:
-        op.inline = None
-        _forget_self_cancel(op, task)
-
-
-def _forget_self_cancel(op: Operation, task: asyncio.Task[Any] | None) -> None:
-    """An inline node finished despite our cancellation: withdraw the request."""
-    if op.self_cancels:
-        op.self_cancels = 0
-        assert task is not None
-        task.uncancel()
-
-
-def report(op: Operation, error: BaseException | None) -> None:
-    """Tell the driver that the node running in the current task is done.
-
-    Reporting from inside the task saves a done callback (one scheduled call) per node.
-    """
-    task = asyncio.current_task()
-    assert task is not None
-    op.finished.append((task, error))
-    op.wakeup()
-
-
-async def reporting(op: Operation, coro: Coroutine[Any, Any, None]) -> None:
-    """Run ``coro`` in a task of its own and report its outcome to the driver."""
-    error: BaseException | None = None
-    try:
-        await coro
-    except BaseException as exc:  # reported, never lost
-        error = exc
-    report(op, error)
-
-
-def probe_or_defer(op: Operation, info: ClassInfo, node: Node) -> bool:
-    """True if ``node`` becomes its class's probe; False if it was set aside."""
-    waiting = op.probes.get(info)
-    if waiting is None:
-        op.probes[info] = []
-        return True
-    waiting.append(node)
-    return False
-
-
-def probed(op: Operation, info: ClassInfo) -> None:
-    """The probe of ``info`` has stepped: hand the nodes set aside back to the driver."""
-    waiting = op.probes.pop(info, None)
-    if waiting:
-        op.requeue.extend(waiting)
-        op.wakeup()
-
-
-def _spawner(
-    loop: asyncio.AbstractEventLoop,
-) -> Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]]:
-    """How the driver creates tasks: eagerly where Python can (3.12+), else plainly.
-
-    A custom task factory installed on the loop is respected.
-    """
-    if loop.get_task_factory() is not None:
-        return loop.create_task
-    if _EAGER:  # pragma: no cover - Python 3.12+
-        return functools.partial(asyncio.Task, loop=loop, eager_start=True)  # type: ignore[call-arg]
-    return functools.partial(asyncio.Task, loop=loop)
-
-
-_EAGER: Final = sys.version_info >= (3, 12)
-
-
-async def _cancel_and_wait(tasks: list[asyncio.Task[Any]]) -> None:
+async def cancel_and_wait(tasks: list[asyncio.Task[Any]]) -> None:
     """Cancel ``tasks`` and wait for all of them, even if we are cancelled meanwhile."""
     if not tasks:
         return
@@ -444,8 +392,6 @@ async def _cancel_and_wait(tasks: list[asyncio.Task[Any]]) -> None:
     if cancelled:
         raise asyncio.CancelledError
 
-
-cancel_and_wait = _cancel_and_wait
 
 OnSync = Callable[[Node], bool]
 
@@ -542,7 +488,7 @@ def guarded(
     Raises :class:`HookExpiredError` when the deadline passed. Cancellation from
     outside passes through to ``coro`` and propagates as usual; like
     ``asyncio.timeout``, the uncancel protocol tells our cancellations from anyone
-    else's.
+    else's. Used by the stages of the stop phase other than ``stop`` itself.
     """
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import enum
 import inspect
+import math
 import threading
 import time
 import types
-from collections.abc import Coroutine, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn, Protocol, Self, TypeAlias, Unpack
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol, Self, TypeAlias, Unpack
 
 from ._errors import DefinitionError, HookError, ServiceStateError
 from ._stages import BUILTIN_STAGES, START, STOP, Stage
@@ -18,7 +19,6 @@ from ._tasks import TaskSpec, sleep_until
 if TYPE_CHECKING:
     from ._runner import RunOptions
     from ._scheduler import Operation
-    from ._supervise import Supervisor
 
 __all__ = [
     "BlockingService",
@@ -54,30 +54,66 @@ class ServiceState(enum.StrEnum):
 class Node:
     """A vertex the engine schedules: a service's record or an ordering barrier.
 
-    ``after`` lists the nodes that must have started before this one (its dependencies,
-    and the barrier of the group it was declared in); stopping follows the same edges
-    in reverse. ``member``, ``pending`` and ``next`` are scratch space of the operation
-    that currently owns the node.
+    ``after`` lists the nodes that must have started before this one: its
+    dependencies, and the gate of the group it was brought up in (what the items
+    written before it needed). Stopping follows the same edges in reverse. ``gsucc``
+    lists the nodes that have this one in their ``after`` for ordering rather than as
+    a dependency (its dependents are found through ``holders``). ``member``,
+    ``pending`` and ``next`` are scratch space of the operation that owns the node.
     """
 
-    __slots__ = ("after", "member", "next", "pending")
+    __slots__ = ("after", "gsucc", "member", "next", "pending")
 
     after: Sequence[Node]
+    gsucc: list[Node] | None
     member: object
     pending: int
     next: list[Node] | None
 
     def __init__(self) -> None:
-        self.after = []
+        self.after = _EMPTY
+        self.gsucc = None
         self.member = None
         self.pending = 0
         self.next = None
 
 
 class Barrier(Node):
-    """Stands for "every member of a group has started" (facet's sequential groups)."""
+    """Stands for "every item written before this point has started" (facet's groups).
 
-    __slots__ = ()
+    ``owner`` is the service whose ``dependencies`` wrote the items, ``item`` the index
+    of the first item that waits for it; both only name it in messages.
+    """
+
+    __slots__ = ("item", "owner")
+
+    owner: Record
+    item: int
+
+    def __init__(self, owner: Record, item: int, after: list[Node]) -> None:
+        super().__init__()
+        self.owner = owner
+        self.item = item
+        self.after = after
+
+    def __repr__(self) -> str:
+        return f"<Barrier before {self.owner.name}.dependencies[{self.item}]>"
+
+
+class Supervising(Protocol):
+    """What the engine asks of whoever supervises a service (see ``Record.supervisor``).
+
+    The engine never imports supervision: a supervisor registers itself on the records
+    of its children, and the engine tells it about their exits through these methods.
+    """
+
+    def child_exited(self, rec: Record, exc: BaseException | None) -> Iterable[Record]:
+        """``rec`` exited (``exc`` None: it asked to stop); return who else hears of it."""
+        ...
+
+    def child_cancelled(self, rec: Record, task: asyncio.Task[Any]) -> None:
+        """A background task of ``rec`` ended cancelled while ``rec`` ran."""
+        ...
 
 
 class Record(Node):
@@ -91,6 +127,7 @@ class Record(Node):
         "changed_at",
         "crash",
         "crash_raised",
+        "deadline",
         "deps",
         "error",
         "exit_event",
@@ -113,6 +150,7 @@ class Record(Node):
         "state",
         "stopping",
         "supervisor",
+        "task",
         "tasks",
         "thread_exit",
     )
@@ -121,9 +159,13 @@ class Record(Node):
     info: ClassInfo
     state: ServiceState
     op: Operation | None
+    """The operation that owns the service right now (starting, stopping, reloading)."""
     mark: object
+    """Scratch of the synchronous walks (collecting a graph, planning a stop)."""
     deps: list[Record]
     holders: dict[Record, None]
+    """The dependents that hold this service: from the moment their start is planned
+    until their stop has finished. A service stops when nothing holds it."""
     implicit: tuple[ServiceBase, ...]
     """Dependencies added by tether itself (the injector), besides ``dependencies``."""
     root_holds: int
@@ -144,15 +186,20 @@ class Record(Node):
     restarts: int
     skipped_ticks: int
     error: BaseException | None
-    supervisor: Supervisor | None
+    supervisor: Supervising | None
     """The supervisor this service is a child of, while that supervisor runs."""
     seq: int
     """When it last reached RUNNING, as a process-wide sequence number."""
     changed_at: float
     """perf_counter() of the last state change while events were published, else 0."""
+    task: asyncio.Task[Any] | None
+    """The task running this service's start or stop in a task of its own, if any."""
+    deadline: float
+    """Loop time by which the running stop hook must have returned (inf otherwise)."""
 
     def __init__(self, service: ServiceBase) -> None:
         self.after = self.deps = _EMPTY
+        self.gsucc = None
         self.seq = 0
         self.changed_at = 0.0
         self.member = None
@@ -182,6 +229,8 @@ class Record(Node):
         self.error = None
         self.supervisor = None
         self.released = None
+        self.task = None
+        self.deadline = math.inf
 
     def reset_for_run(self) -> None:
         """Fresh per-run state: each run begins with new tasks, flags and events."""
@@ -270,6 +319,7 @@ class ClassInfo:
         "start_mode",
         "stop",
         "stop_mode",
+        "timeout",
     )
 
     blocking: bool
@@ -282,6 +332,8 @@ class ClassInfo:
     start_mode: int
     """Whether the start hook has ever suspended (see the scheduler); learned at run time."""
     stop_mode: int
+    timeout: float | None
+    """``graceful_shutdown_timeout`` when the class keeps the default (None: ask each one)."""
 
 
 def class_info(cls: type[ServiceBase]) -> ClassInfo:
@@ -394,6 +446,8 @@ def _build_class_info(cls: type[ServiceBase]) -> ClassInfo:
     info.stop = hooks.get(STOP)
     info.start_mode = 0
     info.stop_mode = 0
+    own_timeout = inspect.getattr_static(cls, "graceful_shutdown_timeout")
+    info.timeout = 10.0 if own_timeout is _DEFAULT_TIMEOUT else None
     info.error = HookError(" ".join(problems)) if problems else None
     return info
 
@@ -409,6 +463,16 @@ class Launcher(Protocol):
     def __call__(self, **options: Unpack[RunOptions]) -> NoReturn: ...
 
 
+_launcher: list[Callable[..., NoReturn]] = []
+"""``tether.run``, registered by the package when it loads (the engine never imports the
+runner: a service only learns how to run itself as a process from the layer above)."""
+
+
+def set_launcher(run: Callable[..., NoReturn]) -> None:
+    """Register what ``Service.launch`` calls (``tether.run``)."""
+    _launcher[:] = [run]
+
+
 class _Launch:
     """``launch(**options)``: run this service as the process, as ``tether.run`` does.
 
@@ -419,8 +483,7 @@ class _Launch:
 
     def __get__(self, instance: ServiceBase | None, owner: type[ServiceBase]) -> Launcher:
         def launch(**options: Unpack[RunOptions]) -> NoReturn:
-            from ._runner import run  # noqa: PLC0415 - the runner loads only when used
-
+            run = _launcher[0]
             if instance is not None:
                 run(instance, **options)
             try:
@@ -465,6 +528,18 @@ class ServiceBase:
         service is reported, and the rest of the graph still stops. Default 10.
         """
         return 10
+
+    @property
+    def cancel_grace(self) -> float:
+        """Seconds a stop hook or task cancelled at its timeout has to finish (default 1).
+
+        When ``graceful_shutdown_timeout`` has passed, tether cancels what is left of
+        the stop (the hook, or background tasks that have not ended since they were
+        cancelled). Code that handles the cancellation has this long to finish; past
+        it, tether reports it with a :class:`~tether.StopTimeoutError` and abandons it
+        (it keeps running, unawaited), so the rest of the graph still stops.
+        """
+        return 1.0
 
     @property
     def running(self) -> bool:
@@ -718,6 +793,20 @@ def status(service: ServiceBase) -> ServiceStatus:
         error=rec.error or rec.crash,
         skipped_ticks=rec.skipped_ticks,
     )
+
+
+_DEFAULT_TIMEOUT: Final = ServiceBase.__dict__["graceful_shutdown_timeout"]
+
+
+def check_grace(service: ServiceBase) -> float:
+    """``cancel_grace`` validated: a number of seconds, zero or more."""
+    value: object = service.cancel_grace
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise DefinitionError(
+            f"{display_name(service)}.cancel_grace must be a number of seconds, zero or "
+            f"more, got {value!r}."
+        )
+    return float(value)
 
 
 def check_timeout(service: ServiceBase) -> float:

@@ -25,7 +25,8 @@ from typing import Final, TypeVar
 
 from ._errors import DefinitionError, ServiceStateError, TetherError
 from ._events import EventKind, LifecycleEvent, publish, publishing
-from ._scheduler import Operation, OpKind
+from ._engine import claim, signal_exit, start_root, stop_root, unclaim, wait_released
+from ._scheduler import Operation
 from ._service import Record, Service, ServiceBase, ServiceState, display_name, record
 
 __all__ = [
@@ -323,6 +324,7 @@ class Supervisor(Service):
         self._removed: set[Record] = set()
         self._resume: set[Record] = set()
         self._active = False
+        self._held: Operation | None = None
 
     @property
     def dependencies(self) -> list[ServiceBase]:
@@ -378,6 +380,18 @@ class Supervisor(Service):
                 rec.supervisor = None
 
     # --------------------------------------------------------- hearing of exits
+
+    def child_exited(self, rec: Record, exc: BaseException | None) -> Iterable[Record]:
+        """The engine's ``signal_exit`` reached ``rec``, a child: the exit is ours.
+
+        Returns the holders the exit still propagates to: all of them but this
+        supervisor when it took the exit over, every holder when it is not supervising.
+        """
+        return supervised_exit(rec, exc)
+
+    def child_cancelled(self, rec: Record, task: asyncio.Task[object]) -> None:
+        """A background task of ``rec`` ended cancelled while ``rec`` ran."""
+        supervised_cancel(rec, task)
 
     def _notify(self, child: Record, cause: BaseException | None, kind: _Exit) -> bool:
         """A child exited; queue it. False when not supervising (the exit propagates).
@@ -505,35 +519,29 @@ class Supervisor(Service):
     async def _claim(self) -> bool:
         """Own our record for a round of stops and starts; False if we are being stopped."""
         own = record(self)
-        while True:
-            if not self._active or own.stopping or own.state is not _RUNNING:
-                return False
-            op = own.op
-            if op is None:
-                break
-            if op.kind is OpKind.STOP:
-                return False
-            await op.wait_done()
-        claim = Operation(OpKind.RELOAD, asyncio.get_running_loop())
-        own.op = claim
+        if not self._active or own.stopping or own.state is not _RUNNING:
+            return False
+        held = await claim(own)
+        if held is None:
+            return False
+        if not self._active or own.stopping or own.state is not _RUNNING:
+            unclaim(own, held)
+            return False
+        self._held = held
         return True
 
     def _release(self) -> bool:
         """Give our record back; True if an operation was waiting for it."""
-        own = record(self)
-        op = own.op
-        if op is not None and op.kind is OpKind.RELOAD and not op.records:
-            own.op = None
-            op.release()
-            return bool(op.waiters)
-        return False
+        held = self._held
+        if held is None:
+            return False
+        self._held = None
+        return unclaim(record(self), held)
 
     # ------------------------------------------------------ stopping and starting
 
     async def _stop_children(self, stopping: Sequence[Record], children: set[Record]) -> None:
         """Stop ``stopping`` (given in start order) in reverse, one by one, with the engine."""
-        from ._engine import stop_root  # noqa: PLC0415 - the engine imports this module
-
         own = record(self)
         running = [r for r in stopping if r.state in (_RUNNING, _STARTING) and own in r.holders]
         for rec in reversed(running):
@@ -557,36 +565,29 @@ class Supervisor(Service):
         """Let services outside the supervisor that depend on ``rec`` stop first.
 
         Such a service attached to ``rec`` after the supervisor started (a second root,
-        say); the exit reached it, so its ``wait()`` raised or returned. ``rec`` is
-        stopped once each of them has let go of it and finished its own stop, as a
-        dependent stops before its dependency; at most ``graceful_shutdown_timeout``
-        of ``rec`` (10 s at most), then ServiceStateError naming them.
+        say); the exit reached it, so its ``wait()`` raised or returned. It holds
+        ``rec`` until its own stop is over, and ``rec`` is stopped once nothing outside
+        holds it, as a dependent stops before its dependency; at most
+        ``graceful_shutdown_timeout`` of ``rec`` (10 s at most), then ServiceStateError
+        naming them.
         """
-        from ._engine import wait_released  # noqa: PLC0415 - the engine imports this module
-
         own = record(self)
         loop = asyncio.get_running_loop()
-        leaving: dict[Record, None] = {}
         bound = min(10.0, float(rec.service.graceful_shutdown_timeout))
         deadline: float | None = None
         while True:
             outside = [h for h in rec.holders if h is not own and h not in children]
-            leaving.update(dict.fromkeys(outside))
-            busy = next((h.op for h in leaving if h.op is not None), None)
-            if not outside and busy is None:
+            if not outside:
                 return
             if deadline is None:
                 deadline = loop.time() + bound
             try:
                 async with asyncio.timeout_at(deadline):
-                    if outside:
-                        await wait_released(rec)
-                    elif busy is not None:
-                        await busy.wait_done()
+                    await wait_released(rec)
             except TimeoutError:
-                still = outside or [h for h in leaving if h.op is not None]
-                names = ", ".join(sorted({h.name for h in still}))
-                state = "still depend(s) on it" if outside else "is still stopping"
+                names = ", ".join(sorted({h.name for h in outside}))
+                stopping = all(h.state is ServiceState.STOPPING for h in outside)
+                state = "is still stopping" if stopping else "still depend(s) on it"
                 raise ServiceStateError(
                     f"{display_name(self)} cannot restart {rec.name}: {names}, outside "
                     f"the supervisor, {state} {bound:g}s after "
@@ -598,8 +599,6 @@ class Supervisor(Service):
         self, rec: Record, failed: Record, cause: BaseException | None, kind: _Exit
     ) -> bool:
         """Start one child again with the engine's start; False if its start failed."""
-        from ._engine import start_root  # noqa: PLC0415 - the engine imports this module
-
         own = record(self)
         if own in rec.holders and rec.state is _RUNNING:
             return True
@@ -663,8 +662,6 @@ class Supervisor(Service):
         failed: Record,
     ) -> None:
         """Intensity exceeded: stop every child in reverse order, then exit (escalate)."""
-        from ._engine import signal_exit  # noqa: PLC0415 - the engine imports this module
-
         error = RestartIntensityError(
             f"{display_name(self)} gave up: {len(self._history)} restarts within "
             f"{self.max_seconds:g}s exceed max_restarts={self.max_restarts}; the last "
@@ -742,7 +739,7 @@ def supervised_exit(rec: Record, exc: BaseException | None) -> Iterable[Record]:
     when it took the exit over, every holder when it is not supervising right now.
     """
     supervisor = rec.supervisor
-    assert supervisor is not None
+    assert isinstance(supervisor, Supervisor)
     if exc is None:
         kind = _Exit.NORMAL
     elif isinstance(exc, RestartIntensityError | asyncio.CancelledError):
@@ -765,8 +762,6 @@ def supervised_cancel(rec: Record, task: asyncio.Task[object]) -> None:
     if rec.state is not _RUNNING or rec.stopping or rec.op is not None:
         return
     supervisor = rec.supervisor
-    assert supervisor is not None
+    assert isinstance(supervisor, Supervisor)
     if supervisor._notify(rec, None, _Exit.SHUTDOWN):
-        from ._engine import signal_exit  # noqa: PLC0415 - the engine imports this module
-
         signal_exit(rec, None)
