@@ -48,11 +48,12 @@ async def test_concurrent_entry_of_roots_sharing_slow_and_fast_services(log: Log
         await asyncio.sleep(0)
     gate.set()
     await bounded(entering)
-    assert a.running and b.running and c.running
+    assert all(r.running for r in (a, b, c))
     await bounded(asyncio.gather(*(r.__aexit__(None, None, None) for r in (a, b, c))))
     assert log.of("start").count("slow") == 1
     assert log.of("stop").count("slow") == 1
-    assert not slow.running and not fast.running
+    assert not slow.running
+    assert not fast.running
 
 
 @pytest.mark.parametrize("first", ["api", "db"])
@@ -68,7 +69,8 @@ async def test_roots_left_together_stop_the_dependent_before_its_dependency(
     await bounded(asyncio.gather(*(r.__aexit__(None, None, None) for r in leaving)))
     assert log.index("stop:api") < log.index("stop-begin:db")
     assert log.of("stop-begin") == ["api", "db"]
-    assert not db.running and not api.running
+    assert not db.running
+    assert not api.running
 
 
 @pytest.mark.parametrize("first", ["x", "d"])
@@ -125,7 +127,7 @@ class Blocker(tether.BlockingService):
 
 
 async def _until(condition: threading.Event) -> None:
-    while not condition.is_set():  # noqa: ASYNC110 - a thread sets it; polled with a bound
+    while not condition.is_set():
         await asyncio.sleep(0.001)
 
 
@@ -155,7 +157,11 @@ async def test_blocking_start_finishing_after_a_sibling_failed_is_stopped(log: L
     blocker.release.set()
     async with Node("later", log, [blocker]):
         assert blocker.running
-    assert log == ["start:blocker", "stop:blocker", "start:blocker", "start:later"] + [
+    assert log == [
+        "start:blocker",
+        "stop:blocker",
+        "start:blocker",
+        "start:later",
         "stop:later",
         "stop:blocker",
     ]

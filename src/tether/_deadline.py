@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 
 from ._engine import hook_task
 from ._picture import graph_records, user_frame, user_location, where
-from ._service import Record, ServiceBase, ServiceState
+from ._service import ServiceBase, ServiceState
 
 __all__ = ["FORCED_EXIT", "Deadline", "culprits", "force_exit"]
 

@@ -18,6 +18,7 @@ How operations compose (the rules ``docs/engine.md`` states for users):
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -524,11 +525,15 @@ def _run_sync_stages(
             continue
         began = _stage_begin(stage, count)
         failures = len(op.errors)
-        drive_sync(nodes, op, stage.direction, lambda node, stage=stage: run(node, stage))
+        drive_sync(nodes, op, stage.direction, functools.partial(_run_node, run, stage))
         error = op.failure or (op.errors[failures] if len(op.errors) > failures else None)
         _stage_end(stage, began, count, error)
         if op.failure is not None:
             return
+
+
+def _run_node(run: Callable[[Node, Stage], bool], stage: Stage, node: Node) -> bool:
+    return run(node, stage)
 
 
 def start_root_sync(service: ServiceBase) -> None:
@@ -717,4 +722,3 @@ async def reload(service: ServiceBase) -> None:
         for exc in op.errors[1:]:
             primary.add_note(f"tether: also raised while reloading: {type(exc).__name__}: {exc}")
         raise primary
-

@@ -41,9 +41,11 @@ _RUNNING = ServiceState.RUNNING
 class Collection:
     """The result of one walk from a root."""
 
-    __slots__ = ("barriers", "busy", "crashed", "new", "reached")
+    __slots__ = ("barriers", "busy", "crashed", "done", "new", "reached")
 
     def __init__(self) -> None:
+        self.done = object()
+        """Marks the services whose walk finished in this collection."""
         self.new: list[Record] = []
         """Services to start, in a valid start order (post-order)."""
         self.barriers: list[Barrier] = []
@@ -142,10 +144,9 @@ def collect(root: Record, op: object) -> Collection:
 
     Raises DependencyError, DependencyCycleError or HookError before anything changes.
     """
-    done = object()  # marks services whose walk finished in this collection
     result = Collection()
     try:
-        _walk(root, op, done, result)
+        _walk(root, op, result)
     except BaseException:
         undo(result)
         raise
@@ -154,8 +155,8 @@ def collect(root: Record, op: object) -> Collection:
     return result
 
 
-def _walk(root: Record, op: object, done: object, result: Collection) -> None:
-    if not _enter(root, op, done, result):
+def _walk(root: Record, op: object, result: Collection) -> None:
+    if not _enter(root, op, result):
         return
     # One frame per service being walked, as a list (cheaper than an object):
     # [record, items, next item index, nested members or None, next member index,
@@ -164,15 +165,15 @@ def _walk(root: Record, op: object, done: object, result: Collection) -> None:
     stack: list[list[Any]] = [[root, (), 0, None, 0, None, None, [], None, False]]
     try:
         stack[0][1] = _items(root)
-        _walk_frames(stack, op, done, result)
+        _walk_frames(stack, op, result)
     except BaseException:
         for frame in stack:  # entered, never finished
             frame[0].member = None
         raise
 
 
-def _walk_frames(stack: list[list[Any]], op: object, done: object, result: Collection) -> None:
-    new = result.new
+def _walk_frames(stack: list[list[Any]], op: object, result: Collection) -> None:
+    done = result.done
     while stack:
         frame = stack[-1]
         rec: Record = frame[0]
@@ -200,11 +201,11 @@ def _walk_frames(stack: list[list[Any]], op: object, done: object, result: Colle
                             shared = True
                     elif mark is op:
                         raise _cycle_error(stack, dep)
-                    elif _enter(dep, op, done, result):
+                    elif _enter(dep, op, result):
                         group.append(dep)
                         child_items = _items(dep)
                         if not child_items:  # a leaf: done without a frame of its own
-                            _finish(dep, _EMPTY, gate, op, done, new)
+                            _finish(dep, _EMPTY, gate, op, result)
                             continue
                         child = dep
                         break
@@ -212,7 +213,9 @@ def _walk_frames(stack: list[list[Any]], op: object, done: object, result: Colle
                     break
                 members = None
                 if group and i < len(items):  # the last item needs no gate after it
-                    gate = _group_gate(rec, i, group, gate if shared else None, op, result)
+                    gate = _group_gate(
+                        rec, i, group, gate if shared else None, op=op, result=result
+                    )
                 group = None
                 shared = False
             if i >= len(items):
@@ -227,13 +230,17 @@ def _walk_frames(stack: list[list[Any]], op: object, done: object, result: Colle
                     if dep.member is op and i < len(items):
                         # Brought up earlier by another item: the next items wait for
                         # it and for everything written before it.
-                        gate = dep if gate is None else _group_gate(rec, i, [dep], gate, op, result)
+                        gate = (
+                            dep
+                            if gate is None
+                            else _group_gate(rec, i, [dep], gate, op=op, result=result)
+                        )
                 elif mark is op:
                     raise _cycle_error(stack, dep)
-                elif _enter(dep, op, done, result):
+                elif _enter(dep, op, result):
                     child_items = _items(dep)
                     if not child_items:  # a leaf: done without a frame of its own
-                        _finish(dep, _EMPTY, gate, op, done, new)
+                        _finish(dep, _EMPTY, gate, op, result)
                         gate = dep
                         continue
                     child = dep
@@ -258,11 +265,17 @@ def _walk_frames(stack: list[list[Any]], op: object, done: object, result: Colle
         stack.pop()
         if len(deps) > 1:
             deps = list(dict.fromkeys(deps))
-        _finish(rec, deps, frame[5], op, done, new)
+        _finish(rec, deps, frame[5], op, result)
 
 
 def _group_gate(
-    owner: Record, item: int, group: list[Node], gate: Node | None, op: object, result: Collection
+    owner: Record,
+    item: int,
+    group: list[Node],
+    gate: Node | None,
+    *,
+    op: object,
+    result: Collection,
 ) -> Node:
     """The gate the items after ``item`` wait for: ``group`` started, and ``gate`` open.
 
@@ -286,7 +299,7 @@ def _group_gate(
 
 
 def _finish(
-    rec: Record, deps: list[Record], gate: Node | None, op: object, done: object, new: list[Record]
+    rec: Record, deps: list[Record], gate: Node | None, op: object, result: Collection
 ) -> None:
     """``rec``'s walk is complete: its edges, its holds, its count of new predecessors."""
     pending = 0
@@ -306,18 +319,18 @@ def _finish(
             succ.append(rec)
     rec.deps = deps
     rec.pending = pending
-    rec.mark = done
-    new.append(rec)
+    rec.mark = result.done
+    result.new.append(rec)
 
 
-def _enter(rec: Record, op: object, done: object, result: Collection) -> bool:
+def _enter(rec: Record, op: object, result: Collection) -> bool:
     """Classify ``rec`` when first reached; True if it is new and must be walked."""
     if rec.op is not None:
-        rec.mark = done
+        rec.mark = result.done
         result.busy.append(rec)
         return False
     if rec.state is _RUNNING:
-        rec.mark = done
+        rec.mark = result.done
         result.reached.append(rec)
         if rec.crash is not None:
             result.crashed.append(rec)

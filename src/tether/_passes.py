@@ -97,6 +97,19 @@ def _probed(op: Operation, info: ClassInfo) -> None:
         op.wakeup()
 
 
+def _failing(op: Operation) -> bool:
+    return op.failure is not None
+
+
+async def _sleep(op: Operation, loop: asyncio.AbstractEventLoop) -> None:
+    """Until a task of the pass reports (or a probe hands back what it held)."""
+    wake = op.wake = loop.create_future()
+    try:
+        await wake
+    finally:
+        op.wake = None
+
+
 async def _settle(op: Operation) -> None:
     """Cancel the work in flight and wait for all of it (even if we are cancelled)."""
     tasks = [rec.task for rec in op.tasks if rec.task is not None and not rec.task.done()]
@@ -159,7 +172,7 @@ async def start_pass(op: Operation, ready: list[Node]) -> None:
             if op.requeue:
                 ready.extend(op.requeue)
                 op.requeue.clear()
-            while ready and op.failure is None:
+            while ready and not _failing(op):
                 if len(ready) == 1 and not op.inflight:
                     node = ready.pop()
                     if type(node) is Record and not await _start_alone(op, node):
@@ -169,7 +182,7 @@ async def start_pass(op: Operation, ready: list[Node]) -> None:
                 batch = ready
                 ready = []
                 for index, node in enumerate(batch):
-                    if op.failure is not None:
+                    if _failing(op):
                         break
                     if type(node) is not Record:
                         _release_start(op, node, ready)
@@ -177,7 +190,7 @@ async def start_pass(op: Operation, ready: list[Node]) -> None:
                     outcome = _begin_start(op, node, eager)
                     if outcome is _DONE:
                         _release_start(op, node, ready)
-                    elif type(outcome) is not int:
+                    elif not isinstance(outcome, int):
                         # A class that used to finish at once suspended: finish it here.
                         ready[:0] = batch[index + 1 :]
                         if await outcome:
@@ -185,18 +198,12 @@ async def start_pass(op: Operation, ready: list[Node]) -> None:
                         break
                 if op.done:
                     _advance_start(op, ready)
-            if op.failure is not None:
-                break
-            if not op.inflight and not op.requeue:
+            if _failing(op) or (not op.inflight and not op.requeue):
                 break
             if not op.done and not op.requeue:
-                op.wake = loop.create_future()
-                try:
-                    await op.wake
-                finally:
-                    op.wake = None
+                await _sleep(op, loop)
             _advance_start(op, ready)
-        if op.failure is not None:
+        if _failing(op):
             await _settle(op)
     except BaseException:
         await _settle(op)  # cancelled from outside: leave nothing behind
@@ -284,7 +291,7 @@ async def _start_alone(op: Operation, rec: Record) -> bool:
         return True
     except BaseException as exc:
         outcome = _start_failed_inline(op, rec, exc)
-        if type(outcome) is not int:
+        if not isinstance(outcome, int):
             await outcome
         return False
     info.start_mode = SUSPENDS
@@ -465,7 +472,7 @@ async def stop_pass(op: Operation, ready: list[Node]) -> None:
                     outcome = _begin_stop(op, node, eager)
                     if outcome is _DONE:
                         _release_stop(op, node, ready)
-                    elif type(outcome) is not int:
+                    elif not isinstance(outcome, int):
                         ready[:0] = batch[index + 1 :]
                         await outcome
                         _release_stop(op, node, ready)
@@ -475,11 +482,7 @@ async def stop_pass(op: Operation, ready: list[Node]) -> None:
             if not op.inflight and not op.requeue:
                 break
             if not op.done and not op.requeue:
-                op.wake = loop.create_future()
-                try:
-                    await op.wake
-                finally:
-                    op.wake = None
+                await _sleep(op, loop)
             _advance_stop(op, ready)
     except BaseException:
         await _settle(op)  # a bug in the engine: leave nothing behind
@@ -533,7 +536,8 @@ def _begin_stop(op: Operation, rec: Record, eager: bool) -> int | Coroutine[Any,
             finish_stop(op, rec)
             return _DONE
         info.stop_mode = SUSPENDS
-        return _stop_rest_inline(op, rec, hook, step, context, limit)
+        rec.deadline = limit
+        return _stop_rest_inline(op, rec, hook, step, context)
     if mode == UNKNOWN and not eager and not _probe_or_defer(op, info, rec):
         return _DEFERRED
     mark_stopping(rec)
@@ -567,7 +571,8 @@ async def _stop_alone(op: Operation, rec: Record) -> None:
         stop_failed(op, rec, exc)
     else:
         info.stop_mode = SUSPENDS
-        await _stop_rest_inline(op, rec, hook, step, context, limit)
+        rec.deadline = limit
+        await _stop_rest_inline(op, rec, hook, step, context)
         return
     if rec.tasks:
         await stop_tasks(op, rec, limit, check_grace(rec.service))
@@ -580,12 +585,14 @@ async def _stop_rest_inline(
     hook: Coroutine[Any, Any, Any],
     step: Any,
     context: contextvars.Context,
-    limit: float,
 ) -> None:
-    """Finish, in the driver, a stop hook that suspended; the watchdog bounds it."""
+    """Finish, in the driver, a stop hook that suspended; the watchdog bounds it.
+
+    ``rec.deadline`` is when the stop must be over.
+    """
     driver = op.driver
     assert driver is not None
-    rec.deadline = limit
+    limit = rec.deadline
     op.inline = rec
     op.inline_coro = hook
     error: BaseException | None = None
@@ -660,7 +667,8 @@ async def _stop_task(op: Operation, rec: Record, probe: bool) -> None:
                     if rec.task is not task:
                         return  # abandoned: the stop went on without it
                     expired = op.expired.get(rec, 0)
-                    stop_failed(op, rec, timeout_error(rec, STOP, False) if expired else exc)
+                    error = timeout_error(rec, STOP, abandoned=False) if expired else exc
+                    stop_failed(op, rec, error)
                 except BaseException as exc:
                     if rec.task is not task:
                         return

@@ -352,10 +352,9 @@ async def drive(
             if not inflight or op.aborted:
                 break
             while not finished and not op.aborted:
-                wake[0] = loop.create_future()
-                op.wake = wake[0]
+                fut = wake[0] = op.wake = loop.create_future()
                 try:
-                    await wake[0]
+                    await fut
                 finally:
                     wake[0] = op.wake = None
             while finished:

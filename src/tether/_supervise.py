@@ -23,9 +23,9 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import Final, TypeVar
 
+from ._engine import claim, signal_exit, start_root, stop_root, unclaim, wait_released
 from ._errors import DefinitionError, ServiceStateError, TetherError
 from ._events import EventKind, LifecycleEvent, publish, publishing
-from ._engine import claim, signal_exit, start_root, stop_root, unclaim, wait_released
 from ._scheduler import Operation
 from ._service import Record, Service, ServiceBase, ServiceState, display_name, record
 
@@ -519,16 +519,20 @@ class Supervisor(Service):
     async def _claim(self) -> bool:
         """Own our record for a round of stops and starts; False if we are being stopped."""
         own = record(self)
-        if not self._active or own.stopping or own.state is not _RUNNING:
+        if not self._supervising():
             return False
         held = await claim(own)
         if held is None:
             return False
-        if not self._active or own.stopping or own.state is not _RUNNING:
+        if not self._supervising():
             unclaim(own, held)
             return False
         self._held = held
         return True
+
+    def _supervising(self) -> bool:
+        own = record(self)
+        return self._active and not own.stopping and own.state is _RUNNING
 
     def _release(self) -> bool:
         """Give our record back; True if an operation was waiting for it."""
