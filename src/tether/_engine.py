@@ -303,35 +303,73 @@ async def _shielded(coro: Coroutine[Any, Any, None]) -> None:
 
 
 def _plan_ready(op: Operation) -> list[Node]:
-    """Count, for the stop pass, what each service must wait for: its stopping dependents.
+    """Count, for the stop pass, what each service must wait for: what started after it.
 
-    A barrier joins the pass when a service that waited for it stops with it; it then
-    passes on the wait to what it stood for.
+    A service waits for the services of ``op`` that have it in their ``after`` (its
+    dependents, and what its group's order put after it). A barrier joins the pass
+    when a service that waited for it stops; it then passes the wait on to what it
+    stood for. A service that keeps running (held from elsewhere) passes it on too,
+    through the order it was started in: if ``a`` started before ``b``, ``b`` before
+    ``c``, and ``b`` stays, ``c`` still stops before ``a`` begins to.
     """
+    for barrier in op.barriers:  # planned before (for the stages ahead of ``stop``)
+        barrier.member = None
+    op.extra.clear()
     for rec in op.records:
         rec.pending = 0
     barriers: list[Barrier] = []
-    for rec in op.records:
-        for pred in rec.after:
-            if pred.member is op:
-                pred.pending += 1
-            elif type(pred) is Barrier:
-                pred.member = op
-                pred.pending = 1
-                barriers.append(pred)
+    waiting: list[Node] = [*op.records]
     i = 0
-    while i < len(barriers):
-        for pred in barriers[i].after:
+    while i < len(waiting):
+        node = waiting[i]
+        i += 1
+        for pred in node.after:
             if pred.member is op:
                 pred.pending += 1
             elif type(pred) is Barrier:
                 pred.member = op
                 pred.pending = 1
                 barriers.append(pred)
-        i += 1
+                waiting.append(pred)
+            elif isinstance(pred, Record) and pred.state is _RUNNING:
+                _through_staying(op, node, pred, barriers, waiting)
     op.barriers = barriers
-    ready: list[Node] = [rec for rec in op.records if not rec.pending]
-    return ready
+    return [rec for rec in op.records if not rec.pending]
+
+
+def _through_staying(
+    op: Operation, node: Node, staying: Record, barriers: list[Barrier], waiting: list[Node]
+) -> None:
+    """``node`` waited for ``staying``, which keeps running: wait for what it waited for.
+
+    Only its gate matters (the order of its group); its dependencies stay running with
+    it.
+    """
+    seen: set[int] = set()
+    stack = [staying]
+    while stack:
+        rec = stack.pop()
+        if id(rec) in seen or len(rec.after) <= len(rec.deps):
+            continue
+        seen.add(id(rec))
+        gate = rec.after[-1]
+        if gate.member is op:
+            gate.pending += 1
+        elif type(gate) is Barrier:
+            gate.member = op
+            gate.pending = 1
+            barriers.append(gate)
+            waiting.append(gate)
+        elif isinstance(gate, Record) and gate.state is _RUNNING:
+            stack.append(gate)
+            continue
+        else:
+            continue
+        extra = op.extra.get(node)
+        if extra is None:
+            op.extra[node] = [gate]
+        else:
+            extra.append(gate)
 
 
 async def _stop_phase(op: Operation) -> None:

@@ -424,17 +424,19 @@ def _advance_stop(op: Operation, ready: list[Node]) -> None:
     done = op.done
     for node in done:
         op.inflight -= 1
-        for pred in node.after:
-            if pred.member is op:
-                pred.pending -= 1
-                if not pred.pending:
-                    ready.append(pred)
+        _release_stop(op, node, ready)
     done.clear()
 
 
 def _release_stop(op: Operation, node: Node, ready: list[Node]) -> None:
+    """``node`` has stopped: what started before it waits for one less."""
     for pred in node.after:
         if pred.member is op:
+            pred.pending -= 1
+            if not pred.pending:
+                ready.append(pred)
+    if op.extra:
+        for pred in op.extra.get(node, ()):
             pred.pending -= 1
             if not pred.pending:
                 ready.append(pred)

@@ -76,6 +76,7 @@ class Operation:
         "driver",
         "errors",
         "expired",
+        "extra",
         "failure",
         "finished",
         "inflight",
@@ -121,6 +122,8 @@ class Operation:
         self.timer: asyncio.TimerHandle | None = None
         self.armed = math.inf
         self.expired: dict[Record, int] = {}
+        self.extra: dict[Node, list[Node]] = {}
+        """Predecessors a stop waits for through services that keep running."""
         self.wake: asyncio.Future[None] | None = None
         self.waiters: list[asyncio.Future[None]] | None = None
 
@@ -376,11 +379,16 @@ async def drive(
 
 
 async def cancel_and_wait(tasks: list[asyncio.Task[Any]]) -> None:
-    """Cancel ``tasks`` and wait for all of them, even if we are cancelled meanwhile."""
+    """Cancel ``tasks`` and wait for all of them, even if we are cancelled meanwhile.
+
+    A task cancelled already is not cancelled again: its cleanup (awaiting a thread,
+    say) may need to await, and a second cancellation would interrupt it.
+    """
     if not tasks:
         return
     for t in tasks:
-        t.cancel()
+        if not t.cancelling():
+            t.cancel()
     cancelled = False
     pending = set(tasks)
     while pending:
