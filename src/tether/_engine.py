@@ -256,17 +256,26 @@ def _crash_to_new_root(root: Record, crashed: list[Record]) -> None:
 
 
 async def _rollback(op: Operation, root: Record) -> None:
-    """Undo a failed start: stop what it started, in reverse, and release its holds."""
+    """Undo a failed start: stop what it started, in reverse, and release its holds.
+
+    What it reached running and held may have been left by every other holder
+    meanwhile (a root that left while this start ran): it stops too, as it would have
+    had this start never held it.
+    """
     failure = op.failure
     assert failure is not None
+    while True:
+        planned = _plan_release(op.records, op)
+        if not isinstance(planned, Operation):
+            break
+        await _wait_for([planned], root, f"roll back the start of {root.name}")
     for rec in op.records:
         if rec.state is not _RUNNING:
             release_holds(rec)  # never started: it holds nothing
-    started = [r for r in op.started if r.state is _RUNNING]
     op.release()
     stop_op = Operation(OpKind.STOP, op.loop)
-    if started:
-        stop_op.claim(started)
+    if planned:
+        stop_op.claim(planned)
         try:
             await _shielded(_run_stop(stop_op))
         except asyncio.CancelledError:
@@ -404,11 +413,9 @@ async def _run_stop(op: Operation) -> None:
 def _plan_stop(root: Record, op: Operation) -> list[Record] | Operation:
     """Find what stops when ``root`` leaves; or an operation to wait for first.
 
-    Releases the root hold only when it returns a plan. What stops: the root, if
-    nothing else holds it, and every service all of whose holders stop too (and that
-    no root holds). If that depends on a service another operation owns (one of them
-    is busy, or a service that stays is held by one being stopped elsewhere), returns
-    that operation: the caller waits for it and plans again.
+    Releases the root hold only when it returns a plan (claimed by ``op``). What stops:
+    the root, if nothing else holds it, and what it alone needed (see
+    :func:`_plan_release`).
     """
     if root.root_holds == 0:
         raise ServiceStateError(f"{root.name} is not running as a root; nothing to stop.")
@@ -423,21 +430,44 @@ def _plan_stop(root: Record, op: Operation) -> list[Record] | Operation:
             return busy
         root.root_holds -= 1
         return []
+    planned = _plan_release([root], None)
+    if isinstance(planned, Operation):
+        return planned
+    root.root_holds -= 1
+    op.claim(planned)
+    return planned
+
+
+def _plan_release(going: list[Record], owner: Operation | None) -> list[Record] | Operation:
+    """What stops when ``going`` let go of what they hold: they stop, or never started.
+
+    Every running service of ``going`` stops, and so does every running service all of
+    whose holders stop too and that no root holds: what only they needed. If that
+    depends on an operation other than ``owner`` (a service it would stop is busy, or
+    one that stays is held by a service being stopped elsewhere, so may be freed any
+    moment), returns that operation instead: the caller waits for it and plans again.
+    Nothing is changed but the scratch marks and counters.
+    """
     inside = object()
     counted = object()
-    root.mark = inside
-    stopping = [root]
+    stopping: list[Record] = []
+    for rec in going:
+        rec.mark = inside
+        if rec.state is _RUNNING:
+            stopping.append(rec)
+    worklist = list(going)
     touched: list[Record] = []
     i = 0
-    while i < len(stopping):
-        rec = stopping[i]
+    while i < len(worklist):
+        rec = worklist[i]
         i += 1
         for dep in rec.deps:
             mark = dep.mark
             if mark is inside:
                 continue
-            if dep.op is not None:
-                return dep.op
+            busy = dep.op
+            if busy is not None and busy is not owner:
+                return busy
             if mark is not counted:
                 dep.mark = counted
                 dep.pending = 0
@@ -446,6 +476,7 @@ def _plan_stop(root: Record, op: Operation) -> list[Record] | Operation:
             if dep.pending >= len(dep.holders) and not dep.root_holds and dep.state is _RUNNING:
                 dep.mark = inside
                 stopping.append(dep)
+                worklist.append(dep)
     for dep in touched:
         if dep.mark is counted:  # it stays: held from outside what stops here
             busy = _stopping_holder(dep, inside)
@@ -455,8 +486,6 @@ def _plan_stop(root: Record, op: Operation) -> list[Record] | Operation:
         busy = _stopping_successor(rec, inside)
         if busy is not None:
             return busy
-    root.root_holds -= 1
-    op.claim(stopping)
     return stopping
 
 
@@ -605,15 +634,17 @@ def start_root_sync(service: ServiceBase) -> None:
     if failure is None:
         op.release()
         return
+    root.root_holds -= 1
+    planned = _plan_release(new, op)
+    if isinstance(planned, Operation):  # pragma: no cover - blocking graphs do not overlap
+        planned = [r for r in op.started if r.state is _RUNNING]
     for rec in new:
         if rec.state is not _RUNNING:
             release_holds(rec)
-    root.root_holds -= 1
-    started = [r for r in op.started if r.state is _RUNNING]
     op.release()
-    if started:
+    if planned:
         stop_op = Operation(OpKind.SYNC, None)
-        stop_op.claim(started)
+        stop_op.claim(planned)
         _stop_sync(stop_op)
         for error in stop_op.errors:
             logger.error("tether: another error while starting %s", root.name, exc_info=error)

@@ -16,9 +16,8 @@ from typing import Any
 import pytest
 
 import tether
+from tests.conftest import WAIT, Log, Node, SlowNode, bounded
 from tether.testing import VirtualClock
-
-from .conftest import WAIT, Log, Node, SlowNode, bounded
 
 
 class Gated(Node):

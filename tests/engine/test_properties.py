@@ -1,9 +1,10 @@
 """Property tests: random DAGs with random nesting, interleavings, failures and crashes.
 
-An independent, recursive model of facet's semantics computes, for each service,
-the set of services that must have started before it (its dependencies, and for
-facet's sequential groups everything the earlier groups brought up). The engine's
-real start and stop logs must respect that relation in both directions.
+An independent, recursive model of the order written (``model.py``) computes, for each
+service, the set of services that must have started before it (its dependencies, and
+everything the items written before its item needed). The engine's real start and stop
+logs must respect that relation in both directions. ``test_properties_concurrent``
+does the same for several roots entered and left at once.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tether
+from tests.conftest import WAIT
 
-from .conftest import WAIT
+from .model import Graph, closure, graphs, must_start_after
 
 SETTINGS = settings(
     max_examples=150,
@@ -24,27 +26,6 @@ SETTINGS = settings(
     suppress_health_check=[HealthCheck.too_slow],
     derandomize=False,
 )
-
-# A graph: for each node i, a list of items; an item is a node index (> i) or a list
-# of node indices (> i). Edges only point to higher indices, so there is no cycle.
-Graph = list[list[int | list[int]]]
-
-
-@st.composite
-def graphs(draw: st.DrawFn, max_nodes: int = 10) -> Graph:
-    n = draw(st.integers(min_value=1, max_value=max_nodes))
-    graph: Graph = []
-    for i in range(n):
-        later = list(range(i + 1, n))
-        items: list[int | list[int]] = []
-        if later:
-            for _ in range(draw(st.integers(min_value=0, max_value=3))):
-                if draw(st.booleans()):
-                    items.append(draw(st.sampled_from(later)))
-                else:
-                    items.append(draw(st.lists(st.sampled_from(later), min_size=0, max_size=3)))
-        graph.append(items)
-    return graph
 
 
 class Events:
@@ -106,51 +87,6 @@ def build(graph: Graph, pauses: list[int], events: Events) -> list[Vertex]:
     return nodes
 
 
-def must_start_after(
-    graph: Graph, root: int, running: set[int] | None = None
-) -> dict[int, set[int]]:
-    """facet's recursive semantics: what must have started before each new service."""
-    running = running or set()
-    seen: set[int] = set()
-    after: dict[int, set[int]] = {}
-
-    def visit(node: int, barrier: set[int]) -> None:
-        seen.add(node)
-        deps: set[int] = set()
-        group_barrier = set(barrier)
-        for item in graph[node]:
-            members = [item] if isinstance(item, int) else item
-            new_members: set[int] = set()
-            for member in members:
-                if member in running:
-                    continue
-                deps.add(member)
-                if member not in seen:
-                    visit(member, group_barrier)
-                    new_members.add(member)
-                elif member in after:
-                    new_members.add(member)
-            if new_members:
-                group_barrier = new_members
-        after[node] = deps | barrier
-
-    if root not in running:
-        visit(root, set())
-    return after
-
-
-def closure(graph: Graph, root: int) -> set[int]:
-    found = {root}
-    stack = [root]
-    while stack:
-        for item in graph[stack.pop()]:
-            for member in [item] if isinstance(item, int) else item:
-                if member not in found:
-                    found.add(member)
-                    stack.append(member)
-    return found
-
-
 pauses_strategy = st.lists(st.integers(min_value=0, max_value=3), min_size=1, max_size=5)
 
 
@@ -171,7 +107,7 @@ def test_random_graph_starts_and_stops_in_dependency_order(graph: Graph, pauses:
         expected = 1 if i in reached else 0
         for what in ("start-begin", "start-end", "stop-begin", "stop-end"):
             assert events.count(what, i) == expected, (what, i)
-    for node, before in must_start_after(graph, 0).items():
+    for node, before in must_start_after(graph, 0, set()).items():
         for dep in before:
             assert events.index("start-end", dep) < events.index("start-begin", node)
             assert events.index("stop-end", node) < events.index("stop-begin", dep)
@@ -209,7 +145,7 @@ def test_random_start_failure_rolls_back_exactly_what_started(
     assert events.count("stop-begin", broken) == 0
     for node in range(len(graph)):
         if events.count("stop-begin", node):
-            for dep in must_start_after(graph, 0).get(node, ()):
+            for dep in must_start_after(graph, 0, set()).get(node, ()):
                 assert events.index("stop-end", node) < events.index("stop-begin", dep)
 
 
