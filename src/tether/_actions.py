@@ -25,6 +25,7 @@ from ._stages import START, STOP, Stage
 
 __all__ = [
     "add_task",
+    "call_hook",
     "discard_tasks",
     "finish_stop",
     "hook_begin",
@@ -155,12 +156,12 @@ def hook_begin(stage: Stage, *, guard: bool) -> Begin:
         attr = node.info.hooks.get(stage)
         if attr is None:
             return None
-        return _call_hook(node, stage, attr, guard=guard)
+        return call_hook(node, stage, attr, guard=guard)
 
     return begin
 
 
-async def _call_hook(rec: Record, stage: Stage, attr: str, *, guard: bool) -> None:
+async def call_hook(rec: Record, stage: Stage, attr: str, *, guard: bool) -> None:
     began = time.perf_counter()
     try:
         hook = getattr(rec.service, attr)
@@ -275,24 +276,30 @@ def finish_stop(op: Operation | None, rec: Record) -> None:
     """``rec`` has stopped (hook and tasks): its state, and its holds let go.
 
     A service holds its dependencies until its stop is over, so a dependency never
-    begins to stop under a dependent that is still stopping, whichever operation
-    stops each of them.
+    begins to stop under a dependent that is still stopping, whichever operation stops
+    each of them. A dependency this lets go of last, that no root holds, stops with
+    ``op`` (its *orphans*, which the stop pass adopts).
     """
-    del op
     if rec.crash is not None and rec.error is None:
         rec.error = rec.crash
     set_state(rec, _FAILED if rec.error is not None else _STOPPED)
-    release_holds(rec)
+    release_holds(rec, op)
 
 
-def release_holds(rec: Record) -> None:
-    """``rec`` no longer holds its dependencies (it stopped, or never started)."""
+def release_holds(rec: Record, op: Operation | None = None) -> None:
+    """``rec`` no longer holds its dependencies (it stopped, or never started).
+
+    With ``op``, the dependencies left running with no holder are added to
+    ``op.orphans``.
+    """
     for dep in rec.deps:
         holders = dep.holders
         if rec in holders:
             del holders[rec]
             if dep.released is not None:
                 wake_released(dep)
+            if op is not None and not holders and dep.state is _RUNNING and not dep.root_holds:
+                op.orphans.append(dep)
 
 
 def wake_released(rec: Record) -> None:

@@ -37,7 +37,7 @@ from ._actions import (
 from ._errors import HookError, ServiceStateError
 from ._events import EventKind, LifecycleEvent, publish, publishing
 from ._graph import Collection, collect, undo
-from ._passes import start_pass, stop_pass
+from ._passes import count_stop_preds, start_pass, stop_pass
 from ._scheduler import Operation, OpKind, drive, drive_sync
 from ._service import Barrier, Node, Record, ServiceBase, ServiceState, record
 from ._stages import EXIT, INIT, RELOAD, START, STOP, Stage, _Phase, phase_stages
@@ -314,71 +314,15 @@ async def _shielded(coro: Coroutine[Any, Any, None]) -> None:
 def _plan_ready(op: Operation) -> list[Node]:
     """Count, for the stop pass, what each service must wait for: what started after it.
 
-    A service waits for the services of ``op`` that have it in their ``after`` (its
-    dependents, and what its group's order put after it). A barrier joins the pass
-    when a service that waited for it stops; it then passes the wait on to what it
-    stood for. A service that keeps running (held from elsewhere) passes it on too,
-    through the order it was started in: if ``a`` started before ``b``, ``b`` before
-    ``c``, and ``b`` stays, ``c`` still stops before ``a`` begins to.
+    See :func:`~tether._passes.count_stop_preds`. Returns the services that wait for
+    nothing.
     """
-    for barrier in op.barriers:  # planned before (for the stages ahead of ``stop``)
-        barrier.member = None
     op.extra.clear()
     for rec in op.records:
         rec.pending = 0
-    barriers: list[Barrier] = []
-    waiting: list[Node] = [*op.records]
-    i = 0
-    while i < len(waiting):
-        node = waiting[i]
-        i += 1
-        for pred in node.after:
-            if pred.member is op:
-                pred.pending += 1
-            elif type(pred) is Barrier:
-                pred.member = op
-                pred.pending = 1
-                barriers.append(pred)
-                waiting.append(pred)
-            elif isinstance(pred, Record) and pred.state is _RUNNING:
-                _through_staying(op, node, pred, barriers, waiting)
-    op.barriers = barriers
+    for rec in op.records:
+        count_stop_preds(op, rec)
     return [rec for rec in op.records if not rec.pending]
-
-
-def _through_staying(
-    op: Operation, node: Node, staying: Record, barriers: list[Barrier], waiting: list[Node]
-) -> None:
-    """``node`` waited for ``staying``, which keeps running: wait for what it waited for.
-
-    Only its gate matters (the order of its group); its dependencies stay running with
-    it.
-    """
-    seen: set[int] = set()
-    stack = [staying]
-    while stack:
-        rec = stack.pop()
-        if id(rec) in seen or len(rec.after) <= len(rec.deps):
-            continue
-        seen.add(id(rec))
-        gate = rec.after[-1]
-        if gate.member is op:
-            gate.pending += 1
-        elif type(gate) is Barrier:
-            gate.member = op
-            gate.pending = 1
-            barriers.append(gate)
-            waiting.append(gate)
-        elif isinstance(gate, Record) and gate.state is _RUNNING:
-            stack.append(gate)
-            continue
-        else:
-            continue
-        extra = op.extra.get(node)
-        if extra is None:
-            op.extra[node] = [gate]
-        else:
-            extra.append(gate)
 
 
 async def _stop_phase(op: Operation) -> None:
@@ -388,14 +332,17 @@ async def _stop_phase(op: Operation) -> None:
     def on_error(_node: Node, exc: BaseException) -> None:
         op.errors.append(exc)
 
+    stopped = False
     for stage in phase_stages(_Phase.STOP, _custom_stages(op)):
         if stage is STOP:
             began = _stage_begin(stage, len(records))
             await stop_pass(op, _plan_ready(op))
+            stopped = True
         elif _has_hooks(op, stage):
-            if nodes is None:
-                _plan_ready(op)  # brings in the barriers
-                nodes = [*records, *op.barriers]
+            if nodes is None or stopped:
+                for rec in records:  # the stop pass marks what it finished
+                    rec.member = op
+                nodes = list(records)
             began = _stage_begin(stage, len(records))
             await drive(op, nodes, stage.direction, hook_begin(stage, guard=True), on_error)
         else:
@@ -415,48 +362,48 @@ def _plan_stop(root: Record, op: Operation) -> list[Record] | Operation:
 
     Releases the root hold only when it returns a plan (claimed by ``op``). What stops:
     the root, if nothing else holds it, and what it alone needed (see
-    :func:`_plan_release`).
+    :func:`_plan_release`). A root that something else still holds keeps running; if
+    that something is being stopped, the root stops with it (see ``stop_root``).
     """
     if root.root_holds == 0:
         raise ServiceStateError(f"{root.name} is not running as a root; nothing to stop.")
     if root.op is not None:
         return root.op
-    if root.root_holds > 1:
+    if root.root_holds > 1 or root.holders or root.state is not _RUNNING:
         root.root_holds -= 1
         return []
-    if root.holders or root.state is not _RUNNING:
-        busy = _stopping_holder(root, None)
-        if busy is not None:
-            return busy
-        root.root_holds -= 1
-        return []
+    root.root_holds = 0
     planned = _plan_release([root], None)
     if isinstance(planned, Operation):
+        root.root_holds = 1
         return planned
-    root.root_holds -= 1
     op.claim(planned)
     return planned
 
 
 def _plan_release(going: list[Record], owner: Operation | None) -> list[Record] | Operation:
-    """What stops when ``going`` let go of what they hold: they stop, or never started.
+    """What stops when ``going`` (in start order) let go of what they hold.
 
-    Every running service of ``going`` stops, and so does every running service all of
-    whose holders stop too and that no root holds: what only they needed. If that
-    depends on an operation other than ``owner`` (a service it would stop is busy, or
-    one that stays is held by a service being stopped elsewhere, so may be freed any
-    moment), returns that operation instead: the caller waits for it and plans again.
-    Nothing is changed but the scratch marks and counters.
+    Each of ``going`` either never started (it just lets go) or runs: it stops if
+    nothing but others of ``going`` holds it and no root does. Then every running
+    service all of whose holders stop too, and that no root holds, stops: what only
+    they needed. A service that stays because something else holds it stops later
+    with whatever lets go of it last (``finish_stop``'s orphans).
+
+    Returns an operation other than ``owner`` to wait for instead, if a service that
+    would stop is busy in it, or one that starts after a stopping one in the same group
+    is being stopped by it (it goes first). Only scratch marks and counters change.
     """
     inside = object()
     counted = object()
     stopping: list[Record] = []
-    for rec in going:
-        rec.mark = inside
+    for rec in reversed(going):  # dependents first: they decide for what they hold
         if rec.state is _RUNNING:
+            if rec.root_holds or any(h.mark is not inside for h in rec.holders):
+                continue  # held from elsewhere: it keeps running
             stopping.append(rec)
-    worklist = list(going)
-    touched: list[Record] = []
+        rec.mark = inside
+    worklist = [rec for rec in going if rec.mark is inside]
     i = 0
     while i < len(worklist):
         rec = worklist[i]
@@ -465,37 +412,22 @@ def _plan_release(going: list[Record], owner: Operation | None) -> list[Record] 
             mark = dep.mark
             if mark is inside:
                 continue
-            busy = dep.op
-            if busy is not None and busy is not owner:
-                return busy
             if mark is not counted:
                 dep.mark = counted
                 dep.pending = 0
-                touched.append(dep)
             dep.pending += 1
             if dep.pending >= len(dep.holders) and not dep.root_holds and dep.state is _RUNNING:
+                busy = dep.op
+                if busy is not None and busy is not owner:
+                    return busy
                 dep.mark = inside
                 stopping.append(dep)
                 worklist.append(dep)
-    for dep in touched:
-        if dep.mark is counted:  # it stays: held from outside what stops here
-            busy = _stopping_holder(dep, inside)
-            if busy is not None:
-                return busy
     for rec in stopping:
         busy = _stopping_successor(rec, inside)
         if busy is not None:
             return busy
     return stopping
-
-
-def _stopping_holder(rec: Record, inside: object) -> Operation | None:
-    """An operation stopping a holder of ``rec`` (so ``rec`` may soon be free), if any."""
-    for holder in rec.holders:
-        op = holder.op
-        if op is not None and op.kind is OpKind.STOP and holder.mark is not inside:
-            return op
-    return None
 
 
 def _stopping_successor(rec: Record, inside: object) -> Operation | None:
@@ -512,7 +444,12 @@ def _stopping_successor(rec: Record, inside: object) -> Operation | None:
             continue
         assert isinstance(node, Record)
         op = node.op
-        if op is not None and op.kind is OpKind.STOP and node.mark is not inside:
+        if (
+            op is not None
+            and op.kind is OpKind.STOP
+            and node.mark is not inside
+            and not op.owns(asyncio.current_task())
+        ):
             return op
     return None
 
@@ -530,7 +467,30 @@ async def stop_root(service: ServiceBase, body_error: BaseException | None) -> N
         break
     if planned:
         await _shielded(_run_stop(op))
+    else:
+        await _until_stopped_with_holders(root)
     _raise_after_stop(root, op.errors, body_error)
+
+
+async def _until_stopped_with_holders(root: Record) -> None:
+    """A root left while held only by services being stopped: it stops with them.
+
+    Wait for that, so leaving a root that nothing else needs returns once it stopped,
+    unless this code is part of one of those stops (a stop hook leaving a root).
+    """
+    current = asyncio.current_task()
+    while root.state is _RUNNING or root.state is ServiceState.STOPPING:
+        if root.root_holds:
+            return
+        op = root.op
+        if op is None or op.kind is not OpKind.STOP:
+            ops = [h.op for h in root.holders if h.op is not None and h.op.kind is OpKind.STOP]
+            if not ops or len(ops) < len(root.holders):
+                return  # something that stays holds it
+            op = ops[0]
+        if op.owns(current):
+            return
+        await op.wait_done()
 
 
 def _raise_after_stop(
@@ -653,7 +613,6 @@ def start_root_sync(service: ServiceBase) -> None:
 
 
 def _stop_sync(op: Operation) -> None:
-    _plan_ready(op)
 
     def run(node: Node, stage: Stage) -> bool:
         assert isinstance(node, Record)
@@ -664,7 +623,7 @@ def _stop_sync(op: Operation) -> None:
         return True
 
     try:
-        _run_sync_stages(op, [*op.records, *op.barriers], _Phase.STOP, len(op.records), run)
+        _run_sync_stages(op, list(op.records), _Phase.STOP, len(op.records), run)
     finally:
         op.release()
 

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ._errors import DependencyCycleError, DependencyError
+from ._scheduler import OpKind
 from ._service import (
     _EMPTY,
     Barrier,
@@ -36,6 +37,7 @@ from ._service import (
 __all__ = ["Collection", "check", "collect", "undo"]
 
 _RUNNING = ServiceState.RUNNING
+_START = OpKind.START
 
 
 class Collection:
@@ -325,10 +327,13 @@ def _finish(
 
 def _enter(rec: Record, op: object, result: Collection) -> bool:
     """Classify ``rec`` when first reached; True if it is new and must be walked."""
-    if rec.op is not None:
+    op_now = rec.op
+    if op_now is not None and (rec.state is not _RUNNING or op_now.kind is not _START):
         rec.mark = result.done
         result.busy.append(rec)
         return False
+    # Running: started already, even if the start that brought it up has not ended yet
+    # (waiting for that start could wait for the very code that walks: a hook of it).
     if rec.state is _RUNNING:
         rec.mark = result.done
         result.reached.append(rec)

@@ -32,6 +32,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Final
 
 from ._actions import (
+    call_hook,
     discard_tasks,
     finish_stop,
     mark_stopping,
@@ -44,9 +45,9 @@ from ._actions import (
 )
 from ._scheduler import EAGER, SUSPENDS, SYNC, UNKNOWN, Operation, cancel_and_wait, resume
 from ._service import ClassInfo, Node, Record, ServiceState, check_grace, check_timeout
-from ._stages import STOP
+from ._stages import STOP, phase_stages
 
-__all__ = ["start_pass", "stop_pass"]
+__all__ = ["count_stop_preds", "start_pass", "stop_pass"]
 
 _STARTING: Final = ServiceState.STARTING
 _RUNNING: Final = ServiceState.RUNNING
@@ -428,10 +429,70 @@ def _advance_stop(op: Operation, ready: list[Node]) -> None:
     done.clear()
 
 
-def _release_stop(op: Operation, node: Node, ready: list[Node]) -> None:
-    """``node`` has stopped: what started before it waits for one less."""
-    for pred in node.after:
+def count_stop_preds(op: Operation, rec: Record) -> None:
+    """Make what started before ``rec`` and stops with it in ``op`` wait for it.
+
+    A stop is the exact reverse of the start among the services that stop together.
+    ``rec`` waited, when it started, for what its ``after`` lists: the services among
+    those that stop in ``op`` now wait for it (their ``pending`` counts it). Through
+    what does not stop here (a barrier of its group, a service that keeps running, one
+    stopped already) the wait passes on to what that one waited for, as long as it
+    started before ``rec``: so if ``a`` started before ``b``, ``b`` before ``c``, and
+    ``b`` stays, ``c`` still stops before ``a``. Indirect ones go to ``op.extra``. An
+    edge from a run that has ended since (its service started again after ``rec``)
+    does not count: every wait points from what started later to what started earlier,
+    so the waits cannot form a cycle.
+    """
+    seq = rec.seq
+    extra: list[Node] | None = None
+    for pred in rec.after:
         if pred.member is op:
+            if pred.seq < seq:  # type: ignore[attr-defined]  # members are records
+                pred.pending += 1
+            continue
+        extra = _through(op, pred, seq, extra)
+    if extra:
+        op.extra[rec] = extra
+
+
+def _through(op: Operation, node: Node, bound: int, extra: list[Node] | None) -> list[Node] | None:
+    """The members of ``op`` that started before ``bound`` and ``node`` waited for."""
+    stack = [node]
+    seen: set[int] = set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if type(node) is not Record:  # a barrier: the items it stood for
+            stack.extend(node.after)
+            continue
+        if node.seq >= bound:
+            continue  # started after: an edge of a run that has ended
+        if node.member is op:
+            node.pending += 1
+            if extra is None:
+                extra = [node]
+            else:
+                extra.append(node)
+        elif node.state is _RUNNING:
+            # It keeps running, and so do its dependencies: only its group's order.
+            if len(node.after) > len(node.deps):
+                stack.append(node.after[-1])
+        else:
+            stack.extend(node.after)  # stopped already: everything it waited for
+    return extra
+
+
+def _release_stop(op: Operation, node: Node, ready: list[Node]) -> None:
+    """``node`` has stopped: what started before it waits for one less.
+
+    It then leaves the pass (``member`` cleared): a service adopted later counts only
+    the successors still to stop.
+    """
+    seq = node.seq  # type: ignore[attr-defined]  # the stop pass has records only
+    for pred in node.after:
+        if pred.member is op and pred.seq < seq:  # type: ignore[attr-defined]
             pred.pending -= 1
             if not pred.pending:
                 ready.append(pred)
@@ -440,6 +501,44 @@ def _release_stop(op: Operation, node: Node, ready: list[Node]) -> None:
             pred.pending -= 1
             if not pred.pending:
                 ready.append(pred)
+    node.member = None
+
+
+def _adopt(op: Operation, ready: list[Node]) -> None:
+    """Take in the services a stop of this pass let go of last: they stop here too.
+
+    Such a service was held from elsewhere when the stop was planned; that holder has
+    stopped since (in this operation or another), and no root holds it. The waits of
+    what is still to stop are counted again with it: it stops after what started after
+    it and waited for it, and before what it waited for. Called only when every stop
+    that finished has been released, so the members of the pass are exactly what has
+    yet to stop or is stopping.
+    """
+    adopted = False
+    for rec in op.orphans:
+        if rec.holders or rec.root_holds or rec.state is not _RUNNING or rec.op is not None:
+            continue
+        rec.op = op
+        rec.member = op
+        op.records.append(rec)
+        op.adopted.add(rec)
+        op.infos.add(rec.info)
+        adopted = True
+    op.orphans.clear()
+    if not adopted:
+        return
+    remaining = [rec for rec in op.records if rec.member is op]
+    op.extra.clear()
+    for rec in remaining:
+        rec.pending = 0
+    for rec in remaining:
+        count_stop_preds(op, rec)
+    waiting = {id(node) for node in ready}
+    ready.extend(
+        rec
+        for rec in remaining
+        if not rec.pending and rec.state is _RUNNING and rec.task is None and id(rec) not in waiting
+    )
 
 
 async def stop_pass(op: Operation, ready: list[Node]) -> None:
@@ -458,18 +557,32 @@ async def stop_pass(op: Operation, ready: list[Node]) -> None:
             if op.requeue:
                 ready.extend(op.requeue)
                 op.requeue.clear()
+            if op.orphans and not op.done:
+                _adopt(op, ready)
             while ready:
                 if len(ready) == 1 and not op.inflight:
                     node = ready.pop()
+                    if not _stoppable(op, node):
+                        continue
                     if type(node) is Record:
+                        if op.adopted and node in op.adopted:
+                            _spawn(op, node, _adopted_stop_task(op, node), eager)
+                            continue
                         await _stop_alone(op, node)
                     _release_stop(op, node, ready)
+                    if op.orphans and not op.done:
+                        _adopt(op, ready)
                     continue
                 batch = ready
                 ready = []
                 for index, node in enumerate(batch):
+                    if not _stoppable(op, node):
+                        continue
                     if type(node) is not Record:
                         _release_stop(op, node, ready)
+                        continue
+                    if op.adopted and node in op.adopted:
+                        _spawn(op, node, _adopted_stop_task(op, node), eager)
                         continue
                     outcome = _begin_stop(op, node, eager)
                     if outcome is _DONE:
@@ -481,9 +594,11 @@ async def stop_pass(op: Operation, ready: list[Node]) -> None:
                         break
                 if op.done:
                     _advance_stop(op, ready)
-            if not op.inflight and not op.requeue:
+                if op.orphans and not op.done:
+                    _adopt(op, ready)
+            if not op.inflight and not op.requeue and not op.orphans:
                 break
-            if not op.done and not op.requeue:
+            if not op.done and not op.requeue and op.inflight:
                 await _sleep(op, loop)
             _advance_stop(op, ready)
     except BaseException:
@@ -492,6 +607,17 @@ async def stop_pass(op: Operation, ready: list[Node]) -> None:
     finally:
         op.driver = None
         op.tasks.clear()
+
+
+def _stoppable(op: Operation, node: Node) -> bool:
+    """Whether ``node``, taken from the ready set, is to be stopped now.
+
+    An adopted service may have made it wait again, and a node made ready twice is
+    stopped once.
+    """
+    if node.pending or node.member is not op:
+        return False
+    return type(node) is not Record or (node.state is _RUNNING and node.task is None)
 
 
 def _deadline(op: Operation, rec: Record) -> float:
@@ -689,6 +815,22 @@ async def _stop_task(op: Operation, rec: Record, probe: bool) -> None:
     rec.task = None
     finish_stop(op, rec)
     op.report(rec)
+
+
+async def _adopted_stop_task(op: Operation, rec: Record) -> None:
+    """Stop an orphan taken in late: the stop phase's stages before ``stop`` first."""
+    info = rec.info
+    for stage in phase_stages(STOP._phase, info.custom_stages):
+        if stage is STOP:
+            break
+        attr = info.hooks.get(stage)
+        if attr is not None:
+            try:
+                await call_hook(rec, stage, attr, guard=True)
+            except BaseException as exc:
+                op.errors.append(exc)
+    mark_stopping(rec)
+    await _stop_task(op, rec, probe=False)
 
 
 async def _stop_blocking(op: Operation, rec: Record) -> None:

@@ -70,6 +70,7 @@ class Operation:
 
     __slots__ = (
         "aborted",
+        "adopted",
         "armed",
         "barriers",
         "done",
@@ -85,6 +86,7 @@ class Operation:
         "inline_coro",
         "kind",
         "loop",
+        "orphans",
         "probes",
         "records",
         "requeue",
@@ -124,6 +126,10 @@ class Operation:
         self.expired: dict[Record, int] = {}
         self.extra: dict[Node, list[Node]] = {}
         """Predecessors a stop waits for through services that keep running."""
+        self.orphans: list[Record] = []
+        """Services a stop of this operation left with no holder: they stop with it."""
+        self.adopted: set[Record] = set()
+        """Orphans this stop took in while running (their earlier stages run late)."""
         self.wake: asyncio.Future[None] | None = None
         self.waiters: list[asyncio.Future[None]] | None = None
 
@@ -254,8 +260,18 @@ def plan(nodes: list[Node], op: object, direction: Direction) -> None:
     else:
         for node in nodes:
             for pred in node.after:
-                if pred.member is op:
+                if pred.member is op and _earlier(pred, node):
                     pred.pending += 1
+
+
+def _earlier(pred: Node, node: Node) -> bool:
+    """Whether an edge still holds: between records, ``pred`` started before ``node``.
+
+    An edge whose ``pred`` has started again since is from a run that has ended.
+    """
+    if type(pred) is Record and type(node) is Record:
+        return pred.seq <= node.seq
+    return True
 
 
 # ------------------------------------------------------------------------- driving
@@ -289,7 +305,7 @@ async def drive(
                     ready.append(succ)
         elif direction is Direction.BACKWARD:
             for pred in node.after:
-                if pred.member is op:
+                if pred.member is op and _earlier(pred, node):
                     pred.pending -= 1
                     if pred.pending == 0:
                         ready.append(pred)
@@ -433,7 +449,7 @@ def drive_sync(nodes: list[Node], op: object, direction: Direction, run: OnSync)
                     push(succ)
         elif direction is Direction.BACKWARD:
             for pred in node.after:
-                if pred.member is op:
+                if pred.member is op and _earlier(pred, node):
                     pred.pending -= 1
                     if pred.pending == 0:
                         push(pred)

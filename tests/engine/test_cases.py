@@ -258,3 +258,52 @@ def test_task_cleanup_takes_the_time_graceful_shutdown_timeout_allows() -> None:
         clock.run(main())
     assert log == ["start:db", "start:worker", "stop:worker", "task:done", "stop:db"]
     assert tether.status(worker).error is None
+
+
+async def test_a_hook_can_wait_for_another_root_sharing_what_its_start_brought_up(
+    log: Log,
+) -> None:
+    """A start hook awaiting a task that enters a root needing a service this start
+    brought up already (an ASGI lifespan, say): that service is shared, not waited for."""
+    db = Node("db", log)
+    lifespan = Node("lifespan", log, [db])
+
+    class Server(Node):
+        async def start(self) -> None:
+            await bounded(asyncio.create_task(lifespan.__aenter__()))
+            await super().start()
+
+        async def stop(self) -> None:
+            await super().stop()
+            await bounded(lifespan.__aexit__(None, None, None))
+
+    async with Server("server", log, [db]):
+        assert lifespan.running
+    assert log == [
+        "start:db",
+        "start:lifespan",
+        "start:server",
+        "stop:server",
+        "stop:lifespan",
+        "stop:db",
+    ]
+
+
+async def test_a_failed_start_leaves_running_what_another_root_took_meanwhile(
+    log: Log,
+) -> None:
+    """The start fails after another root took a service it brought up: that stays."""
+    db = Node("db", log)
+    lifespan = Node("lifespan", log, [db])
+
+    class Server(Node):
+        async def start(self) -> None:
+            await bounded(asyncio.create_task(lifespan.__aenter__()))
+            raise RuntimeError("server failed")
+
+    with pytest.raises(RuntimeError, match="server failed"):
+        await bounded(Server("server", log, [db]).__aenter__())
+    assert db.running
+    assert lifespan.running
+    await bounded(lifespan.__aexit__(None, None, None))
+    assert log == ["start:db", "start:lifespan", "stop:lifespan", "stop:db"]
