@@ -190,6 +190,15 @@ class Workers(BlockingService):
         if problem is not None:
             self._abandon()
             raise BootError(f"{problem}; nothing serves: the master stops.")
+        if self._stop_requested():
+            booting = sum(1 for w in self.workers.values() if not w.ready)
+            logger.info(
+                "stop requested while %d of %d worker(s) still booted: stopped before every "
+                "worker was ready",
+                booting,
+                len(self.workers),
+            )
+            return
         logger.info("%d worker(s) ready", len(self.workers))
 
     def _abandon(self) -> None:
@@ -215,7 +224,9 @@ class Workers(BlockingService):
         return None
 
     def on_started(self) -> None:
-        """Every worker serves: tell systemd the service is ready."""
+        """Every worker serves: tell systemd the service is ready (only if it is true)."""
+        if self._stop_requested() or not all(w.ready for w in self.workers.values()):
+            return
         if self.notifier is not None:
             self.notifier.ready(f"{len(self.workers)} workers ready")
 
@@ -386,6 +397,10 @@ class Workers(BlockingService):
 
     def _on_ready(self, worker: _Worker) -> None:
         worker.ready_at = time.monotonic()
+        # Its server may have called listen() again with a backlog of its own (aiohttp
+        # 128, asyncio 100) on the shared socket: the one bound (or systemd's) holds.
+        for listener in self.sockets.listeners:
+            listener.keep_backlog()
         logger.info("%s ready in %.0f ms", worker, (worker.ready_at - worker.born) * 1000)
         old, worker.replaces = worker.replaces, None
         if old is not None and old.pid in self.workers and not old.stopping:
@@ -570,12 +585,16 @@ class Workers(BlockingService):
     def _terminate_all(self, *, graceful: bool) -> None:
         if not self.workers:
             return
+        told = 0
         for worker in list(self.workers.values()):
             if graceful:
                 if worker.terms == 0:
                     self._terminate(worker)
+                    told += 1
             else:
                 self._kill(worker)
+        if told:
+            logger.info("SIGTERM sent to %d worker(s): each drains and exits", told)
         deadline = time.monotonic() + (self.graceful_timeout if graceful else 5.0)
         while self.workers and time.monotonic() < deadline:
             self._poll(deadline)

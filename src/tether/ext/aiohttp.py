@@ -31,6 +31,7 @@ from aiohttp import web
 
 import tether
 from tether._listen import DEFAULT_HOST, check_address, check_seconds, completed
+from tether._sockets import backlog_of
 from tether.ext._common import resolve_uses, running
 from tether.health import DRAIN, Health
 
@@ -42,6 +43,8 @@ logger = logging.getLogger("tether.ext.aiohttp")
 
 _CONTAINER = web.AppKey("tether.container", tether.Container)
 _DEFAULT_PORT = 8080
+_BACKLOG = 128
+"""aiohttp's own default, for a socket whose backlog cannot be read."""
 _ACCEPT_GRACE = 0.05
 """Seconds a connection accepted as the server stops gets to deliver its request."""
 
@@ -151,7 +154,11 @@ class Server(tether.Service):
         duplicates = [sock.dup() for sock in given]
         try:
             await runner.setup()
-            sites: list[web.BaseSite] = [web.SockSite(runner, dup) for dup in duplicates]
+            # aiohttp listens again on the socket it is given (128 by default): keep
+            # the backlog the socket was bound with, it is shared with other workers.
+            sites: list[web.BaseSite] = [
+                web.SockSite(runner, dup, backlog=backlog_of(dup) or _BACKLOG) for dup in duplicates
+            ]
             if not sites:
                 sites.append(web.TCPSite(runner, self._host, self._port))
             for site in sites:
@@ -176,6 +183,12 @@ class Server(tether.Service):
         runner, self._runner = self._runner, None
         if runner is not None:
             for site in list(runner.sites):
+                # aiohttp's site.stop() closes the asyncio server at once; stop_serving
+                # first takes what waits in a refusing socket's queue, and loses no
+                # connection accepted in the same loop iteration.
+                listening = getattr(site, "_server", None)
+                if listening is not None:
+                    await tether.stop_serving(listening, drain_timeout=self.drain_timeout)
                 await site.stop()
             server = runner.server
             if server is not None and server.connections:

@@ -35,6 +35,7 @@ import uvicorn
 
 import tether
 from tether._listen import DEFAULT_HOST, bind, check_address, check_seconds, completed, url_of
+from tether._sockets import backlog_of
 from tether.ext._common import resolve_uses, running
 from tether.health import DRAIN, Health
 
@@ -206,6 +207,7 @@ class Server(tether.Service):
             interface="asgi3",
             log_config=None,
             timeout_graceful_shutdown=math.ceil(self.drain_timeout),  # uvicorn takes whole seconds
+            **self._backlog_option(),
             **self.options,
         )
         config.load()
@@ -236,6 +238,16 @@ class Server(tether.Service):
         self.add_task(self._tick(server), name=f"{label}.uvicorn")
         logger.info("%s serving on %s", label, self.url)
 
+    def _backlog_option(self) -> dict[str, Any]:
+        """The backlog uvicorn listens with on a given socket: the socket's own."""
+        if "backlog" in self.options:
+            return {}
+        given = [self._sock] if self._sock is not None else []
+        if self._inherit:
+            given = tether.listeners()
+        found = [backlog for sock in given if (backlog := backlog_of(sock)) is not None]
+        return {"backlog": max(found)} if found else {}
+
     async def _tick(self, server: uvicorn.Server) -> None:
         # uvicorn's own loop: refreshes the Date header every second and ends on
         # should_exit or once limit_max_requests is reached.
@@ -258,9 +270,11 @@ class Server(tether.Service):
         sockets, self._sockets = self._sockets, []
         try:
             if server is not None:
-                server.should_exit = True
                 for listening in getattr(server, "servers", ()):
-                    listening.close()
+                    # Takes what waits in a refusing socket's queue, and loses no
+                    # connection accepted in the same loop iteration (see stop_serving).
+                    await tether.stop_serving(listening, drain_timeout=self.drain_timeout)
+                server.should_exit = True
                 if server.server_state.connections:
                     # A connection accepted just before the listening socket closed may
                     # not have delivered its request yet: uvicorn would close it as idle.
