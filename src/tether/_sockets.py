@@ -420,7 +420,8 @@ async def stop_serving(server: asyncio.AbstractServer, *, drain_timeout: float =
     During a reload it stops accepting at once: the other workers take the queue.
     Then it stops accepting, lets the connections accepted in that same loop
     iteration reach their protocol (asyncio's ``Server.close()`` would fail them), and
-    closes the listening sockets. The server's connections are left to finish::
+    closes the listening sockets. When it returns, the protocol of every connection
+    accepted has been told (``connection_made``); the connections are left to finish::
 
         async def stop(self) -> None:
             await tether.stop_serving(self.server)
@@ -446,9 +447,11 @@ async def stop_serving(server: asyncio.AbstractServer, *, drain_timeout: float =
         with contextlib.suppress(Exception):
             loop.remove_reader(sock.fileno())
     # The accept callback of this iteration scheduled a task per connection that makes
-    # its transport; one pass of the loop lets them attach to the server before close.
+    # its transport; one pass of the loop lets them attach to the server before close,
+    # and one more lets each transport call its protocol's connection_made().
     await asyncio.sleep(0)
     server.close()
+    await asyncio.sleep(0)
 
 
 # ------------------------------------------------------------------ the service

@@ -66,13 +66,16 @@ class PidServer(tether.Service):
             raise RuntimeError("PREFORK_CRASH exists: this worker fails to start")
         await slow_start()
         for sock in tether.listeners():
-            server = await asyncio.start_server(self._handle, sock=sock.dup())
+            server = await asyncio.start_server(self._connected, sock=sock.dup())
             self.servers.append(server)
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
+    def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # Registered as the connection is made, so that stop() waits for it.
+        task = asyncio.ensure_future(self._handle(reader, writer))
         self.handlers.add(task)
+        task.add_done_callback(self.handlers.discard)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             request = await reader.readline()
             while (await reader.readline()) not in (b"\r\n", b"\n", b""):
@@ -102,15 +105,11 @@ class PidServer(tether.Service):
                 await writer.drain()
         finally:
             writer.close()
-            self.handlers.discard(task)
 
     async def stop(self) -> None:
         servers, self.servers = self.servers, []
         for server in servers:
             await tether.stop_serving(server)
-        # Connections accepted just now have a handler task that has not run yet:
-        # one pass of the loop lets each of them register itself.
-        await asyncio.sleep(0)
         if self.handlers:
             await asyncio.wait(self.handlers, timeout=5)
 

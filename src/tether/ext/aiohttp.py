@@ -21,7 +21,6 @@ server::
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
 from collections.abc import Iterable, Mapping
@@ -32,7 +31,7 @@ from aiohttp import web
 import tether
 from tether._listen import DEFAULT_HOST, check_address, check_seconds, completed
 from tether._sockets import backlog_of
-from tether.ext._common import resolve_uses, running
+from tether.ext._common import FIRST_REQUEST_GRACE, resolve_uses, running, until_first_requests
 from tether.health import DRAIN, Health
 
 __all__ = ["Server", "aget", "get"]
@@ -45,8 +44,6 @@ _CONTAINER = web.AppKey("tether.container", tether.Container)
 _DEFAULT_PORT = 8080
 _BACKLOG = 128
 """aiohttp's own default, for a socket whose backlog cannot be read."""
-_ACCEPT_GRACE = 0.05
-"""Seconds a connection accepted as the server stops gets to deliver its request."""
 
 
 class Server(tether.Service):
@@ -191,11 +188,14 @@ class Server(tether.Service):
                     await tether.stop_serving(listening, drain_timeout=self.drain_timeout)
                 await site.stop()
             server = runner.server
-            if server is not None and server.connections:
-                # A connection accepted just before the listening socket closed may not
-                # have delivered its request yet: aiohttp would close it as idle, and the
-                # client would see it closed without an answer.
-                await asyncio.sleep(_ACCEPT_GRACE)
+            if server is not None:
+                # aiohttp closes idle connections on cleanup: one accepted just before
+                # the socket closed gets time to deliver its first request.
+                await until_first_requests(
+                    lambda: server.connections,
+                    _fresh,
+                    min(FIRST_REQUEST_GRACE, self.drain_timeout),
+                )
             await runner.cleanup()
 
     async def _on_response_prepare(
@@ -228,6 +228,13 @@ class Server(tether.Service):
         runner = self._runner
         addresses = runner.addresses if runner is not None else []
         return addresses[0] if addresses else None
+
+
+def _fresh(handler: Any) -> bool:
+    """An aiohttp connection that has read no request yet, and is still open."""
+    transport = getattr(handler, "transport", None)
+    open_ = transport is not None and not transport.is_closing()
+    return open_ and getattr(handler, "_request_count", 1) == 0
 
 
 def _mount_health(app: web.Application, health: Health) -> None:

@@ -36,7 +36,7 @@ import uvicorn
 import tether
 from tether._listen import DEFAULT_HOST, bind, check_address, check_seconds, completed, url_of
 from tether._sockets import backlog_of
-from tether.ext._common import resolve_uses, running
+from tether.ext._common import FIRST_REQUEST_GRACE, resolve_uses, running, until_first_requests
 from tether.health import DRAIN, Health
 
 __all__ = ["LifespanError", "Server", "aget", "get"]
@@ -68,8 +68,6 @@ _RESERVED = frozenset(
     }
 )
 _LIFESPAN_MODES = ("auto", "on", "off")
-_ACCEPT_GRACE = 0.05
-"""Seconds a connection accepted as the server stops gets to deliver its request."""
 _APP_EXIT_GRACE = 5.0
 """Seconds the application gets to return after answering a lifespan event."""
 
@@ -275,10 +273,14 @@ class Server(tether.Service):
                     # connection accepted in the same loop iteration (see stop_serving).
                     await tether.stop_serving(listening, drain_timeout=self.drain_timeout)
                 server.should_exit = True
-                if server.server_state.connections:
-                    # A connection accepted just before the listening socket closed may
-                    # not have delivered its request yet: uvicorn would close it as idle.
-                    await asyncio.sleep(_ACCEPT_GRACE)
+                # uvicorn closes idle connections on shutdown: one accepted just
+                # before the socket closed gets time to deliver its first request.
+                state = server.server_state
+                await until_first_requests(
+                    lambda: state.connections,
+                    _fresh,
+                    min(FIRST_REQUEST_GRACE, self.drain_timeout),
+                )
                 await server.shutdown()
         finally:
             for sock in sockets:
@@ -329,6 +331,13 @@ class Server(tether.Service):
         if not self._sockets or self._server is None:
             return None
         return url_of(self._sockets[0])
+
+
+def _fresh(protocol: Any) -> bool:
+    """A uvicorn connection that has read no request yet (no cycle), and is still open."""
+    transport = getattr(protocol, "transport", None)
+    open_ = transport is not None and not transport.is_closing()
+    return open_ and getattr(protocol, "cycle", True) is None
 
 
 class _SharedState:
