@@ -129,7 +129,8 @@ def _check_service(service: object) -> ServiceBase:
     raise TypeError(f"tether.run() takes a service, got {service!r} ({type(service).__name__}).")
 
 
-def _check_timeout(value: object) -> float:
+def check_timeout(value: object) -> float:
+    """``shutdown_timeout`` as seconds; ValueError naming what is wrong."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise ValueError(f"shutdown_timeout must be a positive number of seconds, got {value!r}.")
     if math.isinf(value):
@@ -157,7 +158,7 @@ class Runner:
         self.service = _check_service(service)
         self.container = container
         self.factory = loop_factory(loop)
-        self.shutdown_timeout = _check_timeout(shutdown_timeout)
+        self.shutdown_timeout = check_timeout(shutdown_timeout)
         parse_level(log_level)
         if log_format not in LOG_FORMATS:
             raise ValueError(

@@ -331,3 +331,20 @@ class OffThread(Step):
 
 def off_thread() -> Root:
     return Root("root", OffThread("sender"))
+
+
+class BrokenDependencies(tether.Service):
+    """Its dependencies property raises: the graph cannot even be read."""
+
+    @property
+    def dependencies(self) -> list[tether.ServiceBase]:
+        raise RuntimeError("the dependencies could not be computed")
+
+
+broken_dependencies = BrokenDependencies()
+number = 42
+
+
+def needs_arguments(url):  # type: ignore[no-untyped-def]
+    """A factory the command cannot call: its parameter has no annotation to inject by."""
+    return Root("root", url)
