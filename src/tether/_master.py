@@ -180,7 +180,7 @@ def _run_master(
     from ._sockets import BindError, Sockets  # noqa: PLC0415
     from ._worker import service_main  # noqa: PLC0415
 
-    with configured(options["log_level"], options["log_format"]):
+    with configured(options["log_level"], options["log_format"], processes=True):
         logger.info(
             "master pid %d: %d worker(s)%s", os.getpid(), count, " (preloaded)" if preload else ""
         )

@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, NoReturn
 
 from ._errors import TetherError
+from ._logging import log_status
 from ._notify import Notifier, watchdog_interval
 from ._service import BlockingService
 from ._sockets import Sockets, set_listeners
@@ -152,6 +153,8 @@ class Workers(BlockingService):
         self.master_pid = os.getpid()
         self.exits: list[tuple[int, int]] = []
         """(pid, exit status) of every worker reaped, for the report and the tests."""
+        self.boot_failures: list[tuple[int, int]] = []
+        """(pid, exit status) of the workers that exited before they were ready."""
         self.watchdog = watchdog_interval()
         self.last_watchdog = 0.0
 
@@ -210,8 +213,9 @@ class Workers(BlockingService):
         """Wait until every worker is ready (None) or one failed (what happened)."""
         deadline = time.monotonic() + self.boot_timeout
         while not self._stop_requested():
-            if self.exits:
-                status = _status_text(self.exits[0][1])
+            if self.boot_failures:
+                # One that was ready and died since is respawned by supervise().
+                status = _status_text(self.boot_failures[0][1])
                 return f"a worker exited before it was ready ({status}; its error is above)"
             booting = [w for w in self.workers.values() if not w.ready]
             if not booting:
@@ -456,8 +460,7 @@ class Workers(BlockingService):
             f"last heartbeat {now - worker.last_seen:.1f}s ago"
             for worker in sorted(self.workers.values(), key=lambda w: w.serial)
         )
-        sys.stderr.write("\n".join(lines) + "\n")
-        sys.stderr.flush()
+        log_status("\n".join(lines))
         for worker in self.workers.values():
             self._signal(worker, signal.SIGUSR1)
 
@@ -473,6 +476,8 @@ class Workers(BlockingService):
             if worker is None:
                 continue
             self.exits.append((pid, status))
+            if worker.ready_at is None:
+                self.boot_failures.append((pid, status))
             self._forget(worker)
             self._on_exit(worker, status)
 

@@ -31,6 +31,7 @@ from ._logging import (
     LogFormat,
     configured,
     log_loop_exception,
+    log_status,
     parse_level,
 )
 from ._notify import Notifier, Progress, ping_watchdog, watchdog_interval
@@ -474,8 +475,7 @@ class Runner:
         except Exception as exc:
             logger.exception("could not draw the status tree")
             tree = f"(status unavailable: {exc!r})"
-        sys.stderr.write(f"{header}\n{tree}\n")
-        sys.stderr.flush()
+        log_status(f"{header}\n{tree}")
 
 
 def run(

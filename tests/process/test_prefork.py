@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -667,3 +668,51 @@ async def test_the_documented_listen_backlog_survives_the_servers_own_listen(app
         assert listen_backlog(port) == 2048, proc.output
         proc.send(signal.SIGTERM)
         assert await proc.exit_code() == 0, proc.output
+
+
+# ------------------------------------------------------------ logs you can attribute
+
+
+async def test_plain_log_lines_say_which_worker_and_pid_wrote_them() -> None:
+    """With workers, every plain log line names its process: the master or worker N, pid P."""
+    async with master(2) as proc:
+        await ready_count(proc, 2)
+        proc.send(signal.SIGTERM)
+        assert await proc.exit_code() == 0, proc.output
+    pids = forked_pids(proc)
+    assert proc.proc is not None
+    head = re.compile(
+        r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} \w+ +\[(master|worker \d+) pid (\d+)\] "
+    )
+    tags = [head.match(line) for line in proc.stderr]
+    assert all(tags), proc.output
+    by_process = {(m.group(1), int(m.group(2))) for m in tags if m}
+    assert by_process == {("master", proc.proc.pid), ("worker 1", pids[0]), ("worker 2", pids[1])}
+    stopping = [line for line in proc.stderr if "SIGTERM received: stopping gracefully" in line]
+    assert len(stopping) == 2
+    assert len({m.group(1) for line in stopping if (m := head.match(line))}) == 2
+
+
+async def test_json_log_lines_carry_pid_and_worker_and_so_does_the_status_dump() -> None:
+    """--log-format json: every line is one object with pid (and worker, from a worker);
+    the SIGUSR1 status of the master and of each worker is such a line too."""
+    args = ["run", APP, "--log-format", "json", "--workers", "2", "--bind", "tcp://127.0.0.1:0"]
+    async with Tether(*args) as proc:
+        await proc.until(lambda: proc.output.count(" ready in ") >= 2, "two workers ready")
+        proc.send(signal.SIGUSR1)
+        await proc.until(
+            lambda: proc.output.count("tether status: PidServer is running") == 2,
+            "two status trees",
+        )
+        proc.send(signal.SIGTERM)
+        assert await proc.exit_code() == 0, proc.output
+    records = [json.loads(line) for line in proc.stderr]  # every line is JSON
+    assert proc.proc is not None
+    assert all(isinstance(r["pid"], int) for r in records), records
+    from_workers = [r for r in records if r["pid"] != proc.proc.pid]
+    assert from_workers
+    assert all(r["worker"] in (1, 2) for r in from_workers)
+    assert all("worker" not in r for r in records if r["pid"] == proc.proc.pid)
+    statuses = [r for r in records if "tether status" in r["event"]]
+    assert len(statuses) == 3, statuses  # the master's, then one per worker
+    assert {r.get("worker") for r in statuses} == {None, 1, 2}
