@@ -141,6 +141,9 @@ def prefork(
             f"{threading.active_count() - 1} other thread(s) run: start them in the "
             f"workers' services instead."
         )
+    from ._pid1 import become_init_when_pid1  # noqa: PLC0415 - a container's PID 1 only
+
+    become_init_when_pid1()
     options: dict[str, Any] = {
         "loop": loop,
         "shutdown_timeout": graceful,

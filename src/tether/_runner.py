@@ -527,6 +527,9 @@ def run(
         repl=repl,
         container=container,
     )
+    from ._pid1 import become_init_when_pid1  # noqa: PLC0415 - a container's PID 1 only
+
+    become_init_when_pid1()
     code = runner.execute()
     if runner.console_left_running:
         # The REPL thread still waits in input(); it cannot be interrupted, and
