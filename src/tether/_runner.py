@@ -57,9 +57,11 @@ class ExitCode(enum.IntEnum):
     ==  ===============================================================================
     0   clean stop: the root stopped on its own, or on SIGINT / SIGTERM, gracefully
     1   crash while running: a background task raised, or stopping reported errors
-    2   usage error of the ``tether`` command (bad option, ``module:attr`` not found)
+    2   usage error of the ``tether`` command (bad option or value, an option's extra
+        missing, ``module:attr`` not found or not a service it can build)
     3   failure during startup: the ``init`` or ``start`` stage raised, or the graph
-        is invalid (cycle, a dependency that is not a service, a bad hook)
+        is invalid (cycle, a dependency that is not a service, a bad hook, a
+        ``dependencies`` that raised)
     70  forced exit: a second SIGINT / SIGTERM, or the shutdown deadline passed
     ==  ===============================================================================
     """
