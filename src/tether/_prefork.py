@@ -157,6 +157,10 @@ class Workers(BlockingService):
         """(pid, exit status) of the workers that exited before they were ready."""
         self.watchdog = watchdog_interval()
         self.last_watchdog = 0.0
+        self.announced = False
+        """Whether "every worker is ready" was said (the log line and READY=1), once."""
+        self.started = False
+        """The ``started`` stage ran: readiness may be announced from then on."""
 
     @property
     def dependencies(self) -> list[Sockets]:
@@ -201,8 +205,22 @@ class Workers(BlockingService):
                 booting,
                 len(self.workers),
             )
+
+    def _announce_ready(self) -> None:
+        """Say every worker is ready (log, ``READY=1``), once, and only when it is true.
+
+        Not while stopping, and not while fewer workers than wanted are ready: one that
+        was ready and died during the boot wait is respawned first.
+        """
+        if self.announced or not self.started or self._stop_requested():
             return
-        logger.info("%d worker(s) ready", len(self.workers))
+        active = self._active()
+        if len(active) < self.desired or not all(w.ready for w in active):
+            return
+        self.announced = True
+        logger.info("%d worker(s) ready", len(active))
+        if self.notifier is not None:
+            self.notifier.ready(f"{len(active)} workers ready")
 
     def _abandon(self) -> None:
         """A failed start: kill what was forked, undo the rest (``stop`` is not called)."""
@@ -229,10 +247,8 @@ class Workers(BlockingService):
 
     def on_started(self) -> None:
         """Every worker serves: tell systemd the service is ready (only if it is true)."""
-        if self._stop_requested() or not all(w.ready for w in self.workers.values()):
-            return
-        if self.notifier is not None:
-            self.notifier.ready(f"{len(self.workers)} workers ready")
+        self.started = True
+        self._announce_ready()
 
     def stop(self) -> None:
         """Stop every worker gracefully; kill what outlives ``graceful_timeout``."""
@@ -412,6 +428,7 @@ class Workers(BlockingService):
             self._terminate(old)
         if old is not None:
             self._reload_finished()
+        self._announce_ready()  # the first time only: a worker respawned during the boot
 
     def _handle_signals(self) -> None:
         pending, self.pending = self.pending, []
