@@ -716,3 +716,12 @@ async def test_json_log_lines_carry_pid_and_worker_and_so_does_the_status_dump()
     statuses = [r for r in records if "tether status" in r["event"]]
     assert len(statuses) == 3, statuses  # the master's, then one per worker
     assert {r.get("worker") for r in statuses} == {None, 1, 2}
+
+
+async def test_boot_timeout_on_the_command_line_ends_a_start_that_hangs(tmp_path: Path) -> None:
+    """--boot-timeout 1: a worker still booting after a second is killed; exit code 3."""
+    slow = tmp_path / "slow"
+    slow.touch()
+    async with master(1, "--boot-timeout", "1", env={"PREFORK_SLOW_START": str(slow)}) as proc:
+        assert await proc.exit_code() == 3, proc.output
+    assert "not ready after boot_timeout=1s" in proc.output
