@@ -13,9 +13,13 @@ access log, on 127.0.0.1. Measured, each in fresh server processes:
   ``--client``) keeps C keep-alive connections busy for a few seconds; implementations
   are interleaved within each repetition, the median is shown;
 - respawn: SIGKILL a worker, time until a request is answered by a new pid;
-- failed requests while the server receives SIGTERM, and during three SIGHUP reloads,
-  under a load of one request per connection: a connection refused is not a failure
-  (nobody listens), a connection accepted and then reset or left unanswered is.
+- failed requests while the server receives SIGTERM, and during ten SIGHUP reloads
+  (three in the table), under a load of one request per connection on saturated
+  workers (``/work`` blocks each worker 2 ms per request, 32 connections keep the
+  accept queue full): a connection refused is not a failure (nobody listens), a
+  connection accepted and then reset or left unanswered is.
+
+    python benchmarks/bench_prefork.py --drain --loop asyncio --repeats 3   # only those
 
 The client shares the machine's cores with the servers, so a second worker helps only
 as far as a core is free: read the numbers with the load average printed beside them.
@@ -42,6 +46,12 @@ from typing import Any, Self
 HERE = Path(__file__).resolve().parent
 PYTHON = sys.executable
 UVLOOP = importlib.util.find_spec("uvloop") is not None
+
+
+class Options:
+    """The loop the servers run (``--loop``; uvloop when installed)."""
+
+    loop = "uvloop" if UVLOOP else "asyncio"
 
 
 def has_gunicorn() -> bool:
@@ -75,10 +85,10 @@ def server_command(impl: str, workers: int, port: int) -> list[str]:
             "--graceful-timeout",
             "10",
             "--loop",
-            "uvloop" if UVLOOP else "asyncio",
+            Options.loop,
             *preload,
         ]
-    worker = "GunicornUVLoopWebWorker" if UVLOOP else "GunicornWebWorker"
+    worker = "GunicornUVLoopWebWorker" if Options.loop == "uvloop" else "GunicornWebWorker"
     return [
         PYTHON,
         "-m",
@@ -196,7 +206,8 @@ async def _keepalive(port: int, seconds: float, counts: list[int]) -> None:
         writer.close()
 
 
-async def _one_shot(port: int, until: asyncio.Event, tally: dict[str, int]) -> None:
+async def _one_shot(port: int, until: asyncio.Event, tally: dict[str, int], path: str) -> None:
+    request = f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
     while not until.is_set():
         try:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -208,7 +219,7 @@ async def _one_shot(port: int, until: asyncio.Event, tally: dict[str, int]) -> N
             tally["connect_errors"] += 1
             continue
         try:
-            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            writer.write(request)
             data = await asyncio.wait_for(reader.read(), 15)
             if b"hello from" in data:
                 tally["ok"] += 1
@@ -248,7 +259,8 @@ def client_main(mode: str, port: int, connections: int, seconds: float) -> int:
         loop = asyncio.get_running_loop()
         loop.add_reader(sys.stdin.fileno(), until.set)
         print("started", flush=True)
-        await asyncio.gather(*(_one_shot(port, until, tally) for _ in range(connections)))
+        path = "/work" if mode == "load-work" else "/"
+        await asyncio.gather(*(_one_shot(port, until, tally, path) for _ in range(connections)))
         return tally
 
     print(json.dumps(asyncio.run(load())))
@@ -270,9 +282,9 @@ def client(*args: str, timeout: float) -> dict[str, Any]:
 class Load:
     """One-request-per-connection load in a separate process, stopped by closing its stdin."""
 
-    def __init__(self, port: int, connections: int = 4) -> None:
+    def __init__(self, port: int, connections: int = 32, mode: str = "load-work") -> None:
         self.proc = subprocess.Popen(  # noqa: S603 - this script
-            [PYTHON, __file__, "--client", "load", str(port), str(connections), "0"],
+            [PYTHON, __file__, "--client", mode, str(port), str(connections), "0"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -365,6 +377,7 @@ def run(smoke: bool) -> dict[str, Any]:
     settle = 0.1 if smoke else 1.0
     results["term"] = {impl: measure_term(impl, 2, settle) for impl in impls}
     results["hup"] = {impl: measure_hup(impl, 2, 1 if smoke else 3, settle) for impl in impls}
+    results["loop"] = Options.loop
     for kind in ("term", "hup"):
         for impl, tally in results[kind].items():
             print(f"  {kind} {impl}: {tally}", file=sys.stderr)
@@ -410,15 +423,52 @@ def render(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def drain(reloads: int, repeats: int) -> list[str]:
+    """``--drain``: failed requests at SIGTERM and through ``reloads`` SIGHUPs, per run."""
+    impls = ["tether"] + (["gunicorn"] if has_gunicorn() else [])
+    lines = [
+        (
+            f"Failed requests under saturated load ({Options.loop}, 2 workers, 32 "
+            f"connections on /work), {repeats} run(s) each: failed/answered"
+        ),
+        f"{'':24}" + "".join(f"{impl:>22}" for impl in impls),
+    ]
+
+    def term(impl: str) -> dict[str, int]:
+        return measure_term(impl, 2, 1.0)
+
+    def hup(impl: str) -> dict[str, int]:
+        return measure_hup(impl, 2, reloads, 0.5)
+
+    for label, measure in (("SIGTERM", term), (f"{reloads} SIGHUPs", hup)):
+        for rep in range(repeats):
+            cells = []
+            for impl in impls:
+                tally = measure(impl)
+                failed = tally["failed"] + tally["connect_errors"]
+                cells.append(f"{failed:>10} / {tally['ok']:<9}")
+                print(f"  {label} {impl} run {rep + 1}: {tally}", file=sys.stderr)
+            lines.append(f"{f'{label}, run {rep + 1}':24}" + "".join(f"{c:>22}" for c in cells))
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--client", nargs=4, metavar=("MODE", "PORT", "CONNS", "SECONDS"))
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default=Options.loop)
+    parser.add_argument("--drain", action="store_true", help="only SIGTERM and SIGHUP failures")
+    parser.add_argument("--reloads", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=1)
     args = parser.parse_args(argv)
     if args.client:
         mode, port, conns, seconds = args.client
         return client_main(mode, int(port), int(conns), float(seconds))
+    Options.loop = args.loop
+    if args.drain:
+        print("\n".join(drain(args.reloads, args.repeats)))
+        return 0
     results = run(args.smoke)
     print(json.dumps(results, indent=2) if args.json else "\n".join(render(results)))
     return 0

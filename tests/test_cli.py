@@ -217,6 +217,18 @@ def test_every_sub_command_has_help(command: str) -> None:
     assert "module:attr" in result.stdout
 
 
+@pytest.mark.parametrize("command", ["run", "graph", "check", "repl"])
+def test_every_option_has_help(command: str) -> None:
+    """No option of a sub-command is left without a line of help."""
+    from tether._cli import _parser
+
+    parser = _parser()
+    commands = next(a for a in parser._actions if a.dest == "command")
+    sub = commands.choices[command]  # type: ignore[index]
+    missing = [a.option_strings or a.dest for a in sub._actions if not a.help]
+    assert missing == []
+
+
 def test_console_script_is_installed() -> None:
     """The `tether` console script sits next to the interpreter and runs `main`."""
     script = Path(sys.executable).parent / "tether"

@@ -64,6 +64,7 @@ EXPECTED = {
     "section",
     "status",
     "status_tree",
+    "stop_serving",
     "subscribe",
     "task",
     "timer",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,9 +16,11 @@ from tether._sockets import (
     Listener,
     Sockets,
     adopt_systemd,
+    backlog_of,
     bind,
     parse_bind,
     refuse_new_connections,
+    refusing,
     set_listeners,
 )
 
@@ -186,3 +190,89 @@ def test_prefork_checks_its_arguments() -> None:
         tether.prefork("m:a", bind=["udp://x:1"])
     with pytest.raises(ValueError, match="graceful_timeout="):
         tether.prefork("m:a", graceful_timeout=0)
+
+
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux sockets")
+
+
+@linux_only
+def test_a_tcp_socket_refuses_once_the_syn_filter_is_attached() -> None:
+    """refusing() reads the kernel's state: no filter, then the master's SYN filter."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)
+        assert not refusing(sock)
+        assert refuse_new_connections(sock)
+        assert refusing(sock)
+
+
+def test_a_unix_socket_refuses_once_its_file_is_removed(tmp_path: Path) -> None:
+    """The master removes the file on its final stop: nobody can connect by path."""
+    path = tmp_path / "app.sock"
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(path))
+        sock.listen(16)
+        assert not refusing(sock)
+        path.unlink()
+        assert refusing(sock)
+
+
+@linux_only
+def test_backlog_of_a_handed_socket_is_the_one_bound_even_after_another_listen() -> None:
+    """A server calling listen(128) on a handed socket: the bound backlog is remembered."""
+    [item] = bind("tcp://127.0.0.1:0")
+    try:
+        set_listeners([item])
+        duplicate = item.sock.dup()
+        duplicate.listen(128)
+        assert backlog_of(duplicate) == 2048
+        item.keep_backlog()
+        with socket.socket() as other:
+            other.bind(("127.0.0.1", 0))
+            other.listen(77)
+            assert backlog_of(other) == 77  # not handed: what the kernel says
+        duplicate.close()
+    finally:
+        set_listeners([])
+        item.sock.close()
+
+
+async def test_stop_serving_takes_an_asyncio_server_only() -> None:
+    """A wrong argument is named, with what to pass."""
+    with pytest.raises(TypeError, match=r"takes the server asyncio.start_server\(\)"):
+        await tether.stop_serving("server")  # type: ignore[arg-type]
+
+
+async def test_stop_serving_checks_its_drain_timeout() -> None:
+    """The bound must be finite seconds >= 0."""
+    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    try:
+        with pytest.raises(ValueError, match=r"drain_timeout= must be a finite number"):
+            await tether.stop_serving(server, drain_timeout=-1)
+    finally:
+        server.close()
+
+
+async def test_stop_serving_closes_the_listening_socket_and_keeps_connections() -> None:
+    """After stop_serving the port refuses; a connection it accepted still gets answered."""
+    answered = asyncio.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readline()
+        writer.write(b"ok\n")
+        await writer.drain()
+        writer.close()
+        answered.set()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"hello\n")
+    await writer.drain()
+    await tether.stop_serving(server)
+    assert not server.is_serving()
+    assert await asyncio.wait_for(reader.readline(), 5) == b"ok\n"
+    writer.close()
+    await asyncio.wait_for(answered.wait(), 5)
+    with pytest.raises(ConnectionRefusedError):
+        await asyncio.open_connection("127.0.0.1", port)

@@ -61,6 +61,7 @@ _LAZY = {
     "prefork": "_master",
     "run": "_runner",
     "status_tree": "_picture",
+    "stop_serving": "_sockets",
 }
 
 if _TYPE_CHECKING:
@@ -69,7 +70,7 @@ if _TYPE_CHECKING:
     from ._picture import graph, status_tree
     from ._plugins import Plugins
     from ._runner import ExitCode, run
-    from ._sockets import listeners
+    from ._sockets import listeners, stop_serving
     from ._supervise import Backoff, Restart, RestartIntensityError, Strategy, Supervisor
     from ._thread import ServiceThread, ThreadStalledError
 
@@ -125,6 +126,7 @@ __all__ = [
     "section",
     "status",
     "status_tree",
+    "stop_serving",
     "subscribe",
     "task",
     "timer",

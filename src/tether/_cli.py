@@ -20,11 +20,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from ._errors import TetherError
+from ._errors import RegistrationError, TetherError
 from ._graph import check
-from ._logging import LOG_FORMATS, LOG_LEVELS
+from ._logging import LOG_FORMATS, LOG_LEVELS, make_formatter
 from ._picture import FORMATS, graph
-from ._runner import DEFAULT_SHUTDOWN_TIMEOUT, LOOPS, ExitCode, run
+from ._runner import DEFAULT_SHUTDOWN_TIMEOUT, LOOPS, ExitCode, check_timeout, loop_factory, run
 from ._service import ServiceBase
 
 if TYPE_CHECKING:
@@ -143,7 +143,10 @@ def as_service(obj: object, spec: str, container: Container) -> ServiceBase:
         )
     from ._container import Uses  # noqa: PLC0415
 
-    made = container.root(obj)
+    try:
+        made = container.root(obj)
+    except RegistrationError as exc:  # its own parameters cannot be injected
+        raise TargetError(f"{spec}: {exc}") from None
     if isinstance(made, Uses):  # the factory built something that is not a service
         raise TargetError(
             f"{spec} was called as a factory and did not return a service; return a "
@@ -181,8 +184,18 @@ def resolve(spec: str, overrides: Sequence[str] = ()) -> tuple[ServiceBase, Cont
 # ------------------------------------------------------------------- the command
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the command's one-line errors: ``tether: run: ...``, exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print one line naming the mistake and where to read more; exit with 2."""
+        command = self.prog.partition(" ")[2]
+        where = f"{command}: " if command else ""
+        _fail(ExitCode.USAGE, f"{where}{message} (see: {self.prog} --help)")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tether",
         description="Run, draw, check or explore a graph of tether services.",
         epilog="exit codes: 0 clean stop, 1 crash while running, 2 usage error, "
@@ -192,7 +205,7 @@ def _parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"tether {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    target = argparse.ArgumentParser(add_help=False)
+    target = _Parser(add_help=False)
     target.add_argument(
         "target",
         metavar="module:attr",
@@ -206,7 +219,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECTION.KEY=VALUE",
         help="override a configuration value (repeatable), e.g. -c db.pool_size=20",
     )
-    running = argparse.ArgumentParser(add_help=False)
+    running = _Parser(add_help=False)
     running.add_argument(
         "--loop", choices=LOOPS, default="auto", help="event loop (auto: uvloop if installed)"
     )
@@ -220,7 +233,15 @@ def _parser() -> argparse.ArgumentParser:
             f"{DEFAULT_SHUTDOWN_TIMEOUT:g}; with --workers, use --graceful-timeout)"
         ),
     )
-    running.add_argument("--log-format", choices=LOG_FORMATS, default="auto")
+    running.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="auto",
+        help="auto (default): with structlog installed, a colored console on a terminal and "
+        "JSON lines only when output is not a terminal; without structlog, plain lines. "
+        "plain: one line per record (stdlib); console: structlog's console (needs "
+        "structlog); json: one JSON object per line",
+    )
 
     run_cmd = commands.add_parser(
         "run",
@@ -229,7 +250,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Start the graph, run until SIGINT/SIGTERM (graceful; a second one "
         "forces), SIGHUP reloads, SIGUSR1 prints the live status.",
     )
-    run_cmd.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    run_cmd.add_argument(
+        "--log-level", choices=LOG_LEVELS, default="info", help="log threshold (default info)"
+    )
     _prefork_options(run_cmd)
     graph_cmd = commands.add_parser(
         "graph",
@@ -238,7 +261,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Draw the dependency graph with its ordering groups, without starting "
         "anything.",
     )
-    graph_cmd.add_argument("--format", choices=FORMATS, default="text")
+    graph_cmd.add_argument(
+        "--format", choices=FORMATS, default="text", help="text tree (default), DOT or Mermaid"
+    )
     commands.add_parser(
         "check",
         parents=[target],
@@ -253,13 +278,47 @@ def _parser() -> argparse.ArgumentParser:
         description="Start the graph and open an asyncio REPL with top-level await; the "
         "root is bound as `root`, every service by name. Leaving stops the graph.",
     )
-    repl_cmd.add_argument("--log-level", choices=LOG_LEVELS, default="warning")
+    repl_cmd.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default="warning",
+        help="log threshold (default warning: the log would cover the prompt)",
+    )
     return parser
 
 
 def _fail(code: ExitCode, message: str) -> NoReturn:
-    sys.stderr.write(f"tether: {message}\n")
+    line = " ".join(message.split())  # one line, whatever the message held
+    sys.stderr.write(f"tether: {line}\n")
     raise SystemExit(code)
+
+
+def _check_running_options(args: argparse.Namespace) -> None:
+    """Refuse options `run` and `repl` cannot honour before anything is loaded (code 2)."""
+    try:
+        loop_factory(args.loop)
+        make_formatter(args.log_format, sys.stderr)
+        if args.shutdown_timeout is not None:
+            check_timeout(args.shutdown_timeout)
+    except (ImportError, ValueError) as exc:
+        _fail(ExitCode.USAGE, str(exc))
+
+
+def _unreadable_graph(spec: str, exc: Exception) -> NoReturn:
+    """An exception from the user's code while the graph was read: where, in one line."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = ""
+    if frames:
+        last = frames[-1]
+        try:
+            shown = os.path.relpath(last.filename)
+        except ValueError:
+            shown = last.filename
+        where = f" (at {shown}:{last.lineno} in {last.name})"
+    _fail(
+        ExitCode.STARTUP_FAILED,
+        f"{spec}: reading the graph raised {type(exc).__name__}: {exc}{where}",
+    )
 
 
 def _load(spec: str, overrides: Sequence[str]) -> tuple[ServiceBase, Container]:
@@ -280,6 +339,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Like `python -m`, find the user's modules in the current directory.
     if os.getcwd() not in sys.path and "" not in sys.path:  # noqa: PTH109
         sys.path.insert(0, os.getcwd())  # noqa: PTH109
+    if args.command in ("run", "repl"):
+        _check_running_options(args)
     if args.command == "run" and (args.workers is not None or args.bind):
         _prefork(args)
     service, container = _load(args.target, args.config)
@@ -293,6 +354,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 text = _with_config(text, container)
         except TetherError as exc:
             _fail(ExitCode.STARTUP_FAILED, f"{args.target}: {exc}")
+        except Exception as exc:  # raised by the user's code, e.g. a dependencies property
+            _unreadable_graph(args.target, exc)
         finally:
             # Building the services may have opened what generator providers yield.
             asyncio.run(container.aclose())
@@ -345,7 +408,17 @@ def _prefork_options(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=30.0,
         metavar="SECONDS",
-        help="a worker whose event loop is silent this long is replaced (default %(default)g)",
+        help="a worker whose event loop is silent this long is killed and replaced; "
+        "workers send a heartbeat every T/4 (default %(default)g)",
+    )
+    group.add_argument(
+        "--boot-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="a worker not ready this long after its fork is killed; at start the master "
+        "then stops with code 3, on reload the old workers keep serving (default "
+        "%(default)g)",
     )
 
 
@@ -368,12 +441,13 @@ def _prefork(args: argparse.Namespace) -> NoReturn:
             preload=args.preload,
             graceful_timeout=args.graceful_timeout,
             heartbeat_timeout=args.heartbeat_timeout,
+            boot_timeout=args.boot_timeout,
             loop=args.loop,
             log_level=args.log_level,
             log_format=args.log_format,
             overrides=args.config,
         )
-    except (TetherError, ValueError, TypeError) as exc:
+    except (TetherError, ValueError, TypeError, ImportError) as exc:
         _fail(ExitCode.USAGE, str(exc))
 
 

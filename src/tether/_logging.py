@@ -20,16 +20,26 @@ from typing import Any, Literal, TextIO
 from ._events import EventKind, LifecycleEvent
 from ._service import ServiceState, display_name
 
-__all__ = ["LifecycleLogger", "configured", "log_loop_exception", "parse_level"]
+__all__ = [
+    "LifecycleLogger",
+    "ProcessFields",
+    "configured",
+    "log_loop_exception",
+    "log_status",
+    "parse_level",
+]
 
 LogFormat = Literal["auto", "plain", "console", "json"]
 LOG_FORMATS: tuple[LogFormat, ...] = ("auto", "plain", "console", "json")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 PLAIN_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+PROCESS_FORMAT = "%(asctime)s %(levelname)-7s [%(process_tag)s] %(name)s: %(message)s"
+"""Plain lines of a pre-fork master and its workers: ``[worker 2 pid 4242]``."""
 
 lifecycle_logger = logging.getLogger("tether.lifecycle")
 loop_logger = logging.getLogger("tether.loop")
+status_logger = logging.getLogger("tether.status")
 
 # Attributes every LogRecord has; anything else was passed in ``extra``.
 _RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
@@ -66,17 +76,56 @@ def _isatty(stream: TextIO) -> bool:
         return False
 
 
-def make_formatter(log_format: LogFormat, stream: TextIO) -> logging.Formatter:
-    """The formatter for ``log_format`` on ``stream`` (``auto`` resolved here)."""
+class ProcessFields(logging.Filter):
+    """Adds ``pid`` and, in a pre-fork worker, ``worker`` (its number) to every record.
+
+    Installed on the handler of a pre-fork master, which the workers inherit when they
+    fork: the same handler then tells the processes apart. The number comes from
+    ``TETHER_WORKER``, which the master sets in each worker.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Add the fields; never drops a record."""
+        record.pid = record.process
+        worker = os.environ.get("TETHER_WORKER")
+        if worker and worker.isdigit():
+            record.worker = int(worker)
+        return True
+
+
+class _ProcessFormatter(logging.Formatter):
+    """Plain lines that name the process: ``[master pid 4240]``, ``[worker 2 pid 4242]``."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        worker = getattr(record, "worker", None)
+        role = "master" if worker is None else f"worker {worker}"
+        values = {**vars(record), "process_tag": f"{role} pid {record.process}"}
+        return PROCESS_FORMAT % values
+
+
+def _plain(processes: bool) -> logging.Formatter:
+    return _ProcessFormatter(PROCESS_FORMAT) if processes else logging.Formatter(PLAIN_FORMAT)
+
+
+def make_formatter(
+    log_format: LogFormat, stream: TextIO, *, processes: bool = False
+) -> logging.Formatter:
+    """The formatter for ``log_format`` on ``stream`` (``auto`` resolved here).
+
+    ``auto`` is a colored console on a terminal and JSON lines otherwise when structlog
+    is installed, plain lines without it. ``processes``: the plain format names the
+    process of each line (a pre-fork master and its workers; the other formats carry
+    the fields :class:`ProcessFields` adds).
+    """
     if log_format not in LOG_FORMATS:
         raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, got {log_format!r}.")
     has_structlog = structlog_available()
     if log_format == "auto":
         if not has_structlog:
-            return logging.Formatter(PLAIN_FORMAT)
+            return _plain(processes)
         log_format = "console" if _isatty(stream) else "json"
     if log_format == "plain":
-        return logging.Formatter(PLAIN_FORMAT)
+        return _plain(processes)
     if not has_structlog:
         if log_format == "json":
             return JsonFormatter()
@@ -135,13 +184,18 @@ class JsonFormatter(logging.Formatter):
 
 @contextlib.contextmanager
 def configured(
-    level: str | int, log_format: LogFormat, stream: TextIO | None = None
+    level: str | int,
+    log_format: LogFormat,
+    stream: TextIO | None = None,
+    *,
+    processes: bool = False,
 ) -> Iterator[bool]:
     """Set up logging for the ``with`` block unless it is configured already.
 
     Yields whether tether set it up. On leaving, tether's handler is flushed and
     removed and the root level restored, so a program that goes on afterwards (a
-    test, a notebook) finds logging as it was.
+    test, a notebook) finds logging as it was. ``processes`` (a pre-fork master):
+    every record carries the pid and worker number of the process that wrote it.
     """
     root = logging.getLogger()
     if root.handlers:
@@ -149,7 +203,9 @@ def configured(
         return
     out = sys.stderr if stream is None else stream
     handler = logging.StreamHandler(out)
-    handler.setFormatter(make_formatter(log_format, out))
+    handler.setFormatter(make_formatter(log_format, out, processes=processes))
+    if processes:
+        handler.addFilter(ProcessFields())
     numeric = parse_level(level)
     previous = root.level
     root.addHandler(handler)
@@ -286,3 +342,17 @@ def log_loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any])
         loop_logger.error("%s", text, exc_info=exc)
     else:
         loop_logger.error("%s", text)
+
+
+def log_status(text: str) -> None:
+    """The SIGUSR1 status dump, through logging so it follows ``--log-format``.
+
+    One record on ``tether.status`` (in JSON, one object whose ``event`` holds the whole
+    text). Where INFO is not logged (``--log-level warning``), the text goes to stderr
+    as it is: a status asked for is always shown.
+    """
+    if status_logger.isEnabledFor(logging.INFO) and status_logger.hasHandlers():
+        status_logger.info("%s", text)
+        return
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()

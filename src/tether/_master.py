@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from ._errors import TetherError
 from ._listen import check_seconds
-from ._logging import LOG_FORMATS, LogFormat, configured, parse_level
+from ._logging import LOG_FORMATS, LogFormat, configured, make_formatter, parse_level
 from ._notify import Notifier
 from ._service import ServiceBase
 from ._sockets import parse_bind
@@ -126,6 +127,10 @@ def prefork(
     parse_level(log_level)
     if log_format not in LOG_FORMATS:
         raise ValueError(f"log_format must be one of {', '.join(LOG_FORMATS)}, got {log_format!r}.")
+    make_formatter(log_format, sys.stderr)  # ImportError now, not in every worker
+    from ._runner import loop_factory  # noqa: PLC0415 - avoids an import cycle
+
+    loop_factory(loop)
     if threading.current_thread() is not threading.main_thread():
         raise RuntimeError(
             "tether.prefork() forks and owns the signals: call it in the main thread."
@@ -136,6 +141,9 @@ def prefork(
             f"{threading.active_count() - 1} other thread(s) run: start them in the "
             f"workers' services instead."
         )
+    from ._pid1 import become_init_when_pid1  # noqa: PLC0415 - a container's PID 1 only
+
+    become_init_when_pid1()
     options: dict[str, Any] = {
         "loop": loop,
         "shutdown_timeout": graceful,
@@ -175,7 +183,7 @@ def _run_master(
     from ._sockets import BindError, Sockets  # noqa: PLC0415
     from ._worker import service_main  # noqa: PLC0415
 
-    with configured(options["log_level"], options["log_format"]):
+    with configured(options["log_level"], options["log_format"], processes=True):
         logger.info(
             "master pid %d: %d worker(s)%s", os.getpid(), count, " (preloaded)" if preload else ""
         )

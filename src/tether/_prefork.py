@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, NoReturn
 
 from ._errors import TetherError
+from ._logging import log_status
 from ._notify import Notifier, watchdog_interval
 from ._service import BlockingService
 from ._sockets import Sockets, set_listeners
@@ -152,8 +153,14 @@ class Workers(BlockingService):
         self.master_pid = os.getpid()
         self.exits: list[tuple[int, int]] = []
         """(pid, exit status) of every worker reaped, for the report and the tests."""
+        self.boot_failures: list[tuple[int, int]] = []
+        """(pid, exit status) of the workers that exited before they were ready."""
         self.watchdog = watchdog_interval()
         self.last_watchdog = 0.0
+        self.announced = False
+        """Whether "every worker is ready" was said (the log line and READY=1), once."""
+        self.started = False
+        """The ``started`` stage ran: readiness may be announced from then on."""
 
     @property
     def dependencies(self) -> list[Sockets]:
@@ -190,7 +197,30 @@ class Workers(BlockingService):
         if problem is not None:
             self._abandon()
             raise BootError(f"{problem}; nothing serves: the master stops.")
-        logger.info("%d worker(s) ready", len(self.workers))
+        if self._stop_requested():
+            booting = sum(1 for w in self.workers.values() if not w.ready)
+            logger.info(
+                "stop requested while %d of %d worker(s) still booted: stopped before every "
+                "worker was ready",
+                booting,
+                len(self.workers),
+            )
+
+    def _announce_ready(self) -> None:
+        """Say every worker is ready (log, ``READY=1``), once, and only when it is true.
+
+        Not while stopping, and not while fewer workers than wanted are ready: one that
+        was ready and died during the boot wait is respawned first.
+        """
+        if self.announced or not self.started or self._stop_requested():
+            return
+        active = self._active()
+        if len(active) < self.desired or not all(w.ready for w in active):
+            return
+        self.announced = True
+        logger.info("%d worker(s) ready", len(active))
+        if self.notifier is not None:
+            self.notifier.ready(f"{len(active)} workers ready")
 
     def _abandon(self) -> None:
         """A failed start: kill what was forked, undo the rest (``stop`` is not called)."""
@@ -201,8 +231,9 @@ class Workers(BlockingService):
         """Wait until every worker is ready (None) or one failed (what happened)."""
         deadline = time.monotonic() + self.boot_timeout
         while not self._stop_requested():
-            if self.exits:
-                status = _status_text(self.exits[0][1])
+            if self.boot_failures:
+                # One that was ready and died since is respawned by supervise().
+                status = _status_text(self.boot_failures[0][1])
                 return f"a worker exited before it was ready ({status}; its error is above)"
             booting = [w for w in self.workers.values() if not w.ready]
             if not booting:
@@ -215,9 +246,9 @@ class Workers(BlockingService):
         return None
 
     def on_started(self) -> None:
-        """Every worker serves: tell systemd the service is ready."""
-        if self.notifier is not None:
-            self.notifier.ready(f"{len(self.workers)} workers ready")
+        """Every worker serves: tell systemd the service is ready (only if it is true)."""
+        self.started = True
+        self._announce_ready()
 
     def stop(self) -> None:
         """Stop every worker gracefully; kill what outlives ``graceful_timeout``."""
@@ -386,6 +417,10 @@ class Workers(BlockingService):
 
     def _on_ready(self, worker: _Worker) -> None:
         worker.ready_at = time.monotonic()
+        # Its server may have called listen() again with a backlog of its own (aiohttp
+        # 128, asyncio 100) on the shared socket: the one bound (or systemd's) holds.
+        for listener in self.sockets.listeners:
+            listener.keep_backlog()
         logger.info("%s ready in %.0f ms", worker, (worker.ready_at - worker.born) * 1000)
         old, worker.replaces = worker.replaces, None
         if old is not None and old.pid in self.workers and not old.stopping:
@@ -393,6 +428,7 @@ class Workers(BlockingService):
             self._terminate(old)
         if old is not None:
             self._reload_finished()
+        self._announce_ready()  # the first time only: a worker respawned during the boot
 
     def _handle_signals(self) -> None:
         pending, self.pending = self.pending, []
@@ -441,8 +477,7 @@ class Workers(BlockingService):
             f"last heartbeat {now - worker.last_seen:.1f}s ago"
             for worker in sorted(self.workers.values(), key=lambda w: w.serial)
         )
-        sys.stderr.write("\n".join(lines) + "\n")
-        sys.stderr.flush()
+        log_status("\n".join(lines))
         for worker in self.workers.values():
             self._signal(worker, signal.SIGUSR1)
 
@@ -458,6 +493,8 @@ class Workers(BlockingService):
             if worker is None:
                 continue
             self.exits.append((pid, status))
+            if worker.ready_at is None:
+                self.boot_failures.append((pid, status))
             self._forget(worker)
             self._on_exit(worker, status)
 
@@ -570,12 +607,16 @@ class Workers(BlockingService):
     def _terminate_all(self, *, graceful: bool) -> None:
         if not self.workers:
             return
+        told = 0
         for worker in list(self.workers.values()):
             if graceful:
                 if worker.terms == 0:
                     self._terminate(worker)
+                    told += 1
             else:
                 self._kill(worker)
+        if told:
+            logger.info("SIGTERM sent to %d worker(s): each drains and exits", told)
         deadline = time.monotonic() + (self.graceful_timeout if graceful else 5.0)
         while self.workers and time.monotonic() < deadline:
             self._poll(deadline)

@@ -31,6 +31,7 @@ from ._logging import (
     LogFormat,
     configured,
     log_loop_exception,
+    log_status,
     parse_level,
 )
 from ._notify import Notifier, Progress, ping_watchdog, watchdog_interval
@@ -56,9 +57,11 @@ class ExitCode(enum.IntEnum):
     ==  ===============================================================================
     0   clean stop: the root stopped on its own, or on SIGINT / SIGTERM, gracefully
     1   crash while running: a background task raised, or stopping reported errors
-    2   usage error of the ``tether`` command (bad option, ``module:attr`` not found)
+    2   usage error of the ``tether`` command (bad option or value, an option's extra
+        missing, ``module:attr`` not found or not a service it can build)
     3   failure during startup: the ``init`` or ``start`` stage raised, or the graph
-        is invalid (cycle, a dependency that is not a service, a bad hook)
+        is invalid (cycle, a dependency that is not a service, a bad hook, a
+        ``dependencies`` that raised)
     70  forced exit: a second SIGINT / SIGTERM, or the shutdown deadline passed
     ==  ===============================================================================
     """
@@ -129,7 +132,8 @@ def _check_service(service: object) -> ServiceBase:
     raise TypeError(f"tether.run() takes a service, got {service!r} ({type(service).__name__}).")
 
 
-def _check_timeout(value: object) -> float:
+def check_timeout(value: object) -> float:
+    """``shutdown_timeout`` as seconds; ValueError naming what is wrong."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise ValueError(f"shutdown_timeout must be a positive number of seconds, got {value!r}.")
     if math.isinf(value):
@@ -157,7 +161,7 @@ class Runner:
         self.service = _check_service(service)
         self.container = container
         self.factory = loop_factory(loop)
-        self.shutdown_timeout = _check_timeout(shutdown_timeout)
+        self.shutdown_timeout = check_timeout(shutdown_timeout)
         parse_level(log_level)
         if log_format not in LOG_FORMATS:
             raise ValueError(
@@ -473,8 +477,7 @@ class Runner:
         except Exception as exc:
             logger.exception("could not draw the status tree")
             tree = f"(status unavailable: {exc!r})"
-        sys.stderr.write(f"{header}\n{tree}\n")
-        sys.stderr.flush()
+        log_status(f"{header}\n{tree}")
 
 
 def run(
@@ -526,6 +529,9 @@ def run(
         repl=repl,
         container=container,
     )
+    from ._pid1 import become_init_when_pid1  # noqa: PLC0415 - a container's PID 1 only
+
+    become_init_when_pid1()
     code = runner.execute()
     if runner.console_left_running:
         # The REPL thread still waits in input(); it cannot be interrupted, and

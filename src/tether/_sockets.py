@@ -9,18 +9,21 @@ on when they are given no address of their own.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
+import select
 import socket
 import stat
 import struct
 import sys
 from collections.abc import Iterable, MutableMapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._errors import TetherError
 from ._listen import bind as bind_tcp
+from ._listen import check_seconds
 from ._service import BlockingService
 
 if TYPE_CHECKING:
@@ -31,10 +34,13 @@ __all__ = [
     "Listener",
     "Sockets",
     "adopt_systemd",
+    "backlog_of",
     "listeners",
     "parse_bind",
     "refuse_new_connections",
+    "refusing",
     "set_listeners",
+    "stop_serving",
     "systemd_listeners",
 ]
 
@@ -51,7 +57,7 @@ class BindError(TetherError, ValueError):
 class Listener:
     """One listening socket and the name it goes by (its bind spec or systemd's name)."""
 
-    __slots__ = ("name", "sock", "systemd", "unlink")
+    __slots__ = ("backlog", "name", "sock", "systemd", "unlink")
 
     def __init__(
         self,
@@ -60,6 +66,7 @@ class Listener:
         *,
         unlink: Path | None = None,
         systemd: bool = False,
+        backlog: int | None = None,
     ) -> None:
         self.name = name
         self.sock = sock
@@ -67,6 +74,15 @@ class Listener:
         """The Unix socket path bound here, removed when the socket is closed for good."""
         self.systemd = systemd
         """Passed by systemd, which keeps it open across restarts of the service."""
+        self.backlog = backlog
+        """The accept queue's length as bound (ours) or found (systemd's ``Backlog=``):
+        kept whatever listen() the servers in the workers call again. None: unknown."""
+
+    def keep_backlog(self) -> None:
+        """Listen again with :attr:`backlog`: a server's own ``listen(128)`` is undone."""
+        if self.backlog is not None and self.sock.fileno() != -1:
+            with contextlib.suppress(OSError):
+                self.sock.listen(self.backlog)
 
     def __repr__(self) -> str:
         return f"<Listener {self.name} fd={self.sock.fileno()}>"
@@ -169,7 +185,7 @@ def adopt_systemd(environ: MutableMapping[str, str] | None = None) -> list[Liste
         os.set_inheritable(fd, False)  # noqa: FBT003 - the os API
         sock = socket.socket(fileno=fd)
         name = names[index] if index < len(names) and names[index] else "unknown"
-        found.append(Listener(name, sock, systemd=True))
+        found.append(Listener(name, sock, systemd=True, backlog=_tcp_backlog(sock)))
     logger.info(
         "adopted %d socket(s) from systemd: %s",
         len(found),
@@ -231,8 +247,11 @@ def bind(spec: str) -> list[Listener]:
                 sock.close()
                 raise
             sock.setblocking(False)  # noqa: FBT003 - the socket API
-            return [Listener(spec, sock, unlink=path)]
-        return [Listener(spec, sock) for sock in bind_tcp(str(where), int(port), _BACKLOG)]
+            return [Listener(spec, sock, unlink=path, backlog=_BACKLOG)]
+        return [
+            Listener(spec, sock, backlog=_BACKLOG)
+            for sock in bind_tcp(str(where), int(port), _BACKLOG)
+        ]
     except OSError as exc:
         raise BindError(f"cannot bind {spec}: {exc.strerror or exc}") from exc
 
@@ -293,6 +312,146 @@ def refuse_new_connections(sock: socket.socket) -> bool:
         logger.debug("could not attach the SYN filter to %s: %s", describe(sock), exc)
         return False
     return True
+
+
+_SO_GET_FILTER = _SO_ATTACH_FILTER
+_TCP_INFO_LISTEN = "8B6I"
+"""The head of ``struct tcp_info``: for a listening socket, ``tcpi_unacked`` (the 13th
+field) is the accept queue's length and ``tcpi_sacked`` (the 14th) its limit."""
+
+
+def _tcp_backlog(sock: Any) -> int | None:
+    """The accept queue limit of a listening TCP socket (Linux), else None."""
+    if not sys.platform.startswith("linux") or sock.family not in (
+        socket.AF_INET,
+        socket.AF_INET6,
+    ):
+        return None
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    except OSError:
+        return None
+    return int(struct.unpack_from(_TCP_INFO_LISTEN, info)[13]) or None
+
+
+def backlog_of(sock: socket.socket) -> int | None:
+    """The backlog a server listening on ``sock`` should ask for, None if unknown.
+
+    For a socket handed to this process (:func:`listeners`), the one it was bound with
+    or the one systemd gave it; for another listening TCP socket, what the kernel
+    reports. A server given a socket calls ``listen()`` again with its own default
+    (aiohttp 128, asyncio 100), which would shrink a shared socket's queue.
+    """
+    for item in _Process.listeners or []:
+        if item.sock.fileno() != -1 and _same_socket(item.sock, sock):
+            return item.backlog
+    return _tcp_backlog(sock)
+
+
+def _same_socket(one: socket.socket, other: socket.socket) -> bool:
+    try:
+        return os.fstat(one.fileno()).st_ino == os.fstat(other.fileno()).st_ino
+    except OSError:
+        return False
+
+
+def refusing(sock: Any) -> bool:
+    """Whether this listening socket takes no new connection any more (a final stop).
+
+    True for a TCP socket that carries a socket filter (the pre-fork master attaches
+    its SYN filter, :func:`refuse_new_connections`, when it stops for good) and for a
+    Unix socket whose file is gone (the master removes it then). During a reload
+    neither happens: the socket keeps taking connections for the other workers.
+    """
+    family = sock.family
+    if family in (socket.AF_INET, socket.AF_INET6):
+        return _filter_length(sock.fileno()) > 0
+    if family == socket.AF_UNIX:
+        try:
+            name = sock.getsockname()
+        except OSError:
+            return False
+        if isinstance(name, bytes):
+            name = name.decode(errors="replace")
+        if not name or name.startswith("\0"):
+            return False  # abstract: no file to remove
+        return not os.path.exists(name)  # noqa: PTH110 - `import tether` stays cheap
+    return False
+
+
+def _filter_length(fd: int) -> int:
+    """How many instructions the socket filter on ``fd`` has (0: none, or not Linux).
+
+    Asked with a zero length, so the kernel only says the length and copies nothing:
+    with a buffer, ``SO_GET_FILTER`` reads the buffer's size as a count of
+    instructions and can write past it.
+    """
+    if not sys.platform.startswith("linux"):
+        return 0
+    import ctypes  # noqa: PLC0415 - only when a server stops
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    length = ctypes.c_uint32(0)
+    result = libc.getsockopt(fd, socket.SOL_SOCKET, _SO_GET_FILTER, None, ctypes.byref(length))
+    return int(length.value) if result == 0 else 0
+
+
+def _queued(fd: int) -> bool:
+    """Whether connections wait in this listening socket's accept queue."""
+    try:
+        readable, _, _ = select.select([fd], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return bool(readable)
+
+
+_DRAIN_POLL = 0.005
+
+
+async def stop_serving(server: asyncio.AbstractServer, *, drain_timeout: float = 10.0) -> None:
+    """Close an asyncio server's listening sockets without losing a connection.
+
+    The way to stop a server that serves on :func:`listeners` (the servers of
+    ``tether.ext`` do it themselves). First, when the process stops for good and its
+    sockets refuse new connections (the pre-fork master's final stop, see
+    :func:`refusing`), the server keeps accepting until the connections already
+    queued in the kernel are taken (at most ``drain_timeout`` seconds): a busy worker that
+    stops last still serves what waited behind it, instead of the kernel resetting it.
+    During a reload it stops accepting at once: the other workers take the queue.
+    Then it stops accepting, lets the connections accepted in that same loop
+    iteration reach their protocol (asyncio's ``Server.close()`` would fail them), and
+    closes the listening sockets. When it returns, the protocol of every connection
+    accepted has been told (``connection_made``); the connections are left to finish::
+
+        async def stop(self) -> None:
+            await tether.stop_serving(self.server)
+            ...  # then wait for the requests in flight
+    """
+    if not (callable(getattr(server, "close", None)) and hasattr(server, "sockets")):
+        raise TypeError(
+            f"tether.stop_serving() takes the server asyncio.start_server() or "
+            f"loop.create_server() returned, got {server!r} ({type(server).__name__})."
+        )
+    seconds = check_seconds("tether.stop_serving", "drain_timeout", drain_timeout)
+    loop = asyncio.get_running_loop()
+    sockets = list(getattr(server, "sockets", None) or ())
+    deadline = loop.time() + seconds
+    draining = [sock for sock in sockets if refusing(sock)]
+    while draining and loop.time() < deadline:
+        draining = [sock for sock in draining if _queued(sock.fileno())]
+        if draining:
+            await asyncio.sleep(_DRAIN_POLL)
+    for sock in sockets:
+        # asyncio's selector loop accepts through a reader on the socket; uvloop
+        # accepts in libuv and ignores this (it has no reader for the descriptor).
+        with contextlib.suppress(Exception):
+            loop.remove_reader(sock.fileno())
+    # The accept callback of this iteration scheduled a task per connection that makes
+    # its transport; one pass of the loop lets them attach to the server before close,
+    # and one more lets each transport call its protocol's connection_made().
+    await asyncio.sleep(0)
+    server.close()
+    await asyncio.sleep(0)
 
 
 # ------------------------------------------------------------------ the service

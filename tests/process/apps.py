@@ -13,6 +13,7 @@ import math
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -331,3 +332,65 @@ class OffThread(Step):
 
 def off_thread() -> Root:
     return Root("root", OffThread("sender"))
+
+
+class BrokenDependencies(tether.Service):
+    """Its dependencies property raises: the graph cannot even be read."""
+
+    @property
+    def dependencies(self) -> list[tether.ServiceBase]:
+        raise RuntimeError("the dependencies could not be computed")
+
+
+broken_dependencies = BrokenDependencies()
+number = 42
+
+
+def needs_arguments(url):  # type: ignore[no-untyped-def]
+    """A factory the command cannot call: its parameter has no annotation to inject by."""
+    return Root("root", url)
+
+
+class Orphans(Step):
+    """Leaves an orphan behind, and waits for its own children's exit statuses.
+
+    ``sh`` starts ``sleep`` in the background and exits: the sleep is reparented to PID 1,
+    and becomes a zombie when it ends unless PID 1 reaps it. Meanwhile the service's own
+    children (subprocess, asyncio) must still get their exit statuses.
+    """
+
+    async def start(self) -> None:
+        self.add_task(self.watch(), name="orphans.watch")
+
+    async def watch(self) -> None:
+        made = subprocess.run(  # noqa: ASYNC221 - a test app; the shell returns at once
+            ["sh", "-c", "sleep 0.2 & echo $!"],  # noqa: S607 - the shell on the PATH
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        orphan = int(made.stdout)
+        say(f"orphan {orphan}, my pid {os.getpid()}, parent {os.getppid()}")
+        own = subprocess.run(["sh", "-c", "exit 7"], check=False)  # noqa: S607, ASYNC221
+        spawned = await asyncio.create_subprocess_exec("sh", "-c", "exit 5")
+        say(f"statuses {own.returncode} {await spawned.wait()}")
+        for _ in range(1000):  # bounded: 10 s
+            state = _process_state(orphan)
+            if state is None:
+                say("orphan reaped")
+                return
+            await asyncio.sleep(0.01)
+        say(f"orphan left as {state}")
+
+
+def _process_state(pid: int) -> str | None:
+    """The state letter of ``pid`` in /proc (Z for a zombie), None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:  # noqa: PTH123 - one small read
+            return stat.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return None
+
+
+def orphans() -> Root:
+    return Root("root", Orphans("orphans"))

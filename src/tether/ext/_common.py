@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import tether
 
-__all__ = ["resolve_uses", "running"]
+__all__ = ["FIRST_REQUEST_GRACE", "resolve_uses", "running", "until_first_requests"]
+
+FIRST_REQUEST_GRACE = 1.0
+"""Seconds a connection accepted as the server stops gets to deliver its first request."""
+_POLL = 0.005
 
 T = TypeVar("T")
 
@@ -55,3 +60,20 @@ def running(value: T, key: Any, where: str) -> T:
             f"Server(..., uses=[{getattr(key, '__name__', key)}]) or inject it into the server."
         )
     return value
+
+
+async def until_first_requests(
+    connections: Callable[[], Iterable[Any]], fresh: Callable[[Any], bool], seconds: float
+) -> None:
+    """Wait until no connection is ``fresh`` (accepted, no request read yet), or ``seconds``.
+
+    A connection accepted just before the listening socket closed may not have
+    delivered its request yet (its client runs in another process, maybe not scheduled
+    yet). The servers close idle connections when they shut down, and such a client
+    would see its connection closed without an answer: it gets this long to send.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    # Polled: the connections' state is the server library's, with no event to wait on.
+    while any(fresh(conn) for conn in connections()) and loop.time() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(_POLL)

@@ -21,7 +21,6 @@ server::
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
 from collections.abc import Iterable, Mapping
@@ -31,7 +30,8 @@ from aiohttp import web
 
 import tether
 from tether._listen import DEFAULT_HOST, check_address, check_seconds, completed
-from tether.ext._common import resolve_uses, running
+from tether._sockets import backlog_of
+from tether.ext._common import FIRST_REQUEST_GRACE, resolve_uses, running, until_first_requests
 from tether.health import DRAIN, Health
 
 __all__ = ["Server", "aget", "get"]
@@ -42,8 +42,8 @@ logger = logging.getLogger("tether.ext.aiohttp")
 
 _CONTAINER = web.AppKey("tether.container", tether.Container)
 _DEFAULT_PORT = 8080
-_ACCEPT_GRACE = 0.05
-"""Seconds a connection accepted as the server stops gets to deliver its request."""
+_BACKLOG = 128
+"""aiohttp's own default, for a socket whose backlog cannot be read."""
 
 
 class Server(tether.Service):
@@ -151,7 +151,11 @@ class Server(tether.Service):
         duplicates = [sock.dup() for sock in given]
         try:
             await runner.setup()
-            sites: list[web.BaseSite] = [web.SockSite(runner, dup) for dup in duplicates]
+            # aiohttp listens again on the socket it is given (128 by default): keep
+            # the backlog the socket was bound with, it is shared with other workers.
+            sites: list[web.BaseSite] = [
+                web.SockSite(runner, dup, backlog=backlog_of(dup) or _BACKLOG) for dup in duplicates
+            ]
             if not sites:
                 sites.append(web.TCPSite(runner, self._host, self._port))
             for site in sites:
@@ -176,13 +180,22 @@ class Server(tether.Service):
         runner, self._runner = self._runner, None
         if runner is not None:
             for site in list(runner.sites):
+                # aiohttp's site.stop() closes the asyncio server at once; stop_serving
+                # first takes what waits in a refusing socket's queue, and loses no
+                # connection accepted in the same loop iteration.
+                listening = getattr(site, "_server", None)
+                if listening is not None:
+                    await tether.stop_serving(listening, drain_timeout=self.drain_timeout)
                 await site.stop()
             server = runner.server
-            if server is not None and server.connections:
-                # A connection accepted just before the listening socket closed may not
-                # have delivered its request yet: aiohttp would close it as idle, and the
-                # client would see it closed without an answer.
-                await asyncio.sleep(_ACCEPT_GRACE)
+            if server is not None:
+                # aiohttp closes idle connections on cleanup: one accepted just before
+                # the socket closed gets time to deliver its first request.
+                await until_first_requests(
+                    lambda: server.connections,
+                    _fresh,
+                    min(FIRST_REQUEST_GRACE, self.drain_timeout),
+                )
             await runner.cleanup()
 
     async def _on_response_prepare(
@@ -215,6 +228,13 @@ class Server(tether.Service):
         runner = self._runner
         addresses = runner.addresses if runner is not None else []
         return addresses[0] if addresses else None
+
+
+def _fresh(handler: Any) -> bool:
+    """An aiohttp connection that has read no request yet, and is still open."""
+    transport = getattr(handler, "transport", None)
+    open_ = transport is not None and not transport.is_closing()
+    return open_ and getattr(handler, "_request_count", 1) == 0
 
 
 def _mount_health(app: web.Application, health: Health) -> None:

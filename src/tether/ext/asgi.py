@@ -35,7 +35,8 @@ import uvicorn
 
 import tether
 from tether._listen import DEFAULT_HOST, bind, check_address, check_seconds, completed, url_of
-from tether.ext._common import resolve_uses, running
+from tether._sockets import backlog_of
+from tether.ext._common import FIRST_REQUEST_GRACE, resolve_uses, running, until_first_requests
 from tether.health import DRAIN, Health
 
 __all__ = ["LifespanError", "Server", "aget", "get"]
@@ -67,8 +68,6 @@ _RESERVED = frozenset(
     }
 )
 _LIFESPAN_MODES = ("auto", "on", "off")
-_ACCEPT_GRACE = 0.05
-"""Seconds a connection accepted as the server stops gets to deliver its request."""
 _APP_EXIT_GRACE = 5.0
 """Seconds the application gets to return after answering a lifespan event."""
 
@@ -206,6 +205,7 @@ class Server(tether.Service):
             interface="asgi3",
             log_config=None,
             timeout_graceful_shutdown=math.ceil(self.drain_timeout),  # uvicorn takes whole seconds
+            **self._backlog_option(),
             **self.options,
         )
         config.load()
@@ -236,6 +236,16 @@ class Server(tether.Service):
         self.add_task(self._tick(server), name=f"{label}.uvicorn")
         logger.info("%s serving on %s", label, self.url)
 
+    def _backlog_option(self) -> dict[str, Any]:
+        """The backlog uvicorn listens with on a given socket: the socket's own."""
+        if "backlog" in self.options:
+            return {}
+        given = [self._sock] if self._sock is not None else []
+        if self._inherit:
+            given = tether.listeners()
+        found = [backlog for sock in given if (backlog := backlog_of(sock)) is not None]
+        return {"backlog": max(found)} if found else {}
+
     async def _tick(self, server: uvicorn.Server) -> None:
         # uvicorn's own loop: refreshes the Date header every second and ends on
         # should_exit or once limit_max_requests is reached.
@@ -258,13 +268,19 @@ class Server(tether.Service):
         sockets, self._sockets = self._sockets, []
         try:
             if server is not None:
-                server.should_exit = True
                 for listening in getattr(server, "servers", ()):
-                    listening.close()
-                if server.server_state.connections:
-                    # A connection accepted just before the listening socket closed may
-                    # not have delivered its request yet: uvicorn would close it as idle.
-                    await asyncio.sleep(_ACCEPT_GRACE)
+                    # Takes what waits in a refusing socket's queue, and loses no
+                    # connection accepted in the same loop iteration (see stop_serving).
+                    await tether.stop_serving(listening, drain_timeout=self.drain_timeout)
+                server.should_exit = True
+                # uvicorn closes idle connections on shutdown: one accepted just
+                # before the socket closed gets time to deliver its first request.
+                state = server.server_state
+                await until_first_requests(
+                    lambda: state.connections,
+                    _fresh,
+                    min(FIRST_REQUEST_GRACE, self.drain_timeout),
+                )
                 await server.shutdown()
         finally:
             for sock in sockets:
@@ -315,6 +331,13 @@ class Server(tether.Service):
         if not self._sockets or self._server is None:
             return None
         return url_of(self._sockets[0])
+
+
+def _fresh(protocol: Any) -> bool:
+    """A uvicorn connection that has read no request yet (no cycle), and is still open."""
+    transport = getattr(protocol, "transport", None)
+    open_ = transport is not None and not transport.is_closing()
+    return open_ and getattr(protocol, "cycle", True) is None
 
 
 class _SharedState:
