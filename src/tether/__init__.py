@@ -29,6 +29,7 @@ from ._errors import (
 )
 from ._events import EventKind, LifecycleEvent, subscribe
 from ._graph import check
+from ._hooknames import not_a_hook
 from ._service import (
     BlockingService,
     Service,
@@ -116,6 +117,7 @@ __all__ = [
     "cron",
     "graph",
     "listeners",
+    "not_a_hook",
     "prefork",
     "reload",
     "run",

@@ -12,6 +12,7 @@ from collections.abc import Coroutine, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol, Self, TypeAlias, Unpack
 
 from ._errors import DefinitionError, HookError, ServiceStateError
+from ._hooknames import problems as hook_name_problems
 from ._stages import BUILTIN_STAGES, START, STOP, Stage
 from ._tasks import TaskSpec, sleep_until
 
@@ -386,6 +387,7 @@ def _build_class_info(cls: type[ServiceBase]) -> ClassInfo:
                 f"function (async def)."
             )
 
+    problems.extend(hook_name_problems(cls, hooks, owner))
     info.blocking = blocking
     info.hooks = hooks
     info.custom_stages = frozenset(custom)
