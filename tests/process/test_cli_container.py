@@ -180,3 +180,18 @@ def test_a_container_option_that_leads_nowhere_is_a_usage_error(
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
     assert "--container" in result.stderr
+
+
+def test_container_option_with_workers_is_refused_naming_the_convention(app_dir: Path) -> None:
+    """Pre-fork workers find the module's `container`; the option is refused there."""
+    result = _command(
+        app_dir,
+        "run",
+        "factory_app:Api",
+        "--workers",
+        "2",
+        "--container",
+        "factory_app:make_container",
+    )
+    assert result.returncode == 2, result.stderr
+    assert "define it there instead" in result.stderr
