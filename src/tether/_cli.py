@@ -324,7 +324,8 @@ def _parser() -> argparse.ArgumentParser:
         parents=[target, running],
         help="run the graph as this process",
         description="Start the graph, run until SIGINT/SIGTERM (graceful; a second one "
-        "forces), SIGHUP reloads, SIGUSR1 prints the live status.",
+        "forces), SIGHUP reloads (or stops, when no service has a reload hook), SIGUSR1 "
+        "prints the live status.",
     )
     run_cmd.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     _prefork_options(run_cmd)

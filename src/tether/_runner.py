@@ -37,6 +37,7 @@ from ._notify import Notifier, Progress, ping_watchdog, watchdog_interval
 from ._picture import graph_records, status_tree
 from ._service import ServiceBase, display_name, record
 from ._signals import SignalHandlers, wake_loop_on_signals
+from ._stages import RELOAD
 
 if TYPE_CHECKING:
     from ._container import Container
@@ -54,12 +55,14 @@ class ExitCode(enum.IntEnum):
     """How a process run by :func:`tether.run` (or the ``tether`` command) ended.
 
     ==  ===============================================================================
-    0   clean stop: the root stopped on its own, or on SIGINT / SIGTERM, gracefully
+    0   clean stop: the root stopped on its own, or on SIGINT / SIGTERM (SIGHUP when no
+        service has a reload hook), gracefully
     1   crash while running: a background task raised, or stopping reported errors
     2   usage error of the ``tether`` command (bad option, ``module:attr`` not found)
     3   failure during startup: the ``init`` or ``start`` stage raised, or the graph
         is invalid (cycle, a dependency that is not a service, a bad hook)
-    70  forced exit: a second SIGINT / SIGTERM, or the shutdown deadline passed
+    70  forced exit: a second SIGINT / SIGTERM (or SIGHUP, when it stopped the graph),
+        or the shutdown deadline passed
     ==  ===============================================================================
     """
 
@@ -184,6 +187,7 @@ class Runner:
             on_force=self._on_force_signal,
             on_reload=self._on_reload_signal,
             on_status=self._on_status_signal,
+            hangup_stops=self._cannot_reload,
         )
         self.deadline: Deadline | None = None
 
@@ -409,6 +413,8 @@ class Runner:
         if self.stop_signal_handled or self.phase in (_Phase.STOPPING, _Phase.EXIT):
             return
         self.stop_signal_handled = True
+        if sig.name == "SIGHUP":
+            logger.info("SIGHUP received and no service in the graph reloads (no reload hook)")
         logger.info("%s received: stopping gracefully (send it again to force)", sig.name)
         if self.phase is _Phase.STARTING:
             self._begin_shutdown(f"{sig.name} received")
@@ -417,6 +423,14 @@ class Runner:
         elif self.phase is _Phase.RUNNING:
             self._begin_shutdown(f"{sig.name} received")
             self.service.request_stop()
+
+    def _cannot_reload(self) -> bool:
+        """Whether no service in the graph has a hook in the reload phase (a HUP stops)."""
+        return not any(
+            stage._phase is RELOAD._phase
+            for rec in graph_records(self.service)
+            for stage in rec.info.hooks
+        )
 
     def _on_force_signal(self, sig: signal.Signals, frame: types.FrameType | None) -> NoReturn:
         loop = self.loop
@@ -500,7 +514,8 @@ def run(
     Signals (installed in the main thread, over default handlers only, restored
     afterwards): SIGINT and SIGTERM stop gracefully, a second one forces the exit at
     once; SIGHUP runs the ``reload`` stage (a failing reload is logged and the process
-    keeps running); SIGUSR1 prints the live status tree to stderr. Once stopping has
+    keeps running), or, when no service in the graph has a reload hook, stops
+    gracefully as SIGTERM does (a hang-up ends a process that cannot reload); SIGUSR1 prints the live status tree to stderr. Once stopping has
     begun, ``shutdown_timeout`` seconds later the process ends with code 70 whatever
     still runs (a task that swallows cancellation, a hook that blocks), naming it.
 
