@@ -349,7 +349,8 @@ def _parser() -> argparse.ArgumentParser:
         parents=[target, running],
         help="start the graph and open an asyncio REPL",
         description="Start the graph and open an asyncio REPL with top-level await; the "
-        "root is bound as `root`, every service by name. Leaving stops the graph.",
+        "root is bound as `root`, every service by name, and the module's own names. "
+        "Leaving stops the graph.",
     )
     repl_cmd.add_argument("--log-level", choices=LOG_LEVELS, default="warning")
     return parser
@@ -406,7 +407,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
         log_level=args.log_level,
         log_format=args.log_format,
-        repl=args.command == "repl",
+        repl=vars(sys.modules[args.target.partition(":")[0]]) if args.command == "repl" else False,
         container=container,
     )
 

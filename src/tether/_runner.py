@@ -18,7 +18,7 @@ import signal
 import sys
 import time
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypedDict
 
 from ._deadline import FORCED_EXIT, Deadline, culprits, force_exit
@@ -80,7 +80,7 @@ class RunOptions(TypedDict, total=False):
     shutdown_timeout: float
     log_level: str | int
     log_format: LogFormat
-    repl: bool
+    repl: bool | Mapping[str, Any]
     container: Container | None
 
 
@@ -154,7 +154,7 @@ class Runner:
         shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
         log_level: str | int = "info",
         log_format: LogFormat = "auto",
-        repl: bool = False,
+        repl: bool | Mapping[str, Any] = False,
         container: Container | None = None,
     ) -> None:
         self.service = _check_service(service)
@@ -168,7 +168,8 @@ class Runner:
             )
         self.log_level = log_level
         self.log_format = log_format
-        self.repl = repl
+        self.repl = repl is not False
+        self.repl_names = repl if isinstance(repl, Mapping) else None
         self.name = display_name(self.service)
         self.phase = _Phase.INIT
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -373,10 +374,13 @@ class Runner:
     async def _interact(self) -> None:
         from ._repl import Console  # noqa: PLC0415 - the REPL is loaded only when asked for
 
-        console = Console(self.service, asyncio.get_running_loop())
+        console = Console(self.service, asyncio.get_running_loop(), self.repl_names)
         self.signals.intercept_interrupt = console.interrupt
         try:
-            await console.run_until_left(wait_for_stop(record(self.service)))
+            await console.run_until_left(
+                wait_for_stop(record(self.service)),
+                lambda: self.shutdown_reason or "a stop was requested",
+            )
         finally:
             self.signals.intercept_interrupt = None
             # A console still waiting in input() (the graph stopped or crashed under
@@ -498,7 +502,7 @@ def run(
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
     log_level: str | int = "info",
     log_format: LogFormat = "auto",
-    repl: bool = False,
+    repl: bool | Mapping[str, Any] = False,
     container: Container | None = None,
 ) -> NoReturn:
     """Run ``service`` and its graph as this process, then exit with a documented code.
@@ -515,17 +519,21 @@ def run(
     afterwards): SIGINT and SIGTERM stop gracefully, a second one forces the exit at
     once; SIGHUP runs the ``reload`` stage (a failing reload is logged and the process
     keeps running), or, when no service in the graph has a reload hook, stops
-    gracefully as SIGTERM does (a hang-up ends a process that cannot reload); SIGUSR1 prints the live status tree to stderr. Once stopping has
-    begun, ``shutdown_timeout`` seconds later the process ends with code 70 whatever
-    still runs (a task that swallows cancellation, a hook that blocks), naming it.
+    gracefully as SIGTERM does (a hang-up ends a process that cannot reload); SIGUSR1
+    prints the live status tree to stderr. Once stopping has begun,
+    ``shutdown_timeout`` seconds later the process ends with code 70 whatever still
+    runs (a task that swallows cancellation, a hook that blocks), naming it.
 
     Logging is set up unless you configured it already (``log_level``; ``log_format``
     ``auto``, ``plain``, ``console`` or ``json``); every lifecycle event is logged.
     Under systemd (``NOTIFY_SOCKET``) readiness, reloads, stopping, status and
     watchdog pings are reported. With ``repl=True`` an asyncio REPL replaces the
     waiting: the services are bound by name, top-level ``await`` works, and leaving
-    the REPL stops the graph. With a ``container`` (see :class:`tether.Container`), the
-    resources it built are released once the whole graph has stopped::
+    the REPL stops the graph; ``repl=globals()`` (any mapping) binds those names too,
+    as ``tether repl module:attr`` binds the module's. When the graph stops under the
+    prompt (a signal, a service's own stop, a crash) the REPL says why as it leaves.
+    With a ``container`` (see :class:`tether.Container`), the resources it built are
+    released once the whole graph has stopped::
 
         if __name__ == "__main__":
             tether.run(Api(Database()))
