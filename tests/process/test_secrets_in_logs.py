@@ -12,7 +12,7 @@ import pytest
 from tests.process.harness import Tether
 
 APP = "tests.process.secret_app:Database"
-PASSWORD = "hunter2-do-not-log-me"
+PASSWORD = "hunter2-do-not-log-me"  # noqa: S105 - the secret the test looks for
 
 # (format, whether structlog is hidden from the process)
 FORMATS = [
