@@ -28,6 +28,7 @@ from ._convert import (
     is_pydantic,
     is_secret,
     is_section_class,
+    require_converter,
     unwrap_optional,
 )
 from ._errors import ConfigError
@@ -225,6 +226,7 @@ class Config:
         validation errors.
         """
         name = section if section is not None else getattr(cls, "__tether_section__", "")
+        require_converter(f"the config section {_label(cls)} [{name}]" if name else _label(cls))
         base: _Path = tuple(name.split(".")) if name else ()
         values, sources = self._merge(cls, base)
         problems: list[str] = []
