@@ -27,7 +27,15 @@ from typing import Any, Self, TypeVar, overload
 
 from ._errors import InjectionCycleError, InjectionError, RegistrationError, TetherError
 from ._providers import MISSING, Kind, Param, Provider, key_label, registration_site, type_label
-from ._service import Service, ServiceBase, add_implicit_dependencies, class_label
+from ._scheduler import OpKind
+from ._service import (
+    Record,
+    Service,
+    ServiceBase,
+    ServiceState,
+    add_implicit_dependencies,
+    class_label,
+)
 
 __all__ = ["Container"]
 
@@ -886,7 +894,11 @@ class Container:
     ) -> AsyncIterator[Any]:
         scope = self._current()
         value, frontier = await scope._atop(key, name, overrides or None)
-        async with Uses(type_label(key), frontier):
+        # A service another start is still bringing up, but which runs already (this
+        # block runs inside a hook of that start: an ASGI lifespan in a server's start),
+        # is used as it is: the engine would wait for that start, which waits for us.
+        needed = tuple(service for service in frontier if not _started_by_another(service))
+        async with Uses(type_label(key), needed):
             yield value
 
     def root(self, target: Any, /) -> ServiceBase:
@@ -965,6 +977,17 @@ class Uses(Service):
 
 
 # -------------------------------------------------------------------- helpers
+
+
+def _started_by_another(service: ServiceBase) -> bool:
+    """Whether ``service`` runs but the start operation that brought it up is not done."""
+    rec: Record | None = service.__dict__.get("_tether")
+    return (
+        rec is not None
+        and rec.state is ServiceState.RUNNING
+        and rec.op is not None
+        and rec.op.kind is OpKind.START
+    )
 
 
 def _cache_key(key: Any, name: str | None) -> Any:
