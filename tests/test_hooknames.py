@@ -306,3 +306,16 @@ def test_a_hook_whose_arguments_have_defaults_is_fine() -> None:
             pass
 
     tether.check(Echo())
+
+
+def test_a_mixin_of_another_library_keeps_its_own_names() -> None:
+    """Names from a base that is not a tether service are that library's business."""
+
+    class ToolkitWidget:  # stands for a UI toolkit's base class
+        def on_start(self) -> None:
+            pass
+
+    class Panel(tether.Service, ToolkitWidget):
+        pass
+
+    tether.check(Panel())

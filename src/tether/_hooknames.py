@@ -98,17 +98,18 @@ def _function_of(value: object) -> Callable[..., Any] | None:
     return value if inspect.isfunction(value) else None
 
 
-def problems(cls: type, hooks: Mapping[Any, str], owner: str) -> list[str]:
+def problems(cls: type, hooks: Mapping[Any, str], owner: str, service: type) -> list[str]:
     """What is wrong with the method names and hook signatures of ``cls``, one line each.
 
     ``hooks`` maps each stage ``cls`` has a hook for to the method's name; ``owner`` is
-    how errors name ``cls``. Only classes outside tether are looked at: tether's own
-    classes use its names.
+    how errors name ``cls``. The names looked at are those of the service classes in
+    its MRO (subclasses of ``service``, tether's ServiceBase), outside tether: a mixin
+    of another library keeps its own names, and tether's classes use tether's.
     """
     found: list[str] = []
     seen: set[str] = set()
     for klass in cls.__mro__:
-        if klass.__module__.partition(".")[0] in ("tether", "builtins"):
+        if not issubclass(klass, service) or klass.__module__.partition(".")[0] == "tether":
             continue
         label = klass.__qualname__.rsplit("<locals>.", 1)[-1]
         for name, value in vars(klass).items():

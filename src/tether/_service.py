@@ -387,7 +387,7 @@ def _build_class_info(cls: type[ServiceBase]) -> ClassInfo:
                 f"function (async def)."
             )
 
-    problems.extend(hook_name_problems(cls, hooks, owner))
+    problems.extend(hook_name_problems(cls, hooks, owner, ServiceBase))
     info.blocking = blocking
     info.hooks = hooks
     info.custom_stages = frozenset(custom)
