@@ -31,7 +31,7 @@ from ._service import ServiceBase
 if TYPE_CHECKING:
     from ._container import Container
 
-__all__ = ["TargetError", "main", "resolve"]
+__all__ = ["TargetError", "find_container", "main", "resolve"]
 
 _EXAMPLE = "myapp.main:app"
 
@@ -134,7 +134,14 @@ def find_container(module: object, module_name: str, named: str | None = None) -
         if found is None:
             return None
     if callable(found) and not isinstance(found, Container | type):
-        found = _call_without_arguments(found, "a function", where)
+        try:
+            inspect.signature(found).bind()
+        except TypeError as exc:
+            raise TargetError(
+                f"{where} is a function that needs arguments ({exc}); give the container, "
+                f"or a function that takes none and returns it."
+            ) from None
+        found = found()
     if not isinstance(found, Container):
         raise TargetError(
             f"{where} is {found!r} ({type(found).__name__}), which is not a tether.Container "

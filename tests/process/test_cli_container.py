@@ -195,3 +195,11 @@ def test_container_option_with_workers_is_refused_naming_the_convention(app_dir:
     )
     assert result.returncode == 2, result.stderr
     assert "define it there instead" in result.stderr
+
+
+def test_a_container_factory_that_needs_arguments_is_a_usage_error(app_dir: Path) -> None:
+    """The factory is called with no arguments: one that needs some is refused, named."""
+    (app_dir / "factory_app.py").write_text(APP + "\ndef make_with(path):\n    return None\n")
+    result = _command(app_dir, "check", "factory_app:Api", "--container", "factory_app:make_with")
+    assert result.returncode == 2, result.stderr
+    assert "--container factory_app:make_with is a function that needs arguments" in result.stderr
