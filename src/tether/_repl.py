@@ -25,7 +25,7 @@ from typing import Any
 from ._picture import graph_records
 from ._service import ServiceBase, class_label, display_name
 
-__all__ = ["Console", "bindings"]
+__all__ = ["Console", "bindings", "service_names"]
 
 _RESERVED = frozenset({"root", "tether", "asyncio"})
 _FILENAME = "<tether repl>"
@@ -53,24 +53,43 @@ def bindings(root: ServiceBase, module: Mapping[str, Any] | None = None) -> dict
     """
     import tether  # noqa: PLC0415 - the public package, for the user's convenience
 
-    names: dict[str, Any] = {"root": root, "tether": tether, "asyncio": asyncio}
-    own = {
+    own = _public(module)
+    return {
+        "root": root,
+        "tether": tether,
+        "asyncio": asyncio,
+        **service_names(root, own),
+        **own,
+    }
+
+
+def service_names(root: ServiceBase, taken: Mapping[str, Any]) -> dict[str, ServiceBase]:
+    """Each service of ``root``'s graph by its ``name`` or snake_case class, unique.
+
+    A name in ``taken`` (the module's) is avoided, unless it is bound to that very
+    service there.
+    """
+    names: dict[str, ServiceBase] = {}
+    for rec in graph_records(root):
+        service = rec.service
+        base = _base_name(service)
+        name = base
+        n = 1
+        while taken.get(name) is not service and (
+            name in names or name in taken or name in _RESERVED
+        ):
+            n += 1
+            name = f"{base}_{n}"
+        names[name] = service
+    return names
+
+
+def _public(module: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {
         name: value
         for name, value in (module or {}).items()
         if not name.startswith("_") and name not in _RESERVED
     }
-    for rec in graph_records(root):
-        base = _base_name(rec.service)
-        name = base
-        n = 1
-        while (name in names or name in _RESERVED or name in own) and own.get(name) is not (
-            rec.service
-        ):
-            n += 1
-            name = f"{base}_{n}"
-        names[name] = rec.service
-    names.update(own)
-    return names
 
 
 class Console(code.InteractiveConsole):
@@ -83,10 +102,8 @@ class Console(code.InteractiveConsole):
         module: Mapping[str, Any] | None = None,
     ) -> None:
         self.namespace = bindings(root, module)
-        self.services = [
-            name for name, value in self.namespace.items() if isinstance(value, ServiceBase)
-        ]
-        """The names bound to services, as the banner lists them (the root's first)."""
+        self.services = list(service_names(root, _public(module)))
+        """The names made for the services, as the banner lists them (the root's first)."""
         self.module = None if module is None else module.get("__name__")
         super().__init__(self.namespace, filename=_FILENAME)
         self.compile.compiler.flags |= ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
@@ -102,7 +119,7 @@ class Console(code.InteractiveConsole):
         services = self.services
         module = f"; the names of {self.module} too" if self.module else ""
         return (
-            f"tether repl: {len(services) - 1} services running; bound: "
+            f"tether repl: {len(services)} services running; bound: root, "
             f"{', '.join(services)}{module}.\n"
             "Top-level await works. Ctrl-D or exit() leaves and stops the graph "
             "gracefully."
