@@ -58,6 +58,7 @@ EXPECTED = {
     "cron",
     "graph",
     "listeners",
+    "not_a_hook",
     "prefork",
     "reload",
     "run",

@@ -1,5 +1,6 @@
 """Injection errors as a user reads them: the chain, the cycle, the conflict, the fix."""
 
+import asyncio
 import dataclasses
 from collections.abc import Iterator
 
@@ -31,6 +32,16 @@ class Cache:
 class Loop:
     def __init__(self, cache: Cache) -> None:
         self.cache = cache
+
+
+class Left(tether.Service):
+    def __init__(self, right: "Right") -> None:
+        self.right = right
+
+
+class Right(tether.Service):
+    def __init__(self, left: Left) -> None:
+        self.left = left
 
 
 def test_missing_provider_names_the_chain_that_asked_for_it() -> None:
@@ -164,3 +175,87 @@ def test_generator_yielding_twice_is_reported_on_close() -> None:
     container.get(DbConfig)
     with pytest.raises(tether.TetherError, match=r"yielded more than once"):
         container.close()
+
+
+async def test_aget_on_a_cycle_raises_instead_of_hanging() -> None:
+    """aget() names the cycle as get() does; it used to wait for itself forever."""
+    container = tether.Container()
+    container.register(Cache)
+    container.register(Loop)
+    with pytest.raises(tether.InjectionCycleError) as caught:
+        await asyncio.wait_for(container.aget(Loop), 5)
+    assert str(caught.value).startswith(
+        "Circular injection: Loop(cache: Cache) -> Cache(api: Loop) -> Loop. Break the cycle"
+    )
+    assert caught.value.cycle == (Loop, Cache, Loop)
+
+
+async def test_started_on_a_cycle_raises_instead_of_hanging() -> None:
+    """started() on services that inject each other raises, nothing started."""
+    container = tether.Container()
+
+    async def enter() -> None:
+        async with container.started(Left):
+            pass
+
+    with pytest.raises(tether.InjectionCycleError) as caught:
+        await asyncio.wait_for(enter(), 5)
+    assert caught.value.cycle == (Left, Right, Left)
+
+
+async def test_a_cycle_through_an_async_factory_raises() -> None:
+    """An async factory on the cycle: same error, with the factory in the chain."""
+
+    class Pool:
+        def __init__(self, cache: Cache) -> None:
+            self.cache = cache
+
+    async def make_loop(pool: Pool) -> Loop:
+        return Loop(pool.cache)
+
+    container = tether.Container()
+    container.register(Cache)
+    container.register(Pool)
+    container.register(make_loop)
+    with pytest.raises(tether.InjectionCycleError, match=r"Circular injection: make_loop"):
+        await asyncio.wait_for(container.aget(Loop), 5)
+
+
+async def test_concurrent_resolutions_meeting_on_a_cycle_both_raise() -> None:
+    """Two tasks entering a cycle from either end each get the cycle error, no deadlock.
+
+    Each provider first waits (through a ``Gate`` parameter) until both tasks are inside
+    the graph, so each task then finds the other's build in progress and would wait for
+    it forever: the one that closes the circle of waits raises, and so does the other.
+    """
+    arrived = 0
+    both = asyncio.Event()
+
+    class Gate:
+        pass
+
+    async def gate() -> Gate:
+        nonlocal arrived
+        arrived += 1
+        if arrived == 2:
+            both.set()
+        await both.wait()
+        return Gate()
+
+    async def make_loop(gate: Gate, cache: Cache) -> Loop:
+        return Loop(cache)
+
+    async def make_cache(gate: Gate, loop: Loop) -> Cache:
+        return Cache(loop)
+
+    container = tether.Container()
+    container.register(gate, transient=True)
+    container.register(make_loop)
+    container.register(make_cache)
+    results = await asyncio.wait_for(
+        asyncio.gather(container.aget(Loop), container.aget(Cache), return_exceptions=True), 5
+    )
+    assert [type(r) for r in results] == [tether.InjectionCycleError] * 2, results
+    assert "make_loop(cache: Cache) -> make_cache(loop: Loop)" in str(results[1]) or (
+        "make_cache(loop: Loop) -> make_loop(cache: Cache)" in str(results[1])
+    )

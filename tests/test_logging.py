@@ -197,3 +197,14 @@ async def test_unhandled_loop_exceptions_go_to_the_log(caplog: pytest.LogCapture
     assert record.getMessage() == "Exception in callback"
     assert record.exc_info is not None
     assert record.exc_info[0] is ZeroDivisionError
+
+
+def test_console_tracebacks_never_show_local_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With rich installed, structlog's console shows locals by default: tether turns it off."""
+    structlog = pytest.importorskip("structlog")
+    monkeypatch.setattr(structlog.dev, "rich", object())  # as if rich were installed
+    renderer = _logging._traceback_renderer(structlog)
+    assert isinstance(renderer, structlog.dev.RichTracebackFormatter)
+    assert renderer.show_locals is False
+    monkeypatch.setattr(structlog.dev, "rich", None)
+    assert _logging._traceback_renderer(structlog) is structlog.dev.plain_traceback

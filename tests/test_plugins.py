@@ -353,3 +353,82 @@ async def test_a_coroutine_object_cannot_run_twice(write: Write, plugins: tether
     await bounded(plugins.run())
     with pytest.raises(tether.ServiceStateError, match=r"yield the async function instead"):
         await bounded(plugins.run())
+
+
+def _install(tmp_path: Path, entry_points: str, **modules: str) -> None:
+    """An installed distribution ``brokenplug`` with these entry points and modules."""
+    for name, source in modules.items():
+        (tmp_path / f"{name}.py").write_text(PREAMBLE + textwrap.dedent(source))
+    dist = tmp_path / "brokenplug-2.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: brokenplug\nVersion: 2.1\n")
+    (dist / "entry_points.txt").write_text(f"[tether.plugins]\n{entry_points}\n")
+    importlib.invalidate_caches()
+
+
+@pytest.mark.parametrize(
+    ("source", "cause"),
+    [
+        ("raise RuntimeError('DATABASE_URL is not set')\n", RuntimeError),
+        ("def prepare(:\n", SyntaxError),
+        ("import os\nPORT = int(os.environ.get('NO_SUCH_PORT_VARIABLE', 'x'))\n", ValueError),
+    ],
+    ids=["runtime-error", "syntax-error", "value-error"],
+)
+async def test_an_entry_point_that_fails_to_import_names_itself_and_its_distribution(
+    write: Write,
+    tmp_path: Path,
+    plugins: tether.Plugins,
+    source: str,
+    cause: type[Exception],
+) -> None:
+    """Anything raised while importing an entry point: PluginError naming it, chained."""
+    _install(tmp_path, "db = myplug_broken", myplug_broken=source)
+    with pytest.raises(tether.PluginError) as caught:
+        await plugins.load_entry_points()
+    message = str(caught.value)
+    assert "Entry point 'db' = 'myplug_broken' of brokenplug 2.1" in message
+    assert "(group 'tether.plugins')" in message
+    assert cause.__name__ in message
+    assert isinstance(caught.value.__cause__, cause)
+
+
+async def test_an_entry_point_without_prepare_names_itself_and_its_distribution(
+    write: Write, tmp_path: Path, plugins: tether.Plugins
+) -> None:
+    """A module with no prepare, or an attribute that is missing: the entry point is named."""
+    _install(tmp_path, "empty = myplug_empty", myplug_empty="X = 1\n")
+    with pytest.raises(tether.PluginError) as caught:
+        await plugins.load_entry_points()
+    assert "Entry point 'empty' = 'myplug_empty' of brokenplug 2.1" in str(caught.value)
+    assert "has no prepare() function" in str(caught.value)
+
+
+async def test_an_entry_point_naming_a_missing_attribute_names_itself(
+    write: Write, tmp_path: Path, plugins: tether.Plugins
+) -> None:
+    """``module:missing`` fails in importlib with AttributeError: named as well."""
+    _install(tmp_path, "gone = myplug_gone:setup", myplug_gone="X = 1\n")
+    with pytest.raises(tether.PluginError) as caught:
+        await plugins.load_entry_points()
+    assert "Entry point 'gone' = 'myplug_gone:setup' of brokenplug 2.1" in str(caught.value)
+    assert isinstance(caught.value.__cause__, AttributeError)
+
+
+async def test_an_entry_points_prepare_error_names_the_entry_point(
+    write: Write, tmp_path: Path, plugins: tether.Plugins
+) -> None:
+    """prepare raising propagates as it is, with notes naming the plugin and entry point."""
+    _install(
+        tmp_path,
+        "fails = myplug_fails",
+        myplug_fails="def prepare():\n    raise KeyError('no such table')\n",
+    )
+    with pytest.raises(KeyError) as caught:
+        await plugins.load_entry_points()
+    notes = caught.value.__notes__
+    assert "tether: raised while preparing plugin myplug_fails" in notes
+    assert (
+        "tether: loaded from entry point 'fails' = 'myplug_fails' of brokenplug 2.1 "
+        "(group 'tether.plugins')"
+    ) in notes

@@ -1016,3 +1016,125 @@ async def test_without_a_supervisor_a_cancelled_task_is_not_an_exit() -> None:
         for _ in range(10):
             await asyncio.sleep(0)
         assert child.running
+
+
+# ------------------------------------------- stopping after restarts, and give-up causes
+
+
+class SlowStopChild(Child):
+    """A child whose stop suspends between its first and last line (overlaps would show)."""
+
+    async def stop(self) -> None:
+        self.log.append(f"stop-begin:{self.label}")
+        for _ in range(3):
+            await asyncio.sleep(0)
+        self.log.append(f"stop:{self.label}")
+
+
+def _stops(log: Log) -> list[str]:
+    return [entry for entry in log if entry.startswith("stop")]
+
+
+def _one_at_a_time_in_reverse(labels: list[str]) -> list[str]:
+    return [
+        entry for label in reversed(labels) for entry in (f"stop-begin:{label}", f"stop:{label}")
+    ]
+
+
+@pytest.mark.parametrize("restarted", [0, 1, 2])
+@pytest.mark.parametrize("strategy", list(Strategy))
+async def test_after_a_restart_stopping_runs_one_child_at_a_time_in_reverse_start_order(
+    restarted: int, strategy: Strategy
+) -> None:
+    """OTP's rule holds after any restart: the supervisor stops its children last-started
+    first, each one's stop done before the next begins (plain list order is the order)."""
+    log = Log()
+    labels = ["a", "b", "c"]
+    children = [SlowStopChild(label, log) for label in labels]
+    supervisor = tether.Supervisor(children, strategy=strategy, max_restarts=5)
+    async with supervisor:
+        children[restarted].exit_with("exception")
+        await settle(supervisor, log, len(log) + 2)
+        assert tether.status(children[restarted]).restarts == 1
+        log.clear()
+    assert _stops(log) == _one_at_a_time_in_reverse(labels)
+
+
+async def test_after_several_restarts_stopping_still_follows_the_list() -> None:
+    """Restarting the last child, then the first: the stop order is still c, b, a."""
+    log = Log()
+    labels = ["a", "b", "c"]
+    children = [SlowStopChild(label, log) for label in labels]
+    supervisor = tether.Supervisor(children, max_restarts=5)
+    async with supervisor:
+        for index in (2, 0, 1):
+            children[index].exit_with("exception")
+            await settle(supervisor, log, len(log) + 2)
+        log.clear()
+    assert _stops(log) == _one_at_a_time_in_reverse(labels)
+
+
+async def test_after_a_restart_with_its_dependent_stopping_still_follows_the_list() -> None:
+    """db restarts with api, which depends on it: the stop is still other, api, db, cache."""
+    log = Log()
+    cache = SlowStopChild("cache", log)
+    db = SlowStopChild("db", log)
+    api = SlowStopChild("api", log, deps=[db])
+    other = SlowStopChild("other", log)
+    supervisor = tether.Supervisor([cache, db, api, other], max_restarts=5)
+    async with supervisor:
+        db.exit_with("exception")
+        await settle(supervisor, log, len(log) + 4)
+        assert tether.status(api).restarts == 1
+        log.clear()
+    assert _stops(log) == _one_at_a_time_in_reverse(["cache", "db", "api", "other"])
+
+
+async def test_a_nested_give_up_keeps_the_chain_to_the_first_failure() -> None:
+    """outer gives up because inner gave up because w failed: the root error leads there."""
+    log = Log()
+    worker = Child("w", log)
+    inner = tether.Supervisor([worker], max_restarts=0, name="inner")
+    outer = tether.Supervisor([inner], max_restarts=0, name="outer")
+    with pytest.raises(tether.RestartIntensityError) as caught:
+        async with outer:
+            worker.exit_with("exception")
+            await asyncio.wait_for(outer.wait(), 5)
+    error = caught.value
+    assert "Supervisor[outer] gave up" in str(error)
+    assert "Supervisor[inner] (it gave up" in str(error)
+    assert "ValueError: w failed" in str(error)
+    inner_error = error.__cause__
+    assert isinstance(inner_error, tether.RestartIntensityError)
+    assert "Supervisor[inner] gave up" in str(inner_error)
+    assert isinstance(inner_error.__cause__, ValueError)
+    assert str(inner_error.__cause__) == "w failed"
+
+
+async def test_a_give_up_three_levels_deep_chains_every_level() -> None:
+    """Each supervisor's error is caused by the one below, down to the child's exception."""
+    log = Log()
+    worker = Child("w", log)
+    level3 = tether.Supervisor([worker], max_restarts=0, name="3")
+    level2 = tether.Supervisor([level3], max_restarts=0, name="2")
+    level1 = tether.Supervisor([level2], max_restarts=0, name="1")
+    with pytest.raises(tether.RestartIntensityError) as caught:
+        async with level1:
+            worker.exit_with("exception")
+            await asyncio.wait_for(level1.wait(), 5)
+    chain: list[BaseException] = []
+    current: BaseException | None = caught.value
+    while current is not None:
+        chain.append(current)
+        current = current.__cause__
+    assert [type(e).__name__ for e in chain] == [
+        "RestartIntensityError",
+        "RestartIntensityError",
+        "RestartIntensityError",
+        "ValueError",
+    ]
+    assert [str(e).split(" gave up")[0] for e in chain[:3]] == [
+        "Supervisor[1]",
+        "Supervisor[2]",
+        "Supervisor[3]",
+    ]

@@ -365,6 +365,41 @@ def test_fakes_config_and_plugins_stay_in_their_test(pytester: pytest.Pytester) 
     run(pytester).assert_outcomes(passed=2)
 
 
+def test_tests_sharing_the_applications_container_each_start_its_graph(
+    pytester: pytest.Pytester,
+) -> None:
+    """tether_start(Api) in every test of a shared container starts Api each time."""
+    setup(pytester)
+    pytester.makepyfile(app=APP)
+    pytester.makeconftest(
+        CONFTEST.replace("return app.make_container()", "return SHARED")
+        + "\nSHARED = app.make_container()\n"
+    )
+    pytester.makepyfile(
+        test_shared="""
+        import app
+
+        async def test_first(tether_start):
+            api = await tether_start(app.Api)
+            assert api.running and api.db.running
+
+        async def test_second(tether_start):
+            api = await tether_start(app.Api)
+            assert api.running and api.db.running
+
+        async def test_after_a_get(tether_start, tether_container):
+            api = tether_container.get(app.Api)
+            assert await tether_start(app.Api) is api
+            assert api.running
+        """,
+    )
+    run(pytester).assert_outcomes(passed=3)
+    assert (
+        events(pytester)
+        == ["start db sqlite:///prod.db pool=5", "start api", "stop api", "stop db"] * 3
+    )
+
+
 def test_a_graph_that_fails_to_start_is_a_setup_error(pytester: pytest.Pytester) -> None:
     """The engine's error, its note naming the hook, and which test it was for."""
     setup(pytester, conftest=CONFTEST)

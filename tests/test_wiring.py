@@ -192,3 +192,37 @@ async def test_overrides_that_are_services_become_dependencies(
         assert repo.db is db
         assert db.running
     assert container.get(Database) is not db
+
+
+async def test_started_starts_a_service_resolved_before(container: tether.Container) -> None:
+    """``started(T)`` after ``get(T)`` starts T with its graph: the cache is no shortcut."""
+    api = container.get(Api)
+    assert not api.running
+    async with container.started(Api) as started:
+        assert started is api
+        assert api.running
+        assert api.repo.db.running
+    assert not api.running
+    assert not api.repo.db.running
+
+
+async def test_started_twice_starts_the_service_each_time(
+    container: tether.Container, log: Log
+) -> None:
+    """A second ``started`` block of the same service starts it again."""
+    for _ in range(2):
+        async with container.started(Database) as db:
+            assert db.running
+    assert log == ["start:db", "stop:db", "start:db", "stop:db"]
+
+
+async def test_started_in_a_scope_starts_a_service_the_parent_resolved(
+    container: tether.Container,
+) -> None:
+    """A service the parent container built is started from a scope too."""
+    db = container.get(Database)
+    async with container.scope():
+        async with container.started(Database) as again:
+            assert again is db
+            assert db.running
+    assert not db.running

@@ -18,9 +18,12 @@ asyncio_default_fixture_loop_scope = function
 
 
 def _ini(extra: str, mode: str) -> str:
-    # A short grace keeps the runs of leaking tests fast; ``extra`` may set its own.
+    # A short grace keeps the runs of leaking tests fast; ``extra`` may set its own. The
+    # generated tests mostly do not use tether's fixtures: they opt in to the check on
+    # every test (tests/test_testing_optin.py holds the default, `auto`).
     grace = "" if "tether_leak_grace" in extra else "tether_leak_grace = 0.05"
-    return INI.format(mode=mode, extra=f"{grace}\n{extra}")
+    check = "" if "tether_leak_check" in extra else "tether_leak_check = true"
+    return INI.format(mode=mode, extra=f"{grace}\n{check}\n{extra}")
 
 
 LEAKY = """

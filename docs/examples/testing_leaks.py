@@ -23,8 +23,11 @@ async def test_enqueue_allowed() -> None:
 
 if __name__ == "__main__":
     command = [sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider"]
+    # These tests use no tether fixture: the project opts in to the check on every test
+    # (tether_leak_check = true in its pytest configuration; here, on the command line).
+    options = ["-o", "asyncio_mode=auto", "-o", "tether_leak_check=true"]
     result = subprocess.run(  # noqa: S603
-        [*command, "-o", "asyncio_mode=auto"], capture_output=True, text=True, check=False
+        [*command, *options], capture_output=True, text=True, check=False
     )
     report = [line for line in result.stdout.splitlines() if line.startswith(("tether:", "  - "))]
     print("\n".join(report))

@@ -31,6 +31,7 @@ from ._errors import (
 )
 from ._events import EventKind, LifecycleEvent, subscribe
 from ._graph import check
+from ._hooknames import not_a_hook
 from ._service import (
     BlockingService,
     Service,
@@ -120,6 +121,7 @@ __all__ = [
     "cron",
     "graph",
     "listeners",
+    "not_a_hook",
     "prefork",
     "reload",
     "run",

@@ -2,8 +2,9 @@
 
 Installed as a console script and reachable as ``python -m tether``. ``module:attr``
 names a service instance, a service class or a factory function; a class or factory is
-built through the module's ``container`` (a :class:`tether.Container`) if it has one,
-else through a new container, its parameters injected by type.
+built through the application's container, its parameters injected by type: the one
+``--container module:attr`` names, else the module's ``container`` (either a
+:class:`tether.Container` or a function returning one), else a new, empty one.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from ._service import ServiceBase
 if TYPE_CHECKING:
     from ._container import Container
 
-__all__ = ["TargetError", "main", "resolve"]
+__all__ = ["TargetError", "find_container", "main", "resolve"]
 
 _EXAMPLE = "myapp.main:app"
 
@@ -108,12 +109,98 @@ def _call_without_arguments(func: object, what: str, spec: str) -> object:
     return func()
 
 
-def _container_of(module: object) -> Container:
-    """The module's ``container`` if it defines a :class:`tether.Container`, else a new one."""
+def find_container(module: object, module_name: str, named: str | None = None) -> Container | None:
+    """The application's container: the one ``named`` (``--container``), else the module's.
+
+    ``named`` is ``module:attr``; the module's is its attribute ``container``. Either is
+    a :class:`tether.Container` or a function that takes no arguments and returns one.
+    None when the module has no ``container`` and none was named.
+    """
     from ._container import Container  # noqa: PLC0415 - only when a target needs building
 
-    found = getattr(module, "container", None)
-    return found if isinstance(found, Container) else Container()
+    if named is not None:
+        where = f"--container {named}"
+        name, sep, attr = named.partition(":")
+        if not sep or not name or not attr:
+            raise TargetError(
+                f"{where}: {named!r} is not of the form module:attr (e.g. "
+                f"myapp.main:make_container: the module, a colon, the container or the "
+                f"function that builds it).{_module_hint(name or named)}"
+            )
+        found = _lookup(_import(name, where), name, attr, where)
+    else:
+        where = f"{module_name}.container"
+        found = getattr(module, "container", None)
+        if found is None:
+            return None
+    if callable(found) and not isinstance(found, Container | type):
+        try:
+            inspect.signature(found).bind()
+        except TypeError as exc:
+            raise TargetError(
+                f"{where} is a function that needs arguments ({exc}); give the container, "
+                f"or a function that takes none and returns it."
+            ) from None
+        found = found()
+    if not isinstance(found, Container):
+        raise TargetError(
+            f"{where} is {found!r} ({type(found).__name__}), which is not a tether.Container "
+            f"nor a function returning one; point --container at the container or at the "
+            f"function that builds it."
+        )
+    return found
+
+
+def _warn_if_defaults_only(
+    container: Container, module: object, module_name: str, *, made: bool
+) -> None:
+    """Say loudly when config sections took their defaults only, with no config source.
+
+    ``tether run module:Api`` should run with the settings ``python module.py`` has; a
+    container the command could not find gives sections their defaults instead.
+    """
+    from ._config import Config, unconfigured_sections  # noqa: PLC0415
+
+    sections = unconfigured_sections(container.get(Config))
+    if not sections:
+        return
+    listed = ", ".join(sections)
+    if made:
+        factories = _container_factories(module, module_name)
+        hint = (
+            f"--container {factories[0]}"
+            if factories
+            else "--container module:function, or define `container` in " + module_name
+        )
+        text = (
+            f"{module_name} defines no `container`, so tether made an empty one: config "
+            f"section(s) {listed} loaded from their defaults only, without your config "
+            f"files or environment variables. If the application builds its container "
+            f"in a function, name it: {hint}."
+        )
+    else:
+        text = (
+            f"the container of {module_name} has a Config with no sources: config "
+            f"section(s) {listed} loaded from their defaults only. Give it its sources: "
+            f"tether.Container(config=tether.Config().add_toml(...).add_env(...))."
+        )
+    sys.stderr.write(f"tether: warning: {text}\n")
+
+
+def _container_factories(module: object, module_name: str) -> list[str]:
+    """``module:name`` of what in ``module`` looks like it makes the container."""
+    from ._container import Container  # noqa: PLC0415
+
+    found = []
+    for name in _public_names(module):
+        value = getattr(module, name, None)
+        if isinstance(value, Container):
+            found.append(f"{module_name}:{name}")
+        elif inspect.isfunction(value) and value.__module__ == module_name:
+            returns = inspect.get_annotations(value, eval_str=False).get("return")
+            if returns is Container or returns in ("Container", "tether.Container"):
+                found.append(f"{module_name}:{name}")
+    return found
 
 
 def as_service(obj: object, spec: str, container: Container) -> ServiceBase:
@@ -155,14 +242,18 @@ def as_service(obj: object, spec: str, container: Container) -> ServiceBase:
     return made
 
 
-def resolve(spec: str, overrides: Sequence[str] = ()) -> tuple[ServiceBase, Container]:
+def resolve(
+    spec: str, overrides: Sequence[str] = (), container: str | None = None
+) -> tuple[ServiceBase, Container]:
     """The service ``module:attr`` names (``attr`` may be dotted: ``mod:App.create``).
 
-    A service class or factory is built through the module's ``container`` (a
-    :class:`tether.Container`) if it defines one, else through a new container; the
-    ``-c section.key=value`` ``overrides`` are added to its configuration first.
-    Raises :class:`TargetError` when the module or attribute is not found or is not a
-    service; errors raised while importing or building propagate.
+    A service class or factory is built through the application's container: the one
+    ``container`` names (``module:attr``, a container or a function returning one),
+    else the module's ``container`` (the same two kinds), else a new one, with a
+    warning on stderr if config sections then load from their defaults only. The ``-c
+    section.key=value`` ``overrides`` are added to its configuration first. Raises
+    :class:`TargetError` when the module or attribute is not found or is not a service;
+    errors raised while importing or building propagate.
     """
     module_name, sep, attr_path = spec.partition(":")
     if not sep or not module_name or not attr_path:
@@ -173,12 +264,19 @@ def resolve(spec: str, overrides: Sequence[str] = ()) -> tuple[ServiceBase, Cont
         )
     module = _import(module_name, spec)
     obj = _lookup(module, module_name, attr_path, spec)
-    container = _container_of(module)
+    found = find_container(module, module_name, container)
+    made = found is None
+    if found is None:
+        from ._container import Container  # noqa: PLC0415
+
+        found = Container()
     if overrides:
         from ._config import Config  # noqa: PLC0415
 
-        container.get(Config).add_overrides(overrides)
-    return as_service(obj, spec, container), container
+        found.get(Config).add_overrides(overrides)
+    service = as_service(obj, spec, found)
+    _warn_if_defaults_only(found, module, module_name, made=made)
+    return service, found
 
 
 # ------------------------------------------------------------------- the command
@@ -210,6 +308,12 @@ def _parser() -> argparse.ArgumentParser:
         "target",
         metavar="module:attr",
         help="a service instance, a service class, or a factory function, e.g. " + _EXAMPLE,
+    )
+    target.add_argument(
+        "--container",
+        metavar="module:attr",
+        help="the application's tether.Container, or a function returning it (default: "
+        "the module's `container`, if any), e.g. myapp.main:make_container",
     )
     target.add_argument(
         "-c",
@@ -248,7 +352,8 @@ def _parser() -> argparse.ArgumentParser:
         parents=[target, running],
         help="run the graph as this process",
         description="Start the graph, run until SIGINT/SIGTERM (graceful; a second one "
-        "forces), SIGHUP reloads, SIGUSR1 prints the live status.",
+        "forces), SIGHUP reloads (or stops, when no service has a reload hook), SIGUSR1 "
+        "prints the live status.",
     )
     run_cmd.add_argument(
         "--log-level", choices=LOG_LEVELS, default="info", help="log threshold (default info)"
@@ -276,7 +381,8 @@ def _parser() -> argparse.ArgumentParser:
         parents=[target, running],
         help="start the graph and open an asyncio REPL",
         description="Start the graph and open an asyncio REPL with top-level await; the "
-        "root is bound as `root`, every service by name. Leaving stops the graph.",
+        "root is bound as `root`, every service by name, and the module's own names. "
+        "Leaving stops the graph.",
     )
     repl_cmd.add_argument(
         "--log-level",
@@ -321,9 +427,11 @@ def _unreadable_graph(spec: str, exc: Exception) -> NoReturn:
     )
 
 
-def _load(spec: str, overrides: Sequence[str]) -> tuple[ServiceBase, Container]:
+def _load(
+    spec: str, overrides: Sequence[str], container: str | None
+) -> tuple[ServiceBase, Container]:
     try:
-        return resolve(spec, overrides)
+        return resolve(spec, overrides, container)
     except TargetError as exc:
         _fail(ExitCode.USAGE, str(exc))
     except TetherError as exc:  # no provider, bad configuration, ...
@@ -343,7 +451,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _check_running_options(args)
     if args.command == "run" and (args.workers is not None or args.bind):
         _prefork(args)
-    service, container = _load(args.target, args.config)
+    service, container = _load(args.target, args.config, args.container)
     if args.command in ("graph", "check"):
         try:
             if args.command == "graph":
@@ -369,7 +477,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
         log_level=args.log_level,
         log_format=args.log_format,
-        repl=args.command == "repl",
+        repl=vars(sys.modules[args.target.partition(":")[0]]) if args.command == "repl" else False,
         container=container,
     )
 
@@ -425,6 +533,13 @@ def _prefork_options(parser: argparse.ArgumentParser) -> None:
 def _prefork(args: argparse.Namespace) -> NoReturn:
     from ._master import prefork  # noqa: PLC0415 - only the pre-fork mode needs it
 
+    if args.container is not None:
+        _fail(
+            ExitCode.USAGE,
+            "--container is for a single process for now; with --workers or --bind each "
+            "worker finds the module's `container` (a tether.Container, or a function "
+            "returning one): define it there instead.",
+        )
     if args.shutdown_timeout is not None:
         _fail(
             ExitCode.USAGE,

@@ -28,11 +28,12 @@ from ._convert import (
     is_pydantic,
     is_secret,
     is_section_class,
+    require_converter,
     unwrap_optional,
 )
 from ._errors import ConfigError
 
-__all__ = ["Config", "section"]
+__all__ = ["Config", "section", "unconfigured_sections"]
 
 T = TypeVar("T")
 C = TypeVar("C", bound=type)
@@ -225,6 +226,7 @@ class Config:
         validation errors.
         """
         name = section if section is not None else getattr(cls, "__tether_section__", "")
+        require_converter(f"the config section {_label(cls)} [{name}]" if name else _label(cls))
         base: _Path = tuple(name.split(".")) if name else ()
         values, sources = self._merge(cls, base)
         problems: list[str] = []
@@ -369,6 +371,22 @@ class Config:
     def __repr__(self) -> str:
         layers = ", ".join(layer.label for layer in self._layers) or "no sources"
         return f"<Config {layers}>"
+
+
+def unconfigured_sections(config: Config) -> list[str]:
+    """The sections loaded from their defaults only, from a config with nothing to read.
+
+    Empty when any source other than ``-c`` overrides was added (a dict, a TOML file,
+    environment variables): then a section at its defaults is what its sources say.
+    Each section reads ``DbConfig [db]``.
+    """
+    if any(layer.label != "-c" for layer in config._layers):
+        return []
+    return [
+        f"{_label(loaded.cls)} [{loaded.name}]" if loaded.name else _label(loaded.cls)
+        for loaded in config._loaded.values()
+        if not loaded.sources
+    ]
 
 
 # ----------------------------------------------------------------- helpers

@@ -41,7 +41,7 @@ _EMPTY: _Frontier = ()
 class _Tree:
     """What a root container shares with all its scopes."""
 
-    __slots__ = ("auto", "named", "var")
+    __slots__ = ("auto", "named", "var", "waiting")
 
     def __init__(self) -> None:
         self.var: ContextVar[Container | None] = ContextVar("tether.container", default=None)
@@ -49,6 +49,20 @@ class _Tree:
         """Types registered under a name somewhere in the tree."""
         self.auto: dict[Any, Provider] = {}
         """Implicit providers: service classes and config sections."""
+        self.waiting: dict[int, _Build] = {}
+        """The build each async resolution (by ``id`` of its stack) is waiting for."""
+
+
+class _Build:
+    """A singleton being built by an async resolution: where its stack was, and its result."""
+
+    __slots__ = ("depth", "future", "stack")
+
+    def __init__(self, future: asyncio.Future[tuple[Any, _Frontier]], stack: list[_Frame]) -> None:
+        self.future = future
+        self.stack = stack
+        self.depth = len(stack)
+        """The index in ``stack`` of the frame of the provider being built."""
 
 
 class _Frame:
@@ -133,7 +147,7 @@ class Container:
         self._lent: set[Any] = set()
         """Cache keys whose instance belongs to an ancestor (borrowed, not disposed here)."""
         self._finalizers: list[tuple[str, Callable[[], Any]]] = []
-        self._building: dict[Any, asyncio.Future[tuple[Any, _Frontier]]] = {}
+        self._building: dict[Any, _Build] = {}
         self._children: list[Container] = []
         self._tokens: list[Token[Container | None]] = []
         self._closures: dict[tuple[int, tuple[Any, ...]], frozenset[Any]] = {}
@@ -461,7 +475,7 @@ class Container:
     ) -> tuple[Any, _Frontier]:
         value = self._cache.get(ck, MISSING)
         if value is not MISSING:
-            return value, self._frontier.get(ck, _EMPTY)
+            return value, self._cached_frontier(ck, value)
         if provider.transient:
             return self._build(provider, bindings, stack, None)
         home = self._home(provider, owner, bindings)
@@ -476,7 +490,7 @@ class Container:
             value, frontier = home._build(provider, bindings, stack, None)
             home._store(ck, value, frontier)
         else:
-            frontier = home._frontier.get(ck, _EMPTY)
+            frontier = home._cached_frontier(ck, value)
         if home is not self:
             self._lend(ck, value, frontier)
         return value, frontier
@@ -578,7 +592,7 @@ class Container:
     ) -> tuple[Any, _Frontier]:
         value = self._cache.get(ck, MISSING)
         if value is not MISSING:
-            return value, self._frontier.get(ck, _EMPTY)
+            return value, self._cached_frontier(ck, value)
         if provider.transient:
             return await self._abuild(provider, bindings, stack, None)
         home = self._home(provider, owner, bindings)
@@ -586,11 +600,11 @@ class Container:
         if value is MISSING:
             pending = home._building.get(ck)
             if pending is not None:
-                value, frontier = await asyncio.shield(pending)
+                value, frontier = await self._await_build(pending, stack)
             else:
                 future: asyncio.Future[tuple[Any, _Frontier]]
                 future = asyncio.get_running_loop().create_future()
-                home._building[ck] = future
+                home._building[ck] = _Build(future, stack)
                 try:
                     value, frontier = await home._abuild(provider, bindings, stack, None)
                 except BaseException as exc:
@@ -605,10 +619,25 @@ class Container:
                 home._store(ck, value, frontier)
                 future.set_result((value, frontier))
         else:
-            frontier = home._frontier.get(ck, _EMPTY)
+            frontier = home._cached_frontier(ck, value)
         if home is not self:
             self._lend(ck, value, frontier)
         return value, frontier
+
+    async def _await_build(self, pending: _Build, stack: list[_Frame]) -> tuple[Any, _Frontier]:
+        """Wait for a singleton another resolution is building, unless that would deadlock.
+
+        The build may be waiting, directly or through other resolutions' builds, for
+        the very resolution that would wait for it (``stack``): a circular injection
+        met from both ends. That is raised as the cycle, instead of waiting forever.
+        """
+        waiting = self._tree.waiting
+        _check_wait(waiting, pending, stack)
+        waiting[id(stack)] = pending
+        try:
+            return await asyncio.shield(pending.future)
+        finally:
+            del waiting[id(stack)]
 
     async def _abuild(
         self,
@@ -704,6 +733,12 @@ class Container:
         if not services:
             return instance, _EMPTY
         return instance, tuple(dict.fromkeys(services))
+
+    def _cached_frontier(self, ck: Any, value: Any) -> _Frontier:
+        """The services a cached value brings along: itself, if it is one (not stored)."""
+        if isinstance(value, ServiceBase):
+            return (value,)
+        return self._frontier.get(ck, _EMPTY)
 
     def _store(self, ck: Any, value: Any, frontier: _Frontier) -> None:
         self._cache[ck] = value
@@ -851,6 +886,9 @@ class Container:
     ) -> AsyncIterator[Any]:
         scope = self._current()
         value, frontier = await scope._atop(key, name, overrides or None)
+        # A service another start brought up already but has not finished (this block
+        # runs inside a hook of it: an ASGI lifespan in a server's start) is shared: the
+        # engine does not wait for that start.
         async with Uses(type_label(key), frontier):
             yield value
 
@@ -977,17 +1015,42 @@ def _check_overrides(
 def _enter(stack: list[_Frame], provider: Provider, bindings: tuple[Any, ...]) -> _Frame:
     for index, frame in enumerate(stack):
         if frame.provider is provider and frame.bindings == bindings:
-            steps = tuple(f.show() for f in stack[index:])
-            shown = " -> ".join((*steps, type_label(provider.provides)))
-            raise InjectionCycleError(
-                f"Circular injection: {shown}. Break the cycle: let one of them take its "
-                f"dependency later (a method argument, or resolve it in start()).",
-                _chain_steps(stack),
-                (*(f.provider.provides for f in stack[index:]), provider.provides),
-            )
+            raise _cycle(stack[index:], provider, stack)
     frame = _Frame(provider, bindings)
     stack.append(frame)
     return frame
+
+
+def _check_wait(waiting: dict[int, _Build], pending: _Build, stack: list[_Frame]) -> None:
+    """Raise InjectionCycleError if waiting for ``pending`` from ``stack`` would never end.
+
+    Follows the waits: ``pending``'s resolution may wait for another build, whose
+    resolution waits for another... If the walk comes back to ``stack``, every one of
+    them waits for the next one in a circle: the providers along it inject each other.
+    """
+    chain = [pending]
+    while chain[-1].stack is not stack:
+        following = waiting.get(id(chain[-1].stack))
+        if following is None or following in chain:
+            return
+        chain.append(following)
+    # ``stack`` waits for chain[0]; the resolution of each build waits for the next;
+    # the last one is ``stack``'s own build, which the cycle comes back to.
+    frames = stack[chain[-1].depth :]
+    for build in chain[:-1]:
+        frames = [*frames, *build.stack[build.depth :]]
+    raise _cycle(frames, frames[0].provider, stack)
+
+
+def _cycle(frames: list[_Frame], back: Provider, stack: list[_Frame]) -> InjectionCycleError:
+    """The error for providers ``frames`` that lead back to ``back``, the first of them."""
+    shown = " -> ".join((*(f.show() for f in frames), type_label(back.provides)))
+    return InjectionCycleError(
+        f"Circular injection: {shown}. Break the cycle: let one of them take its "
+        f"dependency later (a method argument, or resolve it in start()).",
+        _chain_steps(stack),
+        (*(f.provider.provides for f in frames), back.provides),
+    )
 
 
 def _chain_steps(stack: list[_Frame]) -> tuple[str, ...]:

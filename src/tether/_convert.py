@@ -22,7 +22,15 @@ from typing import Any, Generic, TypeVar
 
 from ._providers import type_label
 
-__all__ = ["Field", "Secret", "convert_field", "fields_of", "is_secret", "is_section_class"]
+__all__ = [
+    "Field",
+    "Secret",
+    "convert_field",
+    "fields_of",
+    "is_secret",
+    "is_section_class",
+    "require_converter",
+]
 
 T = TypeVar("T")
 
@@ -83,17 +91,22 @@ class Field:
         self.required = required
 
 
-def _msgspec() -> Any:
+def _msgspec(what: str = "config sections") -> Any:
     try:
         import msgspec  # noqa: PLC0415  (optional extra, imported where used)
     except ImportError:
         from ._errors import ConfigError  # noqa: PLC0415
 
         raise ConfigError(
-            "Loading config sections needs msgspec, which converts the values: "
-            "pip install 'tether[config]'."
+            f"Loading {what} needs msgspec, which converts config values into typed "
+            f"classes (dataclasses included): pip install 'tether[config]'."
         ) from None
     return msgspec
+
+
+def require_converter(what: str) -> None:
+    """Raise ConfigError naming ``what`` (a section) and the extra if msgspec is missing."""
+    _msgspec(what)
 
 
 def is_pydantic(cls: type) -> bool:

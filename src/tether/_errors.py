@@ -55,9 +55,12 @@ class DependencyCycleError(TetherError):
 
 
 class HookError(DefinitionError, TypeError):
-    """A lifecycle hook has the wrong kind: async where it must be sync or the reverse.
+    """A lifecycle hook is wrong: of the wrong kind, or under a name tether does not know.
 
-    Raised before anything starts; the message names the class and the method.
+    Async where it must be sync or the reverse, requiring arguments, or named as another
+    library names its hooks (``on_start``) or one typo away from a tether hook
+    (``strat``). Raised before anything starts; the message names the class, the method
+    and the fix.
     """
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import sys
@@ -145,18 +146,34 @@ def _structlog_formatter(json: bool, stream: TextIO) -> logging.Formatter:
         structlog.stdlib.ExtraAdder(),
         structlog.processors.TimeStamper(fmt="iso", utc=json),
     ]
+    # Tracebacks never show the frames' local variables: a revealed secret (a password
+    # passed to connect()) sits in one as often as not.
     if json:
         processors: list[Any] = [
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.dict_tracebacks,
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+            ),
             structlog.processors.JSONRenderer(),
         ]
     else:
         processors = [
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.dev.ConsoleRenderer(colors=_wants_color(stream)),
+            structlog.dev.ConsoleRenderer(
+                colors=_wants_color(stream), exception_formatter=_traceback_renderer(structlog)
+            ),
         ]
     return structlog.stdlib.ProcessorFormatter(foreign_pre_chain=pre_chain, processors=processors)
+
+
+def _traceback_renderer(structlog: Any) -> Any:
+    """The console's traceback renderer: rich's if installed, without local variables.
+
+    structlog's default shows them with rich or better-exceptions installed.
+    """
+    if getattr(structlog.dev, "rich", None) is not None:
+        return structlog.dev.RichTracebackFormatter(show_locals=False)
+    return structlog.dev.plain_traceback
 
 
 class JsonFormatter(logging.Formatter):
@@ -328,12 +345,23 @@ class LifecycleLogger:
 
 
 def log_loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-    """Event-loop exception handler: unhandled errors go to ``tether.loop``, never lost."""
+    """Event-loop exception handler: unhandled errors go to ``tether.loop``, never lost.
+
+    A failing callback is named without its arguments (asyncio's own message shows
+    their values, a revealed password among them).
+    """
     del loop
     message = context.get("message") or "unhandled exception in the event loop"
     exc = context.get("exception")
+    handle = context.get("handle")
+    if isinstance(handle, asyncio.Handle):
+        shown = _callback_name(handle)
+        if message.startswith("Exception in callback "):
+            message = f"Exception in callback {shown}"
     details = [
-        f"{key}={value!r}"
+        f"{key}=<{type(value).__name__} {_callback_name(value)}>"
+        if isinstance(value, asyncio.Handle)
+        else f"{key}={value!r}"
         for key, value in context.items()
         if key not in ("message", "exception") and value is not None
     ]
@@ -356,3 +384,15 @@ def log_status(text: str) -> None:
         return
     sys.stderr.write(text + "\n")
     sys.stderr.flush()
+
+
+def _callback_name(handle: asyncio.Handle) -> str:
+    """What a handle calls, by name and place, without the values it was given."""
+    callback: Any = getattr(handle, "_callback", None)
+    while isinstance(callback, functools.partial):
+        callback = callback.func
+    name = getattr(callback, "__qualname__", None) or type(callback).__name__
+    code = getattr(callback, "__code__", None)
+    if code is None:
+        return f"{name}()"
+    return f"{name}() at {code.co_filename}:{code.co_firstlineno}"

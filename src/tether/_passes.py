@@ -438,25 +438,21 @@ def count_stop_preds(op: Operation, rec: Record) -> None:
     what does not stop here (a barrier of its group, a service that keeps running, one
     stopped already) the wait passes on to what that one waited for, as long as it
     started before ``rec``: so if ``a`` started before ``b``, ``b`` before ``c``, and
-    ``b`` stays, ``c`` still stops before ``a``. Indirect ones go to ``op.extra``. An
-    edge from a run that has ended since (its service started again after ``rec``)
-    does not count: every wait points from what started later to what started earlier,
-    so the waits cannot form a cycle.
+    ``b`` stays, ``c`` still stops before ``a``. Indirect ones go to ``op.extra``.
     """
     seq = rec.seq
     extra: list[Node] | None = None
     for pred in rec.after:
         if pred.member is op:
-            if pred.seq < seq:  # type: ignore[attr-defined]  # members are records
-                pred.pending += 1
-            continue
-        extra = _through(op, pred, seq, extra)
+            pred.pending += 1
+        else:
+            extra = _through(op, pred, seq, extra)
     if extra:
         op.extra[rec] = extra
 
 
 def _through(op: Operation, node: Node, bound: int, extra: list[Node] | None) -> list[Node] | None:
-    """The members of ``op`` that started before ``bound`` and ``node`` waited for."""
+    """The members of ``op`` that ``node`` waited for, looking through what is not one."""
     stack = [node]
     seen: set[int] = set()
     while stack:
@@ -466,15 +462,14 @@ def _through(op: Operation, node: Node, bound: int, extra: list[Node] | None) ->
         seen.add(id(node))
         if type(node) is not Record:  # a barrier: the items it stood for
             stack.extend(node.after)
-            continue
-        if node.seq >= bound:
-            continue  # started after: an edge of a run that has ended
-        if node.member is op:
+        elif node.member is op:
             node.pending += 1
             if extra is None:
                 extra = [node]
             else:
                 extra.append(node)
+        elif node.seq >= bound:
+            continue  # started again since: what it waited for is of another run
         elif node.state is _RUNNING:
             # It keeps running, and so do its dependencies: only its group's order.
             if len(node.after) > len(node.deps):
@@ -490,9 +485,8 @@ def _release_stop(op: Operation, node: Node, ready: list[Node]) -> None:
     It then leaves the pass (``member`` cleared): a service adopted later counts only
     the successors still to stop.
     """
-    seq = node.seq  # type: ignore[attr-defined]  # the stop pass has records only
     for pred in node.after:
-        if pred.member is op and pred.seq < seq:  # type: ignore[attr-defined]
+        if pred.member is op:
             pred.pending -= 1
             if not pred.pending:
                 ready.append(pred)
@@ -597,7 +591,9 @@ async def stop_pass(op: Operation, ready: list[Node]) -> None:
                 if op.orphans and not op.done:
                     _adopt(op, ready)
             if not op.inflight and not op.requeue and not op.orphans:
-                break
+                if not _unblock(op, ready):
+                    break
+                continue
             if not op.done and not op.requeue and op.inflight:
                 await _sleep(op, loop)
             _advance_stop(op, ready)
@@ -607,6 +603,24 @@ async def stop_pass(op: Operation, ready: list[Node]) -> None:
     finally:
         op.driver = None
         op.tasks.clear()
+
+
+def _unblock(op: Operation, ready: list[Node]) -> bool:
+    """Nothing runs, nothing is ready, yet services wait: their waits form a cycle.
+
+    Edges are as the order written made them; one from a run that has ended since (a
+    service started again after the ones that waited for it, by a supervisor's restart
+    say) can close a cycle with a dependency. The service that started last goes first:
+    every edge it still waits on is such an edge, since what started after it and
+    waited for it would have a later start. True if one was let go.
+    """
+    waiting = [rec for rec in op.records if rec.member is op and rec.state is _RUNNING]
+    if not waiting:
+        return False
+    latest = max(waiting, key=lambda rec: rec.seq)
+    latest.pending = 0
+    ready.append(latest)
+    return True
 
 
 def _stoppable(op: Operation, node: Node) -> bool:

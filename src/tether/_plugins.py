@@ -118,7 +118,11 @@ class Plugins(Service):
         """Load the plugins installed under the entry-point ``group``, sorted by name.
 
         ``names`` restricts it to those entry points. An entry point's value is a module
-        (``myapp.plugin``) or a callable (``myapp.plugin:prepare``).
+        (``myapp.plugin``) or a callable (``myapp.plugin:prepare``). Any exception while
+        importing an entry point, or one that has no ``prepare``, is a
+        :class:`tether.PluginError` naming the entry point and its distribution, chained
+        to the cause; an exception raised by its ``prepare`` propagates as it is, with
+        notes naming the plugin and the entry point.
         """
         from importlib.metadata import entry_points  # noqa: PLC0415  (costly; only when used)
 
@@ -127,16 +131,23 @@ class Plugins(Service):
         for entry_point in found:
             if wanted is not None and entry_point.name not in wanted:
                 continue
+            dist = entry_point.dist
+            shown = f"{dist.name} {dist.version}" if dist is not None else "an unknown distribution"
+            label = f"{entry_point.name!r} = {entry_point.value!r} of {shown} (group {group!r})"
             try:
                 target = entry_point.load()
-            except ImportError as exc:
-                dist = getattr(entry_point.dist, "name", "an unknown distribution")
-                raise PluginError(
-                    f"Entry point {entry_point.name!r} = {entry_point.value!r} of {dist} "
-                    f"(group {group!r}) cannot be imported: {exc}."
-                ) from exc
-            prepare, name = self._resolve(target)
-            await self._load(prepare, name)
+                prepare, name = self._resolve(target)
+            except Exception as exc:
+                what = "cannot be imported" if isinstance(exc, ImportError) else "cannot be loaded"
+                detail = (
+                    str(exc) if isinstance(exc, PluginError) else f"{type(exc).__name__}: {exc}"
+                )
+                raise PluginError(f"Entry point {label} {what}: {detail}") from exc
+            try:
+                await self._load(prepare, name)
+            except Exception as exc:
+                exc.add_note(f"tether: loaded from entry point {label}")
+                raise
         if wanted:
             missing = wanted - {ep.name for ep in found}
             if missing:

@@ -17,16 +17,18 @@ import inspect
 import re
 import sys
 import threading
+import traceback
 import types
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from ._picture import graph_records
-from ._service import ServiceBase, class_label
+from ._service import ServiceBase, class_label, display_name
 
-__all__ = ["Console", "bindings"]
+__all__ = ["Console", "bindings", "service_names"]
 
 _RESERVED = frozenset({"root", "tether", "asyncio"})
+_FILENAME = "<tether repl>"
 
 
 def _snake(name: str) -> str:
@@ -41,32 +43,69 @@ def _base_name(service: ServiceBase) -> str:
     return _snake(class_label(type(service)))
 
 
-def bindings(root: ServiceBase) -> dict[str, Any]:
+def bindings(root: ServiceBase, module: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The REPL's names: ``root``, each service by its ``name`` or snake_case class.
 
     ``LineServer`` becomes ``line_server``; a service with ``name = "db"`` becomes
-    ``db``; clashes get ``_2``, ``_3``. ``tether`` and ``asyncio`` are imported.
+    ``db``; clashes get ``_2``, ``_3``. ``tether`` and ``asyncio`` are imported. The
+    public names of ``module`` (a module's namespace: the one the application was
+    found in) are bound as they are there, and win over the names made for services.
     """
     import tether  # noqa: PLC0415 - the public package, for the user's convenience
 
-    names: dict[str, Any] = {"root": root, "tether": tether, "asyncio": asyncio}
+    own = _public(module)
+    return {
+        "root": root,
+        "tether": tether,
+        "asyncio": asyncio,
+        **service_names(root, own),
+        **own,
+    }
+
+
+def service_names(root: ServiceBase, taken: Mapping[str, Any]) -> dict[str, ServiceBase]:
+    """Each service of ``root``'s graph by its ``name`` or snake_case class, unique.
+
+    A name in ``taken`` (the module's) is avoided, unless it is bound to that very
+    service there.
+    """
+    names: dict[str, ServiceBase] = {}
     for rec in graph_records(root):
-        base = _base_name(rec.service)
+        service = rec.service
+        base = _base_name(service)
         name = base
         n = 1
-        while name in names or name in _RESERVED:
+        while taken.get(name) is not service and (
+            name in names or name in taken or name in _RESERVED
+        ):
             n += 1
             name = f"{base}_{n}"
-        names[name] = rec.service
+        names[name] = service
     return names
+
+
+def _public(module: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {
+        name: value
+        for name, value in (module or {}).items()
+        if not name.startswith("_") and name not in _RESERVED
+    }
 
 
 class Console(code.InteractiveConsole):
     """An interactive console whose code runs on ``loop``, with top-level ``await``."""
 
-    def __init__(self, root: ServiceBase, loop: asyncio.AbstractEventLoop) -> None:
-        self.namespace = bindings(root)
-        super().__init__(self.namespace, filename="<tether repl>")
+    def __init__(
+        self,
+        root: ServiceBase,
+        loop: asyncio.AbstractEventLoop,
+        module: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.namespace = bindings(root, module)
+        self.services = list(service_names(root, _public(module)))
+        """The names made for the services, as the banner lists them (the root's first)."""
+        self.module = None if module is None else module.get("__name__")
+        super().__init__(self.namespace, filename=_FILENAME)
         self.compile.compiler.flags |= ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
         self.loop = loop
         self.context = contextvars.copy_context()
@@ -77,13 +116,33 @@ class Console(code.InteractiveConsole):
 
     def banner(self) -> str:
         """What the console says first: what runs and which names are bound."""
-        services = [n for n, v in self.namespace.items() if isinstance(v, ServiceBase)]
+        services = self.services
+        module = f"; the names of {self.module} too" if self.module else ""
         return (
-            f"tether repl: {len(services) - 1} services running; bound: "
-            f"{', '.join(services)}.\n"
+            f"tether repl: {len(services)} services running; bound: root, "
+            f"{', '.join(services)}{module}.\n"
             "Top-level await works. Ctrl-D or exit() leaves and stops the graph "
             "gracefully."
         )
+
+    def showtraceback(self) -> None:
+        """Show the exception from the line typed at the prompt inward, as Python's REPL does.
+
+        The frames that carried the input to the event loop and back (the console's
+        thread, ``concurrent.futures``, this module) are left out: the traceback begins
+        at ``<tether repl>``, then the user's own code.
+        """
+        kind, value, tb = sys.exc_info()
+        if kind is None or value is None:
+            return
+        sys.last_type, sys.last_value, sys.last_traceback = kind, value, tb
+        if sys.version_info >= (3, 12):
+            sys.last_exc = value
+        start = tb
+        while start is not None and start.tb_frame.f_code.co_filename != _FILENAME:
+            start = start.tb_next
+        lines = traceback.format_exception(kind, value, start if start is not None else tb)
+        self.write("".join(lines))
 
     def runcode(self, code: types.CodeType) -> None:
         """Run one compiled input on the loop and wait for it (awaiting if needed)."""
@@ -127,11 +186,15 @@ class Console(code.InteractiveConsole):
             sys.stderr.write("\nKeyboardInterrupt (Ctrl-D or exit() leaves the REPL)\n")
         return True
 
-    async def run_until_left(self, stopped: Coroutine[Any, Any, None]) -> bool:
+    async def run_until_left(
+        self, stopped: Coroutine[Any, Any, None], why: Callable[[], str] | None = None
+    ) -> bool:
         """Serve the console until it is left (True) or ``stopped`` finishes (False).
 
-        ``stopped`` raising (a crash) propagates; the console thread is left waiting
-        for input then, and the caller ends the process without waiting for it.
+        When the graph stops under the prompt, the console says so on stderr, with
+        ``why()`` (or the crash) as the reason. ``stopped`` raising (a crash)
+        propagates; the console thread is left waiting for input then, and the caller
+        ends the process without waiting for it.
         """
         loop = asyncio.get_running_loop()
         left: asyncio.Future[None] = loop.create_future()
@@ -156,7 +219,12 @@ class Console(code.InteractiveConsole):
                 await asyncio.wait({waiting})
         if left.done():
             return True
-        waiting.result()
+        name = display_name(self.root)
+        error = waiting.exception()
+        if error is not None:
+            _say(f"tether repl: leaving: {name} crashed: {type(error).__name__}: {error}")
+            raise error
+        _say(f"tether repl: leaving: {name} stopped ({why() if why else 'a stop was requested'})")
         return False
 
 
@@ -173,6 +241,12 @@ def _copy(task: asyncio.Task[Any], future: concurrent.futures.Future[Any]) -> No
         future.set_exception(error)
     else:
         future.set_result(task.result())
+
+
+def _say(text: str) -> None:
+    """A line on stderr that starts at the beginning of a line (the prompt may be shown)."""
+    sys.stderr.write(f"\n{text}\n")
+    sys.stderr.flush()
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

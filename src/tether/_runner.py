@@ -18,7 +18,7 @@ import signal
 import sys
 import time
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypedDict
 
 from ._deadline import FORCED_EXIT, Deadline, culprits, force_exit
@@ -38,6 +38,7 @@ from ._notify import Notifier, Progress, ping_watchdog, watchdog_interval
 from ._picture import graph_records, status_tree
 from ._service import ServiceBase, display_name, record
 from ._signals import SignalHandlers, wake_loop_on_signals
+from ._stages import RELOAD
 
 if TYPE_CHECKING:
     from ._container import Container
@@ -55,14 +56,16 @@ class ExitCode(enum.IntEnum):
     """How a process run by :func:`tether.run` (or the ``tether`` command) ended.
 
     ==  ===============================================================================
-    0   clean stop: the root stopped on its own, or on SIGINT / SIGTERM, gracefully
+    0   clean stop: the root stopped on its own, or on SIGINT / SIGTERM (SIGHUP when no
+        service has a reload hook), gracefully
     1   crash while running: a background task raised, or stopping reported errors
     2   usage error of the ``tether`` command (bad option or value, an option's extra
         missing, ``module:attr`` not found or not a service it can build)
     3   failure during startup: the ``init`` or ``start`` stage raised, or the graph
         is invalid (cycle, a dependency that is not a service, a bad hook, a
         ``dependencies`` that raised)
-    70  forced exit: a second SIGINT / SIGTERM, or the shutdown deadline passed
+    70  forced exit: a second SIGINT / SIGTERM (or SIGHUP, when it stopped the graph),
+        or the shutdown deadline passed
     ==  ===============================================================================
     """
 
@@ -80,7 +83,7 @@ class RunOptions(TypedDict, total=False):
     shutdown_timeout: float
     log_level: str | int
     log_format: LogFormat
-    repl: bool
+    repl: bool | Mapping[str, Any]
     container: Container | None
 
 
@@ -155,7 +158,7 @@ class Runner:
         shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
         log_level: str | int = "info",
         log_format: LogFormat = "auto",
-        repl: bool = False,
+        repl: bool | Mapping[str, Any] = False,
         container: Container | None = None,
     ) -> None:
         self.service = _check_service(service)
@@ -169,7 +172,8 @@ class Runner:
             )
         self.log_level = log_level
         self.log_format = log_format
-        self.repl = repl
+        self.repl = repl is not False
+        self.repl_names = repl if isinstance(repl, Mapping) else None
         self.name = display_name(self.service)
         self.phase = _Phase.INIT
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -188,6 +192,7 @@ class Runner:
             on_force=self._on_force_signal,
             on_reload=self._on_reload_signal,
             on_status=self._on_status_signal,
+            hangup_stops=self._cannot_reload,
         )
         self.deadline: Deadline | None = None
 
@@ -373,10 +378,13 @@ class Runner:
     async def _interact(self) -> None:
         from ._repl import Console  # noqa: PLC0415 - the REPL is loaded only when asked for
 
-        console = Console(self.service, asyncio.get_running_loop())
+        console = Console(self.service, asyncio.get_running_loop(), self.repl_names)
         self.signals.intercept_interrupt = console.interrupt
         try:
-            await console.run_until_left(wait_for_stop(record(self.service)))
+            await console.run_until_left(
+                wait_for_stop(record(self.service)),
+                lambda: self.shutdown_reason or "a stop was requested",
+            )
         finally:
             self.signals.intercept_interrupt = None
             # A console still waiting in input() (the graph stopped or crashed under
@@ -413,6 +421,8 @@ class Runner:
         if self.stop_signal_handled or self.phase in (_Phase.STOPPING, _Phase.EXIT):
             return
         self.stop_signal_handled = True
+        if sig.name == "SIGHUP":
+            logger.info("SIGHUP received and no service in the graph reloads (no reload hook)")
         logger.info("%s received: stopping gracefully (send it again to force)", sig.name)
         if self.phase is _Phase.STARTING:
             self._begin_shutdown(f"{sig.name} received")
@@ -421,6 +431,14 @@ class Runner:
         elif self.phase is _Phase.RUNNING:
             self._begin_shutdown(f"{sig.name} received")
             self.service.request_stop()
+
+    def _cannot_reload(self) -> bool:
+        """Whether no service in the graph has a hook in the reload phase (a HUP stops)."""
+        return not any(
+            stage._phase is RELOAD._phase
+            for rec in graph_records(self.service)
+            for stage in rec.info.hooks
+        )
 
     def _on_force_signal(self, sig: signal.Signals, frame: types.FrameType | None) -> NoReturn:
         loop = self.loop
@@ -487,7 +505,7 @@ def run(
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
     log_level: str | int = "info",
     log_format: LogFormat = "auto",
-    repl: bool = False,
+    repl: bool | Mapping[str, Any] = False,
     container: Container | None = None,
 ) -> NoReturn:
     """Run ``service`` and its graph as this process, then exit with a documented code.
@@ -503,17 +521,22 @@ def run(
     Signals (installed in the main thread, over default handlers only, restored
     afterwards): SIGINT and SIGTERM stop gracefully, a second one forces the exit at
     once; SIGHUP runs the ``reload`` stage (a failing reload is logged and the process
-    keeps running); SIGUSR1 prints the live status tree to stderr. Once stopping has
-    begun, ``shutdown_timeout`` seconds later the process ends with code 70 whatever
-    still runs (a task that swallows cancellation, a hook that blocks), naming it.
+    keeps running), or, when no service in the graph has a reload hook, stops
+    gracefully as SIGTERM does (a hang-up ends a process that cannot reload); SIGUSR1
+    prints the live status tree to stderr. Once stopping has begun,
+    ``shutdown_timeout`` seconds later the process ends with code 70 whatever still
+    runs (a task that swallows cancellation, a hook that blocks), naming it.
 
     Logging is set up unless you configured it already (``log_level``; ``log_format``
     ``auto``, ``plain``, ``console`` or ``json``); every lifecycle event is logged.
     Under systemd (``NOTIFY_SOCKET``) readiness, reloads, stopping, status and
     watchdog pings are reported. With ``repl=True`` an asyncio REPL replaces the
     waiting: the services are bound by name, top-level ``await`` works, and leaving
-    the REPL stops the graph. With a ``container`` (see :class:`tether.Container`), the
-    resources it built are released once the whole graph has stopped::
+    the REPL stops the graph; ``repl=globals()`` (any mapping) binds those names too,
+    as ``tether repl module:attr`` binds the module's. When the graph stops under the
+    prompt (a signal, a service's own stop, a crash) the REPL says why as it leaves.
+    With a ``container`` (see :class:`tether.Container`), the resources it built are
+    released once the whole graph has stopped::
 
         if __name__ == "__main__":
             tether.run(Api(Database()))

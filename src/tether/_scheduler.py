@@ -260,18 +260,8 @@ def plan(nodes: list[Node], op: object, direction: Direction) -> None:
     else:
         for node in nodes:
             for pred in node.after:
-                if pred.member is op and _earlier(pred, node):
+                if pred.member is op:
                     pred.pending += 1
-
-
-def _earlier(pred: Node, node: Node) -> bool:
-    """Whether an edge still holds: between records, ``pred`` started before ``node``.
-
-    An edge whose ``pred`` has started again since is from a run that has ended.
-    """
-    if type(pred) is Record and type(node) is Record:
-        return pred.seq <= node.seq
-    return True
 
 
 # ------------------------------------------------------------------------- driving
@@ -297,7 +287,10 @@ async def drive(
     finished: deque[tuple[Node, BaseException | None]] = deque()
     wake: list[asyncio.Future[None] | None] = [None]
 
+    advanced: set[int] = set()
+
     def advance(node: Node) -> None:
+        advanced.add(id(node))
         if direction is Direction.FORWARD:
             for succ in node.next or ():
                 succ.pending -= 1
@@ -305,7 +298,7 @@ async def drive(
                     ready.append(succ)
         elif direction is Direction.BACKWARD:
             for pred in node.after:
-                if pred.member is op and _earlier(pred, node):
+                if pred.member is op:
                     pred.pending -= 1
                     if pred.pending == 0:
                         ready.append(pred)
@@ -368,8 +361,14 @@ async def drive(
                     if isinstance(node, Record) and not spawned.done():
                         node.task = spawned
                     inflight[node] = (spawned, work)
-            if not inflight or op.aborted:
+            if op.aborted:
                 break
+            if not inflight:
+                stuck = _stuck(nodes, advanced)
+                if stuck is None:
+                    break
+                ready.append(stuck)
+                continue
             while not finished and not op.aborted:
                 fut = wake[0] = op.wake = loop.create_future()
                 try:
@@ -392,6 +391,22 @@ async def drive(
         raise
     finally:
         op.driver = None
+
+
+def _stuck(nodes: list[Node], advanced: set[int]) -> Node | None:
+    """Nothing is ready yet nodes wait: their waits form a cycle; the latest-started goes.
+
+    Edges are as the order written made them; one from a run that has ended since (a
+    service started again after what waited for it) can close a cycle with a
+    dependency. The record that started last is let go first: any edge it still waits
+    on is such an edge.
+    """
+    left = [node for node in nodes if id(node) not in advanced]
+    if not left:
+        return None
+    latest = max(left, key=lambda node: node.seq if isinstance(node, Record) else -1)
+    latest.pending = 0
+    return latest
 
 
 async def cancel_and_wait(tasks: list[asyncio.Task[Any]]) -> None:
@@ -438,8 +453,15 @@ def drive_sync(nodes: list[Node], op: object, direction: Direction, run: OnSync)
     for node in nodes:
         if node.pending == 0:
             push(node)
-    while ready:
+    advanced: set[int] = set()
+    while True:
+        if not ready:
+            stuck = _stuck(nodes, advanced)
+            if stuck is None:
+                return
+            push(stuck)
         node = heapq.heappop(ready)[2]
+        advanced.add(id(node))
         if type(node) is not Barrier and not run(node):
             return
         if direction is Direction.FORWARD:
@@ -449,7 +471,7 @@ def drive_sync(nodes: list[Node], op: object, direction: Direction, run: OnSync)
                     push(succ)
         elif direction is Direction.BACKWARD:
             for pred in node.after:
-                if pred.member is op and _earlier(pred, node):
+                if pred.member is op:
                     pred.pending -= 1
                     if pred.pending == 0:
                         push(pred)

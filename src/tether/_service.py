@@ -13,6 +13,7 @@ from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol, Self, TypeAlias, Unpack
 
 from ._errors import DefinitionError, HookError, ServiceStateError
+from ._hooknames import problems as hook_name_problems
 from ._stages import BUILTIN_STAGES, START, STOP, Stage
 from ._tasks import TaskSpec, sleep_until
 
@@ -438,6 +439,7 @@ def _build_class_info(cls: type[ServiceBase]) -> ClassInfo:
                 f"function (async def)."
             )
 
+    problems.extend(hook_name_problems(cls, hooks, owner, ServiceBase))
     info.blocking = blocking
     info.hooks = hooks
     info.custom_stages = frozenset(custom)

@@ -27,6 +27,8 @@ _OTHER = tuple(
     s for s in (getattr(signal, "SIGHUP", None), getattr(signal, "SIGUSR1", None)) if s is not None
 )
 
+_HANGUP = tuple(s for s in (getattr(signal, "SIGHUP", None),) if s is not None)
+
 Callback = Callable[[signal.Signals], None]
 ForceCallback = Callable[[signal.Signals, FrameType | None], None]
 
@@ -42,7 +44,9 @@ class SignalHandlers:
 
     The first INT or TERM goes to ``on_stop``, any later one to ``on_force`` (with the
     frame the signal interrupted: where the event loop's thread was); HUP goes
-    to ``on_reload`` and USR1 to ``on_status``.
+    to ``on_reload`` and USR1 to ``on_status``. When ``hangup_stops()`` says there is
+    nothing to reload, HUP counts as a stop signal instead (the default disposition
+    of a hang-up ends the process).
 
     A signal whose handler is not the default (someone else installed one, or it is
     ignored, as for a background job's SIGINT) is left alone. Outside the main thread
@@ -56,8 +60,10 @@ class SignalHandlers:
         on_force: ForceCallback,
         on_reload: Callback,
         on_status: Callback,
+        hangup_stops: Callable[[], bool] | None = None,
     ) -> None:
         self.on_stop = on_stop
+        self.hangup_stops = hangup_stops
         self.on_force = on_force
         self.callbacks: dict[signal.Signals, Callback] = {}
         if hasattr(signal, "SIGHUP"):
@@ -91,7 +97,7 @@ class SignalHandlers:
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         sig = signal.Signals(signum)
-        if sig in STOP_SIGNALS:
+        if sig in STOP_SIGNALS or (sig in _HANGUP and self.hangup_stops and self.hangup_stops()):
             if sig is signal.SIGINT and self.intercept_interrupt and self.intercept_interrupt():
                 return
             self.stop_signals += 1

@@ -27,7 +27,7 @@ from ._engine import claim, signal_exit, start_root, stop_root, unclaim, wait_re
 from ._errors import DefinitionError, ServiceStateError, TetherError
 from ._events import EventKind, LifecycleEvent, publish, publishing
 from ._scheduler import Operation
-from ._service import Record, Service, ServiceBase, ServiceState, display_name, record
+from ._service import Node, Record, Service, ServiceBase, ServiceState, display_name, record
 
 __all__ = [
     "Backoff",
@@ -80,7 +80,10 @@ class RestartIntensityError(TetherError):
     then exits with reason ``shutdown``: a parent supervisor restarts it if it is
     ``PERMANENT`` (and counts that restart), leaves it down if ``TRANSIENT`` or
     ``TEMPORARY``; at the root, ``wait()``/``run()`` raise this error and
-    ``tether.run`` exits with code 1. ``__cause__`` is the last child failure.
+    ``tether.run`` exits with code 1. ``__cause__`` is the last child failure; when
+    that child is a supervisor that gave up, it is that supervisor's own error, whose
+    ``__cause__`` goes on down, so the chain leads from the outermost supervisor to the
+    first failure (and the message names it).
     """
 
 
@@ -191,6 +194,13 @@ def _restarts_after(kind: Restart, exit_kind: _Exit) -> bool:
 
 
 def _cause_text(exit_kind: _Exit, cause: BaseException | None) -> str:
+    if isinstance(cause, RestartIntensityError):
+        first: BaseException = cause
+        while isinstance(first, RestartIntensityError) and first.__cause__ is not None:
+            first = first.__cause__
+        if first is cause:
+            return "it gave up"
+        return f"it gave up after {type(first).__name__}: {first}"
     if cause is None or exit_kind is not _Exit.EXCEPTION:
         return {
             _Exit.NORMAL: "it requested its own stop",
@@ -323,6 +333,7 @@ class Supervisor(Service):
         self._wake: asyncio.Event | None = None
         self._removed: set[Record] = set()
         self._resume: set[Record] = set()
+        self._order_edges: dict[Record, list[Node]] = {}
         self._active = False
         self._held: Operation | None = None
 
@@ -368,6 +379,12 @@ class Supervisor(Service):
         self._wake = asyncio.Event()
         for rec in records:
             rec.supervisor = self
+        # The edges that order each child after the one listed before it (beyond its
+        # own dependencies): a restart starts a child as a root of its own, which
+        # forgets them, and without them the stop would not run in reverse start order.
+        self._order_edges = {
+            rec: [node for node in rec.after if node not in rec.deps] for rec in records
+        }
         self._active = True
         self.add_task(self._supervise(), name=f"{display_name(self)} supervision")
 
@@ -620,6 +637,9 @@ class Supervisor(Service):
         self._stamp_starting(rec, rec.seq)
         rec.root_holds -= 1
         rec.holders[own] = None
+        ordering = [n for n in self._order_edges.get(rec, ()) if n not in rec.after]
+        if ordering:
+            rec.after = [*rec.after, *ordering]  # a new list: ``after`` may be ``deps``
         rec.restarts += 1
         why = _cause_text(kind, cause)
         detail = (
@@ -672,7 +692,11 @@ class Supervisor(Service):
             f"was {failed.name} ({_cause_text(kind, cause)}). Its children were stopped; "
             f"the failure goes to its parent."
         )
-        if cause is not None and kind is _Exit.EXCEPTION:
+        if cause is not None and (
+            kind is _Exit.EXCEPTION or isinstance(cause, RestartIntensityError)
+        ):
+            # A child supervisor's give-up carries its own cause: the chain leads from
+            # the outermost error down to the first failure.
             error.__cause__ = cause
         logger.error("%s", error)
         await self._stop_children(order, children)

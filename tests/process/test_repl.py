@@ -148,3 +148,87 @@ async def test_repl_on_a_terminal_leaves_on_ctrl_d() -> None:
             proc.kill()
             await proc.wait()
     assert b"stop:shell" in seen
+
+
+MODULE_APP = "tests.process.repl_module:api"
+
+
+async def _module_repl(proc: Tether) -> None:
+    await proc.start(stdin=asyncio.subprocess.PIPE)
+    await proc.line("bound: root, api, database, worker", stream="stderr")
+
+
+async def test_repl_binds_the_names_of_the_targets_module() -> None:
+    """`db`, `worker`, `GREETING` as the module defines them, beside the service names."""
+    proc = Tether("repl", MODULE_APP)
+    try:
+        await _module_repl(proc)
+        _type(proc, "print(GREETING, await db.ping(), api is root, database is db)\n")
+        await proc.line("hello pong True True")
+        _leave(proc)
+        assert await proc.exit_code() == 0, proc.output
+    finally:
+        await proc.__aexit__()
+    assert "NameError" not in proc.output
+
+
+async def test_repl_tracebacks_start_in_the_users_input() -> None:
+    """An exception at the prompt shows the input line and the user's frames, no plumbing."""
+    proc = Tether("repl", MODULE_APP)
+    try:
+        await _module_repl(proc)
+        _type(proc, "await database.lookup('users')\n")
+        await proc.line("KeyError: 'users'", stream="stderr")
+        _type(proc, "print('still', database.running)\n")
+        await proc.line("still True")
+        _leave(proc)
+        assert await proc.exit_code() == 0, proc.output
+    finally:
+        await proc.__aexit__()
+    start = next(i for i, line in enumerate(proc.stderr) if line.startswith("Traceback"))
+    end = next(i for i, line in enumerate(proc.stderr) if line.startswith("KeyError"))
+    traceback = proc.stderr[start : end + 1]
+    assert traceback[1] == '  File "<tether repl>", line 1, in <module>', traceback
+    assert any("repl_module.py" in line and "in lookup" in line for line in traceback)
+    shown = "\n".join(traceback)
+    assert "concurrent" not in shown
+    assert "_repl.py" not in shown
+    assert "asyncio" not in shown
+
+
+async def test_repl_says_why_it_leaves_when_a_service_stops_the_graph() -> None:
+    """A service asking for its stop ends the REPL with a line saying so; code 0."""
+    proc = Tether("repl", MODULE_APP)
+    try:
+        await _module_repl(proc)
+        _type(proc, "worker.quit()\n")
+        assert await proc.exit_code() == 0, proc.output
+    finally:
+        await proc.__aexit__()
+    assert "tether repl: leaving: Api stopped (a stop was requested)" in proc.stderr, proc.output
+
+
+async def test_repl_says_why_it_leaves_on_sigterm() -> None:
+    """SIGTERM stops the graph under the prompt: the REPL says it leaves and why."""
+    proc = Tether("repl", MODULE_APP)
+    try:
+        await _module_repl(proc)
+        proc.send(signal.SIGTERM)
+        assert await proc.exit_code() == 0, proc.output
+    finally:
+        await proc.__aexit__()
+    assert "tether repl: leaving: Api stopped (SIGTERM received)" in proc.stderr, proc.output
+
+
+async def test_repl_says_why_it_leaves_when_the_graph_crashes() -> None:
+    """A background task crashing stops the graph: the REPL names the crash; code 1."""
+    proc = Tether("repl", MODULE_APP)
+    try:
+        await _module_repl(proc)
+        _type(proc, "worker.crash()\n")
+        assert await proc.exit_code() == 1, proc.output
+    finally:
+        await proc.__aexit__()
+    assert "tether repl: leaving: Api crashed: RuntimeError: the worker crashed" in proc.stderr, (
+        proc.output
+    )

@@ -10,10 +10,12 @@ autoloading is disabled). It brings:
   when pytest-asyncio is installed), and ``virtual_clock``;
 * markers: ``tether_config(...)``, ``tether_override(Real, Fake)``,
   ``tether_plugins("myapp.db", ...)`` and ``tether_allow_leaks(*kinds)``;
-* a leak check, on by default, that fails a test (an error at its teardown) which leaves
-  a task, a thread, a child process or a socket behind; the ini option
-  ``tether_leak_check = false`` turns it off, ``tether_leak_grace`` sets how long things
-  that are already finishing are waited for (default 1 second).
+* a leak check that fails a test (an error at its teardown) which leaves a task, a
+  thread, a child process or a socket behind. The ini option ``tether_leak_check`` says
+  which tests: ``auto`` (the default: those that use tether's fixtures or markers; a
+  suite that does not use tether runs as if tether were not installed), ``true`` (every
+  test) or ``false``; ``tether_leak_grace`` sets how long things that are already
+  finishing are waited for (default 1 second).
 
 The names below are the plugin's Python API: the virtual clock, and the type of the
 ``tether_start`` fixture for annotations.

@@ -44,6 +44,18 @@ MARKERS = {
     ),
 }
 
+FIXTURES = frozenset(
+    {
+        "tether_config",
+        "tether_container",
+        "tether_plugins",
+        "tether_scope",
+        "tether_start",
+        "virtual_clock",
+    }
+)
+"""The fixtures whose use puts a test under the leak check (in the default ``auto``)."""
+
 _DEFAULT_GRACE = 1.0
 _STATE = pytest.StashKey["_TestState"]()
 
@@ -53,9 +65,9 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini(
         "tether_leak_check",
         "fail a test that leaves a task, thread, child process or socket behind "
-        "(tether.testing; default true)",
-        type="bool",
-        default=True,
+        "(tether.testing): auto (default: the tests that use tether's fixtures or "
+        "markers), true (every test) or false",
+        default="auto",
     )
     parser.addini(
         "tether_leak_grace",
@@ -77,8 +89,33 @@ def configure(config: pytest.Config) -> None:
         from . import _asyncio  # noqa: PLC0415  (imports pytest_asyncio)
 
         config.pluginmanager.register(_asyncio, "tether.testing.asyncio")
-    if config.getini("tether_leak_check"):
-        config.pluginmanager.register(LeakCheck(config), "tether.testing.leaks")
+    scope = _leak_check_scope(config)
+    if scope is not None:
+        config.pluginmanager.register(LeakCheck(config, every_test=scope), "tether.testing.leaks")
+
+
+def _leak_check_scope(config: pytest.Config) -> bool | None:
+    """The ini option: True for every test, False for tests using tether, None for none."""
+    raw = config.getini("tether_leak_check")
+    value = str(raw).strip().lower()
+    if value == "auto":
+        return False
+    if value in {"true", "all", "yes", "on", "1"}:
+        return True
+    if value in {"false", "no", "off", "0"}:
+        return None
+    raise pytest.UsageError(
+        f"tether_leak_check = {raw!r}: expected auto (the tests that use tether's fixtures "
+        f"or markers; the default), true (every test) or false (none)."
+    )
+
+
+def uses_tether(item: pytest.Item) -> bool:
+    """Whether ``item`` asks for one of tether's fixtures or carries one of its markers."""
+    names = getattr(item, "fixturenames", ())
+    if any(name in FIXTURES for name in names):
+        return True
+    return any(marker.name in MARKERS for marker in item.iter_markers())
 
 
 class _TestState:
@@ -95,7 +132,9 @@ class _TestState:
 class LeakCheck:
     """The leak check of one pytest session (pytester runs nested sessions: one each)."""
 
-    def __init__(self, config: pytest.Config) -> None:
+    def __init__(self, config: pytest.Config, *, every_test: bool = False) -> None:
+        self.every_test = every_test
+        """Check every test (``tether_leak_check = true``), not only those using tether."""
         self.grace = _grace(config)
         self.loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
         """Event loops provided by fixtures and still open: where tasks are looked for."""
@@ -109,6 +148,8 @@ class LeakCheck:
     def pytest_runtest_setup(self, item: pytest.Item) -> Any:
         self.item = item
         kinds, _ = self._kinds(item)
+        if not (self.every_test or uses_tether(item)):
+            kinds = ()  # a test that does not use tether runs as if tether were not installed
         item.stash[_STATE] = _TestState(kinds, snapshot(self._open_loops(), kinds))
         return (yield)
 
