@@ -16,7 +16,7 @@ import inspect
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -196,7 +196,16 @@ def _parser() -> argparse.ArgumentParser:
     target.add_argument(
         "target",
         metavar="module:attr",
+        nargs="?",
         help="a service instance, a service class, or a factory function, e.g. " + _EXAMPLE,
+    )
+    target.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="run and repl: instead of module:attr, run these plugins (repeatable): "
+        "tether.Plugins loads them when it starts, e.g. --plugin myapp.web",
     )
     target.add_argument(
         "-c",
@@ -280,9 +289,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Like `python -m`, find the user's modules in the current directory.
     if os.getcwd() not in sys.path and "" not in sys.path:  # noqa: PTH109
         sys.path.insert(0, os.getcwd())  # noqa: PTH109
+    _check_target(args)
     if args.command == "run" and (args.workers is not None or args.bind):
         _prefork(args)
-    service, container = _load(args.target, args.config)
+    if args.plugin:
+        from ._plugins import plugin_app  # noqa: PLC0415 - only a plugin app needs it
+
+        plugins = plugin_app(args.plugin, overrides=args.config)
+        service: ServiceBase = plugins
+        container = plugins.container
+    else:
+        service, container = _load(args.target, args.config)
     if args.command in ("graph", "check"):
         try:
             if args.command == "graph":
@@ -360,9 +377,16 @@ def _prefork(args: argparse.Namespace) -> NoReturn:
             "outlives it): give that instead.",
         )
 
+    app: str | Callable[[], ServiceBase] = args.target
+    if args.plugin:
+        import functools  # noqa: PLC0415
+
+        from ._plugins import plugin_app  # noqa: PLC0415 - only a plugin app needs it
+
+        app = functools.partial(plugin_app, args.plugin, overrides=args.config)
     try:
         prefork(
-            args.target,
+            app,
             workers=1 if args.workers is None else args.workers,
             bind=args.bind,
             preload=args.preload,
@@ -375,6 +399,20 @@ def _prefork(args: argparse.Namespace) -> NoReturn:
         )
     except (TetherError, ValueError, TypeError) as exc:
         _fail(ExitCode.USAGE, str(exc))
+
+
+def _check_target(args: argparse.Namespace) -> None:
+    """Exactly one of module:attr and --plugin (the latter for run and repl only)."""
+    if args.plugin and args.target:
+        _fail(ExitCode.USAGE, "give module:attr or --plugin, not both.")
+    if args.plugin and args.command not in ("run", "repl"):
+        _fail(
+            ExitCode.USAGE,
+            f"--plugin is for run and repl (plugins load when the graph starts); "
+            f"`tether {args.command}` needs module:attr.",
+        )
+    if not args.plugin and not args.target:
+        _fail(ExitCode.USAGE, f"name what to {args.command}: module:attr, e.g. {_EXAMPLE}.")
 
 
 def _with_config(text: str, container: Container) -> str:

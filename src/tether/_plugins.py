@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
+import logging
 import sys
 import types
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
@@ -21,13 +22,15 @@ from typing import Any, NamedTuple, TypeAlias
 
 from ._container import Container
 from ._errors import PluginError, ServiceStateError
-from ._service import Service, ServiceBase, add_implicit_dependencies
+from ._service import Service, ServiceBase, add_implicit_dependencies, display_name
 
 __all__ = ["Plugins"]
 
 PluginSpec: TypeAlias = "str | types.ModuleType | Callable[..., Any]"
 
 _DONE = object()
+
+logger = logging.getLogger("tether.plugins")
 
 
 class _Loading(NamedTuple):
@@ -80,10 +83,27 @@ class Plugins(Service):
         await plugins.run()
     """
 
-    def __init__(self, container: Container | None = None) -> None:
-        """Plugins registering into ``container`` (a new one if omitted)."""
+    def __init__(
+        self,
+        container: Container | None = None,
+        *,
+        load: Iterable[PluginSpec] = (),
+        entry_points: str | None = None,
+    ) -> None:
+        """Plugins registering into `container` (a new one if omitted).
+
+        `load` names plugins to load when the service starts, in its event loop, and
+        `entry_points` an entry-point group to load then too (after `load`).
+        """
         self.container = Container() if container is None else container
         self.container.add(self, provides=Plugins)
+        if isinstance(load, str):
+            load = [load]
+        self._at_start: list[PluginSpec] = list(load)
+        self._entry_points = entry_points
+        self._late: list[ServiceBase] = []
+        self._late_root: _LateServices | None = None
+        self._starting = False
         self._state: dict[str, object] = {}
         self._names: list[str] = []
         self._work: list[_Work] = []
@@ -224,7 +244,7 @@ class Plugins(Service):
     async def _prepare(self, prepare: Callable[..., Any], name: str) -> None:
         result, injected = await self.container._current()._call(prepare, {})
         if injected:
-            add_implicit_dependencies(self, injected)
+            self._depend_on(injected)
         if inspect.isasyncgen(result):
             async for item in result:
                 self._accept(name, item)
@@ -238,7 +258,7 @@ class Plugins(Service):
 
     def _accept(self, plugin: str, item: object) -> None:
         if isinstance(item, ServiceBase):
-            add_implicit_dependencies(self, [item])
+            self._depend_on([item])
         elif asyncio.iscoroutine(item) or inspect.iscoroutinefunction(item):
             self._work.append(_Work(plugin, item))
         else:
@@ -247,6 +267,13 @@ class Plugins(Service):
                 f"coroutines, async functions or services to run for the application's "
                 f"lifetime."
             )
+
+    def _depend_on(self, services: Iterable[ServiceBase]) -> None:
+        """Services a plugin yielded or was given: dependencies, or started late."""
+        if self._starting:  # loading in start: the graph of this run is fixed already
+            self._late.extend(s for s in services if s not in self._late and s is not self)
+        else:
+            add_implicit_dependencies(self, services)
 
     def add_teardown(self, callback: Callable[[], Awaitable[Any] | None]) -> None:
         """Run ``callback`` (sync or async) when this service stops, last added first.
@@ -259,9 +286,21 @@ class Plugins(Service):
     # ----------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
-        """Start one supervised task per coroutine the plugins yielded."""
+        """Load the plugins named for the start, then run what every plugin yielded.
+
+        The plugins given as `load=` (and the `entry_points=` group) are loaded here,
+        in the running loop, once. The services they yield start now, one after
+        another in the order yielded, and stop after this service's tasks, in reverse
+        order. Then one supervised task starts per coroutine the plugins yielded.
+        """
         self._tasks = []
         self._remaining = 0
+        try:
+            await self._load_at_start()
+        except BaseException:
+            await self._stop_late()
+            await self._run_teardowns(BaseException)
+            raise
         for work in self._work:
             item = work.item
             if asyncio.iscoroutine(item):
@@ -283,13 +322,44 @@ class Plugins(Service):
         if self._remaining == 0:
             self.request_stop()
 
+    async def _load_at_start(self) -> None:
+        self._starting = True
+        try:
+            if self._at_start:
+                await self.load(*self._at_start)
+            if self._entry_points is not None:
+                await self.load_entry_points(self._entry_points)
+        finally:
+            self._starting = False
+        if self._late:
+            late = self._late_root = _LateServices(self, self._late)
+            await late.__aenter__()
+            # What the late services' wait() raises (a crash) crashes this service too.
+            self._tasks.append(self.add_task(late.wait(), name="plugin services"))
+
+    async def _stop_late(self) -> None:
+        late, self._late_root = self._late_root, None
+        if late is not None and late.running:
+            await late.__aexit__(None, None, None)
+
     async def stop(self) -> None:
-        """Cancel and await the plugins' tasks, then run the teardowns in reverse order."""
+        """Cancel and await the tasks, stop the late services, run the teardowns.
+
+        The services yielded by plugins loaded at start stop in reverse order, then the
+        teardowns run, last registered first.
+        """
         tasks = [task for task in self._tasks if not task.done()]
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            await self._stop_late()
+        finally:
+            await self._run_teardowns(None)
+
+    async def _run_teardowns(self, during: type[BaseException] | None) -> None:
+        """Run every teardown, last added first; raise the first error (unless ``during``)."""
         errors: list[BaseException] = []
         for callback in reversed(self._teardowns):
             try:
@@ -299,16 +369,48 @@ class Plugins(Service):
             except Exception as exc:
                 exc.add_note(f"tether: raised by the plugin teardown {callback!r}")
                 errors.append(exc)
-        if errors:
+        if errors and during is None:
             first = errors[0]
             for other in errors[1:]:
                 first.add_note(f"tether: another teardown raised too: {other!r}")
             raise first
+        for error in errors:
+            logger.error("a plugin teardown failed while a start was undone", exc_info=error)
 
     def __del__(self) -> None:
         for work in getattr(self, "_work", ()):
             if asyncio.iscoroutine(work.item) and not work.used:
                 work.item.close()
+
+
+class _LateServices(Service):
+    """The services plugins loaded at start yielded: started in order as one more root."""
+
+    def __init__(self, owner: Plugins, services: list[ServiceBase]) -> None:
+        self.name = display_name(owner)
+        self._services = list(services)
+
+    @property
+    def dependencies(self) -> list[ServiceBase]:
+        """The services, started one after another in the order the plugins gave them."""
+        return self._services
+
+
+def plugin_app(
+    plugins: Iterable[str], *, overrides: Iterable[str] = (), entry_points: str | None = None
+) -> Plugins:
+    """The root service of `tether run --plugin NAME`: the plugins loaded when it starts.
+
+    `overrides` are `section.key=value` configuration overrides (`-c`), added to the
+    new container's configuration.
+    """
+    container = Container()
+    extra = list(overrides)
+    if extra:
+        from ._config import Config  # noqa: PLC0415 - only when overrides are given
+
+        container.get(Config).add_overrides(extra)
+    return Plugins(container, load=list(plugins), entry_points=entry_points)
 
 
 def _package_of(prepare: Callable[..., Any]) -> str:

@@ -12,13 +12,19 @@ from collections.abc import Coroutine, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol, Self, TypeAlias, Unpack
 
 from ._errors import DefinitionError, HookError, ServiceStateError
+from ._servicelog import ServiceLogProperty
 from ._stages import BUILTIN_STAGES, START, STOP, Stage
 from ._tasks import TaskSpec, sleep_until
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+    from typing import TypeVar
+
     from ._runner import RunOptions
     from ._scheduler import Operation
     from ._supervise import Supervisor
+
+    _S = TypeVar("_S", bound="ServiceBase")
 
 __all__ = [
     "BlockingService",
@@ -589,6 +595,72 @@ class Service(ServiceBase):
         tb: types.TracebackType | None,
     ) -> None:
         await _engine.stop_root(self, exc)
+
+    # ------------------------------------------------------------------------------
+    # mode's names, for programs ported from mode (docs/migration/mode.md).
+
+    # Typed Any on purpose: a subclass that has its own `log` (a list, its own logger)
+    # type-checks as before; at runtime its attribute shadows this one.
+    log: Any = ServiceLogProperty()
+    """A logger that names this service in every line (mode's `self.log`).
+
+    The logger of the service's module, as a `logging.LoggerAdapter`: each message
+    starts with `[Name]` (the service's name as tether shows it) and each record
+    carries a `service` field, so the plain, console and JSON log formats all show
+    which service spoke. A service that sets `self.log` itself keeps its own.
+    """
+
+    @property
+    def should_stop(self) -> bool:
+        """Whether this service is not running or has been asked to stop (mode's name).
+
+        True before the first start, once a stop was requested (`request_stop`, a signal,
+        a crash of something it depends on) and from the moment its stop begins. A loop
+        reads `while not self.should_stop: ...`; `await self.sleep(...)` returns early
+        at the same moment.
+        """
+        rec: Record | None = self.__dict__.get("_tether")
+        if rec is None or rec.stopping or rec.exit_requested:
+            return True
+        return rec.state is not ServiceState.RUNNING and rec.state is not ServiceState.STARTING
+
+    def add_future(self, awaitable: Awaitable[Any]) -> asyncio.Task[Any]:
+        """Run ``awaitable`` as a background task of this service (mode's `add_future`).
+
+        `add_task` for any awaitable (a coroutine, a future, a task): the same
+        supervision, so an exception crashes the stack and a stop cancels and awaits it.
+        """
+        if asyncio.iscoroutine(awaitable):
+            return self.add_task(awaitable)
+
+        async def wait_for(awaited: Awaitable[Any]) -> Any:
+            return await awaited
+
+        return self.add_task(wait_for(awaitable), name=repr(awaitable))
+
+    def add_dependency(self, service: _S) -> _S:
+        """Make ``service`` a dependency of this one from its next start on (mode's name).
+
+        For a service added in `__init__` (mode's `on_init`): it starts before this one
+        and stops after it, as if listed in `dependencies`, and is returned. Raises
+        [ServiceStateError][tether.ServiceStateError] while this service is starting,
+        running or stopping: the graph of a run is fixed when it starts (start what
+        you need at runtime with `async with service:` in a task instead).
+        """
+        rec: Record | None = self.__dict__.get("_tether")
+        if rec is not None and rec.state in (
+            ServiceState.STARTING,
+            ServiceState.RUNNING,
+            ServiceState.STOPPING,
+        ):
+            raise ServiceStateError(
+                f"{display_name(self)}.add_dependency({display_name(service)}) while "
+                f"{rec.state.value}: dependencies are fixed when a run starts. Add it "
+                f"before starting (in __init__), or start it from a task with "
+                f"`async with service:`."
+            )
+        add_implicit_dependencies(self, [service])
+        return service
 
 
 class BlockingService(ServiceBase):
