@@ -369,9 +369,7 @@ class Step(tether.Service):
 """
 
 
-async def test_plugins_named_for_the_start_load_in_the_running_loop(
-    write: Write, log: Log
-) -> None:
+async def test_plugins_named_for_the_start_load_in_the_running_loop(write: Write, log: Log) -> None:
     """`Plugins(load=...)` prepares in start, in the real loop; yielded services start
     in order before the tasks and stop after them, in reverse; teardowns run last."""
     write("myapp.steps", SERVICES)
