@@ -1,8 +1,8 @@
-"""The ``tether`` command: ``run``, ``graph``, ``check`` and ``repl`` a ``module:attr``.
+"""The `tether` command: `run`, `graph`, `check` and `repl` a `module:attr`.
 
-Installed as a console script and reachable as ``python -m tether``. ``module:attr``
+Installed as a console script and reachable as `python -m tether`. `module:attr`
 names a service instance, a service class or a factory function; a class or factory is
-built through the module's ``container`` (a :class:`tether.Container`) if it has one,
+built through the module's `container` (a [`Container`][tether.Container]) if it has one,
 else through a new container, its parameters injected by type.
 """
 
@@ -36,7 +36,7 @@ _EXAMPLE = "myapp.main:app"
 
 
 class TargetError(TetherError, LookupError):
-    """A ``module:attr`` that does not lead to a service; the message says why and how."""
+    """A `module:attr` that does not lead to a service; the message says why and how."""
 
 
 def _module_hint(module_name: str) -> str:
@@ -109,7 +109,7 @@ def _call_without_arguments(func: object, what: str, spec: str) -> object:
 
 
 def _container_of(module: object) -> Container:
-    """The module's ``container`` if it defines a :class:`tether.Container`, else a new one."""
+    """The module's `container` if it defines a `Container`, else a new one."""
     from ._container import Container  # noqa: PLC0415 - only when a target needs building
 
     found = getattr(module, "container", None)
@@ -117,7 +117,7 @@ def _container_of(module: object) -> Container:
 
 
 def as_service(obj: object, spec: str, container: Container) -> ServiceBase:
-    """Turn what ``spec`` named into a service: an instance, or built by ``container``.
+    """Turn what `spec` named into a service: an instance, or built by `container`.
 
     A service class or a factory function is resolved through the container: its
     parameters are injected by type, and the services injected become dependencies.
@@ -153,12 +153,12 @@ def as_service(obj: object, spec: str, container: Container) -> ServiceBase:
 
 
 def resolve(spec: str, overrides: Sequence[str] = ()) -> tuple[ServiceBase, Container]:
-    """The service ``module:attr`` names (``attr`` may be dotted: ``mod:App.create``).
+    """The service `module:attr` names (`attr` may be dotted: `mod:App.create`).
 
-    A service class or factory is built through the module's ``container`` (a
-    :class:`tether.Container`) if it defines one, else through a new container; the
-    ``-c section.key=value`` ``overrides`` are added to its configuration first.
-    Raises :class:`TargetError` when the module or attribute is not found or is not a
+    A service class or factory is built through the module's `container` (a
+    [`Container`][tether.Container]) if it defines one, else through a new container; the
+    `-c section.key=value` `overrides` are added to its configuration first.
+    Raises `TargetError` when the module or attribute is not found or is not a
     service; errors raised while importing or building propagate.
     """
     module_name, sep, attr_path = spec.partition(":")
@@ -284,7 +284,7 @@ def _load(spec: str, overrides: Sequence[str]) -> tuple[ServiceBase, Container]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``tether`` command; returns (or raises) the exit code."""
+    """Entry point of the `tether` command; returns (or raises) the exit code."""
     args = _parser().parse_args(argv)
     # Like `python -m`, find the user's modules in the current directory.
     if os.getcwd() not in sys.path and "" not in sys.path:  # noqa: PTH109

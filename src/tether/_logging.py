@@ -2,9 +2,9 @@
 
 The setup happens only when nobody configured logging before (the root logger has no
 handler); a configuration the user made is never touched. Plain stdlib logging with a
-one-line format by default; with structlog installed (``tether[structlog]``), a pretty
+one-line format by default; with structlog installed (`tether[structlog]`), a pretty
 console on a tty and JSON lines otherwise. structlog is used as a formatter only:
-``structlog.configure()`` is never called, so a structlog setup of yours stays yours.
+`structlog.configure()` is never called, so a structlog setup of yours stays yours.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ _RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "ascti
 
 
 def parse_level(level: str | int) -> int:
-    """``"info"`` / ``"INFO"`` / ``20`` as a logging level; ValueError naming the choices."""
+    """`"info"` / `"INFO"` / `20` as a logging level; ValueError naming the choices."""
     if isinstance(level, int) and not isinstance(level, bool):
         return level
     if isinstance(level, str) and level.lower() in LOG_LEVELS:
@@ -67,7 +67,7 @@ def _isatty(stream: TextIO) -> bool:
 
 
 def make_formatter(log_format: LogFormat, stream: TextIO) -> logging.Formatter:
-    """The formatter for ``log_format`` on ``stream`` (``auto`` resolved here)."""
+    """The formatter for `log_format` on `stream` (`auto` resolved here)."""
     if log_format not in LOG_FORMATS:
         raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, got {log_format!r}.")
     has_structlog = structlog_available()
@@ -114,7 +114,7 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line, without structlog: time, level, logger, event, extras."""
 
     def format(self, record: logging.LogRecord) -> str:
-        """Render ``record`` as one line of JSON."""
+        """Render `record` as one line of JSON."""
         import json  # noqa: PLC0415 - only JSON logging needs it
 
         data: dict[str, Any] = {
@@ -137,7 +137,7 @@ class JsonFormatter(logging.Formatter):
 def configured(
     level: str | int, log_format: LogFormat, stream: TextIO | None = None
 ) -> Iterator[bool]:
-    """Set up logging for the ``with`` block unless it is configured already.
+    """Set up logging for the `with` block unless it is configured already.
 
     Yields whether tether set it up. On leaving, tether's handler is flushed and
     removed and the root level restored, so a program that goes on afterwards (a
@@ -171,12 +171,12 @@ def _error_text(error: BaseException | None) -> str:
 
 
 class LifecycleLogger:
-    """Logs every lifecycle event on ``tether.lifecycle`` with the service and duration.
+    """Logs every lifecycle event on `tether.lifecycle` with the service and duration.
 
     Transitions that end something (running, stopped, a stage) log at INFO with their
     duration; their beginnings and hook results at DEBUG; failures at WARNING or
     ERROR, as one line (the runner logs the final traceback once). Each record
-    carries ``service``, ``stage``, ``state`` and ``duration_ms`` as extra fields for
+    carries `service`, `stage`, `state` and `duration_ms` as extra fields for
     structured output.
     """
 
@@ -272,7 +272,7 @@ class LifecycleLogger:
 
 
 def log_loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-    """Event-loop exception handler: unhandled errors go to ``tether.loop``, never lost."""
+    """Event-loop exception handler: unhandled errors go to `tether.loop`, never lost."""
     del loop
     message = context.get("message") or "unhandled exception in the event loop"
     exc = context.get("exception")

@@ -1,11 +1,11 @@
 """Plugins with buvar's semantics, owned by a service in the graph.
 
-A plugin is a module with a ``prepare`` function (or any callable). ``prepare`` has its
+A plugin is a module with a `prepare` function (or any callable). `prepare` has its
 parameters injected by the container; it may load other plugins, register components,
 and yield (or return) what runs for the application's lifetime: coroutines, async
-functions and services. The :class:`Plugins` service owns all of it: the services
+functions and services. The [`Plugins`][tether.Plugins] service owns all of it: the services
 become its dependencies, the coroutines its supervised tasks, and the teardown
-callbacks run in its ``stop``, in reverse order of registration.
+callbacks run in its `stop`, in reverse order of registration.
 """
 
 from __future__ import annotations
@@ -55,10 +55,10 @@ class _Work:
 class Plugins(Service):
     """Loads plugins and runs what they yield, as one service of the graph.
 
-    ``await plugins.load("myapp.db", "myapp.api")`` imports each module and calls its
-    ``prepare`` once, with its parameters injected from the container (ask for
-    ``plugins: tether.Plugins`` to load further plugins, ``container: tether.Container``
-    to register components, or any component or config section). ``prepare`` may be
+    `await plugins.load("myapp.db", "myapp.api")` imports each module and calls its
+    `prepare` once, with its parameters injected from the container (ask for
+    `plugins: tether.Plugins` to load further plugins, `container: tether.Container`
+    to register components, or any component or config section). `prepare` may be
     sync or async, and may yield or return:
 
     * coroutines, or async functions (called at each start): run as supervised tasks of
@@ -66,21 +66,23 @@ class Plugins(Service):
     * services: started before this service, stopped after it.
 
     Each plugin loads once however often it is named; a plugin that loads itself back,
-    directly or not, is a :class:`tether.PluginError`. Names starting with ``.`` are
-    relative to the loading plugin's package. ``load_entry_points()`` loads every
-    plugin installed under the ``tether.plugins`` entry-point group. When every task
+    directly or not, is a [`PluginError`][tether.PluginError]. Names starting with `.` are
+    relative to the loading plugin's package. `load_entry_points()` loads every
+    plugin installed under the `tether.plugins` entry-point group. When every task
     the plugins yielded has returned, the service asks to stop (buvar's stage ends when
-    its tasks are done). Teardown callbacks (:meth:`add_teardown`) run in ``stop``,
-    last registered first::
+    its tasks are done). Teardown callbacks (`add_teardown`) run in `stop`,
+    last registered first:
 
-        async def prepare(plugins: tether.Plugins, container: tether.Container):
-            await plugins.load(".db")
-            container.register(make_client)
-            yield serve_forever()
+    ```python
+    async def prepare(plugins: tether.Plugins, container: tether.Container):
+        await plugins.load(".db")
+        container.register(make_client)
+        yield serve_forever()
 
-        plugins = tether.Plugins(container)
-        await plugins.load("myapp")
-        await plugins.run()
+    plugins = tether.Plugins(container)
+    await plugins.load("myapp")
+    await plugins.run()
+    ```
     """
 
     def __init__(
@@ -116,17 +118,17 @@ class Plugins(Service):
 
     @property
     def loaded(self) -> tuple[str, ...]:
-        """The plugins loaded so far, in the order their ``prepare`` finished."""
+        """The plugins loaded so far, in the order their `prepare` finished."""
         return tuple(self._names)
 
     # ------------------------------------------------------------------- loading
 
     async def load(self, *plugins: PluginSpec) -> None:
-        """Load each plugin, in order: an import path, ``module:function``, a module or a callable.
+        """Load each plugin, in order: an import path, `module:function`, a module or a callable.
 
-        Raises :class:`tether.PluginError` if a plugin is not found, has no
-        ``prepare``, yields something that cannot run, or loads itself back. An error
-        raised by a ``prepare`` propagates with a note naming the plugin.
+        Raises [`PluginError`][tether.PluginError] if a plugin is not found, has no
+        `prepare`, yields something that cannot run, or loads itself back. An error
+        raised by a `prepare` propagates with a note naming the plugin.
         """
         for plugin in plugins:
             prepare, name = self._resolve(plugin)
@@ -135,10 +137,10 @@ class Plugins(Service):
     async def load_entry_points(
         self, group: str = "tether.plugins", *, names: Iterable[str] | None = None
     ) -> None:
-        """Load the plugins installed under the entry-point ``group``, sorted by name.
+        """Load the plugins installed under the entry-point `group`, sorted by name.
 
-        ``names`` restricts it to those entry points. An entry point's value is a module
-        (``myapp.plugin``) or a callable (``myapp.plugin:prepare``).
+        `names` restricts it to those entry points. An entry point's value is a module
+        (`myapp.plugin`) or a callable (`myapp.plugin:prepare`).
         """
         from importlib.metadata import entry_points  # noqa: PLC0415  (costly; only when used)
 
@@ -166,7 +168,7 @@ class Plugins(Service):
                 )
 
     def _resolve(self, plugin: object) -> tuple[Callable[..., Any], str]:
-        """The ``prepare`` callable of ``plugin`` and the name it is shown by."""
+        """The `prepare` callable of `plugin` and the name it is shown by."""
         if isinstance(plugin, str):
             path: str
             path, _, attribute = plugin.partition(":")
@@ -276,7 +278,7 @@ class Plugins(Service):
             add_implicit_dependencies(self, services)
 
     def add_teardown(self, callback: Callable[[], Awaitable[Any] | None]) -> None:
-        """Run ``callback`` (sync or async) when this service stops, last added first.
+        """Run `callback` (sync or async) when this service stops, last added first.
 
         Teardowns run after the plugins' tasks have been cancelled and awaited. Every
         callback runs even if one raises; the first error is raised afterwards.
@@ -359,7 +361,7 @@ class Plugins(Service):
             await self._run_teardowns(None)
 
     async def _run_teardowns(self, during: type[BaseException] | None) -> None:
-        """Run every teardown, last added first; raise the first error (unless ``during``)."""
+        """Run every teardown, last added first; raise the first error (unless `during`)."""
         errors: list[BaseException] = []
         for callback in reversed(self._teardowns):
             try:

@@ -1,9 +1,9 @@
-"""An asyncio REPL over a running graph: top-level ``await``, services bound by name.
+"""An asyncio REPL over a running graph: top-level `await`, services bound by name.
 
 The console reads input in a thread of its own; every line is compiled there and run
-on the event loop (as ``python -m asyncio`` does), so code typed at the prompt touches
+on the event loop (as `python -m asyncio` does), so code typed at the prompt touches
 services from the loop's thread, where they live. Leaving the console (Ctrl-D or
-``exit()``) stops the graph gracefully. Ctrl-C cancels the command that is running.
+`exit()`) stops the graph gracefully. Ctrl-C cancels the command that is running.
 """
 
 from __future__ import annotations
@@ -42,10 +42,10 @@ def _base_name(service: ServiceBase) -> str:
 
 
 def bindings(root: ServiceBase) -> dict[str, Any]:
-    """The REPL's names: ``root``, each service by its ``name`` or snake_case class.
+    """The REPL's names: `root`, each service by its `name` or snake_case class.
 
-    ``LineServer`` becomes ``line_server``; a service with ``name = "db"`` becomes
-    ``db``; clashes get ``_2``, ``_3``. ``tether`` and ``asyncio`` are imported.
+    `LineServer` becomes `line_server`; a service with `name = "db"` becomes
+    `db`; clashes get `_2`, `_3`. `tether` and `asyncio` are imported.
     """
     import tether  # noqa: PLC0415 - the public package, for the user's convenience
 
@@ -62,7 +62,7 @@ def bindings(root: ServiceBase) -> dict[str, Any]:
 
 
 class Console(code.InteractiveConsole):
-    """An interactive console whose code runs on ``loop``, with top-level ``await``."""
+    """An interactive console whose code runs on `loop`, with top-level `await`."""
 
     def __init__(self, root: ServiceBase, loop: asyncio.AbstractEventLoop) -> None:
         self.namespace = bindings(root)
@@ -128,9 +128,9 @@ class Console(code.InteractiveConsole):
         return True
 
     async def run_until_left(self, stopped: Coroutine[Any, Any, None]) -> bool:
-        """Serve the console until it is left (True) or ``stopped`` finishes (False).
+        """Serve the console until it is left (True) or `stopped` finishes (False).
 
-        ``stopped`` raising (a crash) propagates; the console thread is left waiting
+        `stopped` raising (a crash) propagates; the console thread is left waiting
         for input then, and the caller ends the process without waiting for it.
         """
         loop = asyncio.get_running_loop()

@@ -1,4 +1,4 @@
-"""``Service.log``: a logger that names the service in every line (mode's ``self.log``)."""
+"""`Service.log`: a logger that names the service in every line (mode's `self.log`)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ __all__ = ["ServiceLogProperty", "ServiceLogger"]
 class ServiceLogger(logging.LoggerAdapter[logging.Logger]):
     """The logger of the service's module, with the service's name on each record.
 
-    The message starts with ``[Name]`` (so a plain ``%(message)s`` format shows it) and
-    the record carries ``service`` as an extra field (so JSON and structlog output have
+    The message starts with `[Name]` (so a plain `%(message)s` format shows it) and
+    the record carries `service` as an extra field (so JSON and structlog output have
     it as a key). The name is read at each call, so a service renamed later logs under
     its new name. Extra fields passed by the caller are kept.
     """
@@ -28,7 +28,7 @@ class ServiceLogger(logging.LoggerAdapter[logging.Logger]):
     def process(
         self, msg: Any, kwargs: MutableMapping[str, Any]
     ) -> tuple[Any, MutableMapping[str, Any]]:
-        """Prefix ``msg`` with the service's name and add ``service`` to ``extra``."""
+        """Prefix `msg` with the service's name and add `service` to `extra`."""
         from ._service import display_name  # noqa: PLC0415 - _service imports this module lazily
 
         name = display_name(self.service)

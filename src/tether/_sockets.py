@@ -1,9 +1,9 @@
 """Listening sockets a process is handed: bound by a pre-fork master or by systemd.
 
-``--bind`` specs (``tcp://host:port``, ``unix:/path``) are bound by the master before it
-forks; systemd socket activation (``LISTEN_FDS``, ``LISTEN_PID``, ``LISTEN_FDNAMES``)
+`--bind` specs (`tcp://host:port`, `unix:/path`) are bound by the master before it
+forks; systemd socket activation (`LISTEN_FDS`, `LISTEN_PID`, `LISTEN_FDNAMES`)
 hands sockets over from fd 3 on. Either way they end up in this process's set of
-listeners, which :func:`listeners` returns and the HTTP servers of ``tether.ext`` serve
+listeners, which [`listeners`][tether.listeners] returns and the HTTP servers of `tether.ext` serve
 on when they are given no address of their own.
 """
 
@@ -45,7 +45,7 @@ _BACKLOG = 2048
 
 
 class BindError(TetherError, ValueError):
-    """A ``--bind`` spec that cannot be understood or bound; the message says which."""
+    """A `--bind` spec that cannot be understood or bound; the message says which."""
 
 
 class Listener:
@@ -84,8 +84,8 @@ def systemd_listeners() -> list[Listener]:
     """The sockets systemd passed to this process: adopted on the first call, kept after.
 
     Adopting removes the variables from the environment, so a second adoption would
-    find nothing: the application importing ``tether.listeners()`` in a preloading
-    master and the master's own :class:`Sockets` must share one adoption.
+    find nothing: the application importing `tether.listeners()` in a preloading
+    master and the master's own `Sockets` must share one adoption.
     """
     pid = os.getpid()
     adopted = _Process.systemd
@@ -97,16 +97,16 @@ def systemd_listeners() -> list[Listener]:
 def listeners(name: str | None = None) -> list[socket.socket]:
     """The listening sockets handed to this process, in the order given.
 
-    In a pre-fork worker (see :func:`tether.prefork`): the sockets its master bound
-    (``--bind``) or adopted from systemd. In a single process started by systemd
+    In a pre-fork worker (see [`prefork`][tether.prefork]): the sockets its master bound
+    (`--bind`) or adopted from systemd. In a single process started by systemd
     socket activation: the sockets systemd passed (adopted on the first call:
-    ``LISTEN_FDS`` from fd 3 on, for this process only when ``LISTEN_PID`` is its pid;
+    `LISTEN_FDS` from fd 3 on, for this process only when `LISTEN_PID` is its pid;
     the variables are then removed from the environment and the descriptors made
     close-on-exec). Elsewhere: an empty list.
 
-    ``name`` keeps those of one name: systemd's ``FileDescriptorName=`` (from
-    ``LISTEN_FDNAMES``) or the bind spec as written (``tcp://127.0.0.1:8000``). The
-    sockets stay owned by tether: serve on them (the servers of ``tether.ext`` listen
+    `name` keeps those of one name: systemd's `FileDescriptorName=` (from
+    `LISTEN_FDNAMES`) or the bind spec as written (`tcp://127.0.0.1:8000`). The
+    sockets stay owned by tether: serve on them (the servers of `tether.ext` listen
     on a duplicate), do not close them.
     """
     found = _Process.listeners
@@ -118,7 +118,7 @@ def listeners(name: str | None = None) -> list[socket.socket]:
 
 
 def set_listeners(items: Iterable[Listener]) -> None:
-    """Make ``items`` this process's listeners (a worker, after the fork)."""
+    """Make `items` this process's listeners (a worker, after the fork)."""
     _Process.listeners = list(items)
 
 
@@ -128,10 +128,10 @@ def set_listeners(items: Iterable[Listener]) -> None:
 def adopt_systemd(environ: MutableMapping[str, str] | None = None) -> list[Listener]:
     """The sockets systemd passed to this process, the variables then removed.
 
-    Nothing (an empty list) unless ``LISTEN_PID`` is this process's pid and
-    ``LISTEN_FDS`` a positive count. Each descriptor becomes a socket of its real
-    family and type, close-on-exec, named by ``LISTEN_FDNAMES`` (systemd's default name
-    is ``unknown``). A descriptor that is not a socket is an error naming it.
+    Nothing (an empty list) unless `LISTEN_PID` is this process's pid and
+    `LISTEN_FDS` a positive count. Each descriptor becomes a socket of its real
+    family and type, close-on-exec, named by `LISTEN_FDNAMES` (systemd's default name
+    is `unknown`). A descriptor that is not a socket is an error naming it.
     """
     env = os.environ if environ is None else environ
     raw_pid = env.get("LISTEN_PID", "")
@@ -182,10 +182,10 @@ def adopt_systemd(environ: MutableMapping[str, str] | None = None) -> list[Liste
 
 
 def parse_bind(spec: str) -> tuple[str, str | int, str]:
-    """``(kind, host or path, port)``: ``("tcp", host, port)`` or ``("unix", path, "")``.
+    """`(kind, host or path, port)`: `("tcp", host, port)` or `("unix", path, "")`.
 
-    Accepted: ``tcp://HOST:PORT`` (``[::1]:PORT`` for IPv6; ``HOST:PORT`` alone means
-    tcp too) and ``unix:/path`` (or ``unix:///path``). Raises :class:`BindError`
+    Accepted: `tcp://HOST:PORT` (`[::1]:PORT` for IPv6; `HOST:PORT` alone means
+    tcp too) and `unix:/path` (or `unix:///path`). Raises `BindError`
     naming the spec otherwise.
     """
     if not spec:
@@ -238,7 +238,7 @@ def bind(spec: str) -> list[Listener]:
 
 
 def describe(sock: socket.socket) -> str:
-    """``tcp://127.0.0.1:8000`` or ``unix:/run/app.sock`` for a listening socket."""
+    """`tcp://127.0.0.1:8000` or `unix:/run/app.sock` for a listening socket."""
     try:
         address = sock.getsockname()
     except OSError:
@@ -302,8 +302,8 @@ class Sockets(BlockingService):
     """The master's listening sockets: bound from specs, or adopted from systemd.
 
     Started before the workers fork (they inherit the sockets), stopped after them.
-    In the ``stopping`` stage, before any worker is told to stop, new connections are
-    refused on every TCP socket bound here (see :func:`refuse_new_connections`) and
+    In the `stopping` stage, before any worker is told to stop, new connections are
+    refused on every TCP socket bound here (see `refuse_new_connections`) and
     the master closes its own copies, so the addresses go away as soon as the last
     worker has drained, never leaving a connection accepted by the kernel with nobody
     to serve it. systemd's sockets are left as they are: systemd keeps them open, and

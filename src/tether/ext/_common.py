@@ -1,4 +1,4 @@
-"""What the server integrations share: resolving ``uses``, checking injected services."""
+"""What the server integrations share: resolving `uses`, checking injected services."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def resolve_uses(
 
 
 def running(value: T, key: Any, where: str) -> T:
-    """``value``, unless it is a service that is not running (a clear error then)."""
+    """`value`, unless it is a service that is not running (a clear error then)."""
     if isinstance(value, tether.ServiceBase) and not value.running:
         snap = tether.status(value)
         raise tether.ServiceStateError(

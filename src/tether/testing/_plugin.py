@@ -2,8 +2,8 @@
 
 The check compares what is alive before a test's setup with what is alive after its
 teardown. Tasks are looked for on the event loops that fixtures provide (a fixture
-whose value is an event loop or an ``asyncio.Runner``: pytest-asyncio's loops and
-runners of any scope, and ``virtual_clock``), just before such a fixture is torn down,
+whose value is an event loop or an `asyncio.Runner`: pytest-asyncio's loops and
+runners of any scope, and `virtual_clock`), just before such a fixture is torn down,
 since closing a loop cancels what is left on it without a word. What a fixture of a
 wider scope (module, session) creates while it is set up belongs to that fixture, not to
 the test that happened to set it up.
@@ -169,7 +169,7 @@ class LeakCheck:
         return functools.reduce(Resources.__or__, self.exempt.values(), Resources())
 
     def _kinds(self, item: pytest.Item) -> tuple[tuple[str, ...], str]:
-        """The kinds to check for ``item``, and what is wrong with its markers, if anything."""
+        """The kinds to check for `item`, and what is wrong with its markers, if anything."""
         allowed_kinds: set[str] = set()
         for marker in item.iter_markers("tether_allow_leaks"):
             unknown = [kind for kind in marker.args if kind not in KINDS]
@@ -189,7 +189,7 @@ class LeakCheck:
         return tuple(kind for kind in KINDS if kind not in allowed_kinds), ""
 
     def _loop_closing(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Look for the test's tasks on ``loop`` before its fixture closes it."""
+        """Look for the test's tasks on `loop` before its fixture closes it."""
         self.loops.discard(loop)
         state = self._state()
         if state is None or "tasks" not in state.kinds or loop.is_closed():
