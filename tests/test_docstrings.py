@@ -20,9 +20,9 @@ PENDING = {"_engine.py", "_scheduler.py", "_actions.py", "_graph.py"}
 
 RULES = {
     "a Sphinx role": re.compile(r":(?:py:)?(?:class|func|meth|attr|mod|exc|data|obj|const):`"),
-    "a '::' literal-block marker (use a ```python fence)": re.compile(r"::[ \t]*$", re.M),
+    "a '::' literal-block marker (use a ```python fence)": re.compile(r"::[ \t]*$", re.MULTILINE),
     "double backticks (Markdown code is `x`)": re.compile(r"``[^`\n]+``"),
-    "a reST directive": re.compile(r"^\s*\.\. [a-z-]+::", re.M),
+    "a reST directive": re.compile(r"^\s*\.\. [a-z-]+::", re.MULTILINE),
 }
 
 
@@ -39,9 +39,9 @@ def docstrings(path: Path) -> list[tuple[int, str]]:
 
 
 def problems(path: Path) -> list[str]:
-    found = []
+    found: list[str] = []
     for line, text in docstrings(path):
-        without_fences = re.sub(r"```.*?```", "", text, flags=re.S)
+        without_fences = re.sub(r"```.*?```", "", text, flags=re.DOTALL)
         found.extend(
             f"{path.relative_to(SRC)}:{line}: {what}"
             for what, pattern in RULES.items()

@@ -405,7 +405,7 @@ async def test_plugins_named_for_the_start_load_in_the_running_loop(write: Write
     container = tether.Container()
     container.add(log)
     plugins = tether.Plugins(container, load=["myapp.web"])
-    assert plugins.loaded == ()  # nothing happens before the start
+    assert not plugins.loaded  # nothing happens before the start
     async with plugins:
         assert plugins.loaded == ("myapp.db", "myapp.web")
         while "serve, same loop=True" not in log:
