@@ -9,6 +9,7 @@ compares what the workers printed and the master's exit code.
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import socket
 
@@ -55,12 +56,11 @@ async def serve_and_signal(original: bool, sig: signal.Signals) -> tuple[list[st
         code = await proc.exit_code(60)
     finally:
         await proc.__aexit__()
-    # Per worker, with the pid taken out: what it printed, in its order.
+    # Per worker, with the pid taken out: what it printed, in its order. The workers
+    # share the pipe, so one's line may be cut by another's: find each "what pid".
     workers: dict[str, list[str]] = {}
-    for line in proc.stdout:
-        what, _, pid = line.rpartition(" ")
-        if pid.isdigit():
-            workers.setdefault(pid, []).append(what)
+    for match in re.finditer(r"(serving|server closed|teardown) (\d+)", "\n".join(proc.stdout)):
+        workers.setdefault(match.group(2), []).append(match.group(1))
     lines = sorted(" / ".join(steps) for steps in workers.values())
     return lines, answer, code
 

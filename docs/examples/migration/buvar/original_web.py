@@ -21,11 +21,11 @@ async def server(sock, greeting: GreetingConfig, foo):
         writer.close()
 
     srv = await asyncio.start_server(hello, sock=sock)
-    print("serving", os.getpid(), flush=True)
+    print(f"serving {os.getpid()}", flush=True)
     await context.get(plugin.Cancel).wait()  # SIGINT sets it
     srv.close()
     await srv.wait_closed()
-    print("server closed", os.getpid(), flush=True)
+    print(f"server closed {os.getpid()}", flush=True)
 
 
 async def prepare(load: plugin.Loader):
@@ -41,7 +41,7 @@ async def prepare(load: plugin.Loader):
 
 
 async def teardown():
-    print("teardown", os.getpid(), flush=True)
+    print(f"teardown {os.getpid()}", flush=True)
 
 
 if __name__ == "__main__":

@@ -29,18 +29,18 @@ async def server(greeting: GreetingConfig, foo: Foo) -> None:
     # context.get(fork.Socket, name=...): the socket the master bound for this spec.
     (sock,) = tether.listeners(os.environ["BIND"])
     srv = await asyncio.start_server(hello, sock=sock)
-    print("serving", os.getpid(), flush=True)
+    print(f"serving {os.getpid()}", flush=True)
     try:
         await asyncio.Event().wait()  # context.get(plugin.Cancel).wait(): a stop cancels
     finally:
         srv.close()
         with contextlib.suppress(asyncio.CancelledError):
             await srv.wait_closed()
-        print("server closed", os.getpid(), flush=True)
+        print(f"server closed {os.getpid()}", flush=True)
 
 
 async def teardown() -> None:
-    print("teardown", os.getpid(), flush=True)
+    print(f"teardown {os.getpid()}", flush=True)
 
 
 async def prepare(
