@@ -52,9 +52,9 @@ async def test_the_services_serve_tick_and_stop_gracefully_as_under_aiomisc(
     """The echo answers with a checksum made in a thread; both timers tick; a stop
     signal stops every service (aiomisc stops them all at once; so do the three
     listed together here) and the process exits 0."""
-    answer, stopped, code = await serve("tether_app.py", sig)
+    answer, stopped, code = await serve("tether_entrypoint.py", sig)
     assert answer == f"hello {sum(b'hello' + bytes([10])) % 256}"
     assert stopped == STOPPED
     assert code == 0
     needs("aiomisc")
-    assert await serve("original_app.py", sig) == (answer, stopped, code)
+    assert await serve("original_entrypoint.py", sig) == (answer, stopped, code)
