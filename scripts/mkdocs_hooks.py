@@ -1,4 +1,9 @@
-"""MkDocs hooks: the build fails when reStructuredText markup reaches a rendered page.
+"""MkDocs hooks: the site shows tether's version, and fails on raw reST markup.
+
+The header reads `tether VERSION` (the version in pyproject.toml), and the repository is
+linked when pyproject.toml's `[project.urls]` names it (`Repository`).
+
+The build fails when reStructuredText markup reaches a rendered page.
 
 tether's docstrings are Google style with Markdown markup (what mkdocstrings parses).
 A Sphinx role (`:class:`, `:func:`, `:meth:` ...), a `::` literal-block marker, a
@@ -10,6 +15,8 @@ from __future__ import annotations
 
 import html
 import re
+import tomllib
+from pathlib import Path
 from typing import Any
 
 from mkdocs.exceptions import PluginError
@@ -30,6 +37,20 @@ HEADING = re.compile(r'<h\d id="(tether[\w.]*)"')
 PENDING: dict[str, str] = {
     "tether.check": "src/tether/_graph.py (the engine's docstrings convert with the engine)",
 }
+
+
+PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
+
+
+def on_config(config: Any, **_: Any) -> Any:
+    """Put the version in the site's name and link the repository, from pyproject.toml."""
+    project = tomllib.loads(PYPROJECT.read_text())["project"]
+    config["site_name"] = f"{config['site_name']} {project['version']}"
+    repository = project.get("urls", {}).get("Repository")
+    if repository and not config.get("repo_url"):
+        config["repo_url"] = repository
+        config["repo_name"] = repository.rstrip("/").rsplit("/", 2)[-2:][-1]
+    return config
 
 
 def _culprits(content: str) -> list[tuple[str, str]]:

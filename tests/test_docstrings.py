@@ -67,3 +67,28 @@ def test_docstrings_use_markdown_not_rest(path: Path) -> None:
 def test_each_pending_engine_module_still_needs_its_exemption(name: str) -> None:
     """Once an engine module is converted, drop it from PENDING (the rule then holds it)."""
     assert problems(SRC / name), f"{name} is clean now: remove it from PENDING"
+
+
+def test_the_docs_build_names_raw_markup_that_reaches_a_page() -> None:
+    """`make docs` fails on a role, a `::` marker, a directive or a reST table in a page,
+    naming the object whose docstring holds it; code blocks may show any of them."""
+    pytest.importorskip("mkdocs")
+    import importlib.util
+
+    path = SRC.parents[1] / "scripts" / "mkdocs_hooks.py"
+    spec = importlib.util.spec_from_file_location("mkdocs_hooks", path)
+    assert spec is not None
+    assert spec.loader is not None
+    hooks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hooks)
+    page = (
+        '<h2 id="tether.Lazy">Lazy</h2><p>See :class:<code>tether.Container</code> and::</p>'
+        "<p>== ====</p>"
+        '<h2 id="tether.run">run</h2><p>Fine: <code>:class:`x`</code></p>'
+        "<pre><code>.. note:: in code</code></pre>"
+    )
+    found = hooks._culprits(page)
+    assert [owner for owner, _ in found] == ["tether.Lazy"] * 3
+    assert "Sphinx role" in found[0][1]
+    assert "literal-block" in found[1][1]
+    assert "table" in found[2][1]
