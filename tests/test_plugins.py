@@ -410,6 +410,8 @@ async def test_plugins_named_for_the_start_load_in_the_running_loop(write: Write
         assert plugins.loaded == ("myapp.db", "myapp.web")
         while "serve, same loop=True" not in log:
             await bounded(asyncio.sleep(0))
+        tree = tether.status_tree(plugins)  # the late services show under the plugins
+        assert "Step" in tree, tree
         plugins.request_stop()
     assert log == [
         "prepare:db",

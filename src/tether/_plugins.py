@@ -270,6 +270,13 @@ class Plugins(Service):
                 f"lifetime."
             )
 
+    def _tether_subgraph(self) -> tuple[ServiceBase, ...]:
+        """What pictures and the live status show under this service.
+
+        The services yielded by the plugins loaded at start (a root of their own).
+        """
+        return tuple(self._late)
+
     def _depend_on(self, services: Iterable[ServiceBase]) -> None:
         """Services a plugin yielded or was given: dependencies, or started late."""
         if self._starting:  # loading in start: the graph of this run is fixed already
