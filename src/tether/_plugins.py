@@ -83,6 +83,16 @@ class Plugins(Service):
     await plugins.load("myapp")
     await plugins.run()
     ```
+
+    Plugins named by `load=` (or an `entry_points=` group) load when the service
+    starts instead, in its event loop: that is how a plugin app runs as a process
+    (`tether run --plugin myapp`, pre-fork workers included). The services they yield
+    then start in the order yielded, after this service's own dependencies, and stop
+    after its tasks, in reverse order:
+
+    ```python
+    app = tether.Plugins(load=["myapp"])  # tether run mymodule:app
+    ```
     """
 
     def __init__(
