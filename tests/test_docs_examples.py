@@ -119,6 +119,8 @@ def test_every_example_is_shown_on_a_page() -> None:
     """An example no page includes is tested for nothing a reader sees."""
     shown = {(ROOT / path).resolve() for _, path, _ in _includes()}
     files = [path for path in EXAMPLES.iterdir() if path.is_file() and path.suffix != ".pyc"]
+    # The migration guide's programs, originals and ports (run by tests/migration).
+    files += [p for p in (EXAMPLES / "migration").rglob("*") if p.is_file() and p.suffix != ".pyc"]
     assert [path.name for path in files if path.resolve() not in shown] == []
 
 

@@ -180,3 +180,39 @@ def test_the_example_runs_its_thread_and_stops_by_itself() -> None:
         "main loop got <h1>hello</h1>",
         "renderer down after 1 page(s)",
     ]
+
+
+class Port(tether.Service):
+    def __init__(self, port: int, bind: str = "127.0.0.1") -> None:
+        self.port = port
+        self.bind = bind
+
+
+async def test_lazy_passes_its_arguments_to_the_factory() -> None:
+    """mode's `App(web_port=6066)`: the arguments reach the factory when it builds."""
+    app = tether.Lazy(Port, 6066, bind="0.0.0.0", name="web")  # noqa: S104 - not bound
+    assert not app.built
+    async with app:
+        assert (app.target.port, app.target.bind) == (6066, "0.0.0.0")  # noqa: S104
+    assert repr(app).startswith("<Lazy[web] ")
+
+
+def test_a_lambda_is_named_by_where_it_is_defined_then_by_what_it_built() -> None:
+    """No `Lazy[<lambda>]` in logs: the place first, the built service's name after."""
+    app = tether.Lazy(lambda: Port(1))
+    assert app.name.startswith("lambda at test_lazy.py:")
+    app.target  # noqa: B018 - builds it
+    assert app.name == "Port"
+
+
+def test_arguments_and_a_container_together_are_an_error() -> None:
+    """With arguments the container would be ignored: say so instead."""
+    with pytest.raises(tether.DefinitionError, match="one or the other"):
+        tether.Lazy(Port, 1, container=tether.Container())
+
+
+def test_a_factory_returning_something_else_is_an_error() -> None:
+    """The message names the proxy and what was built."""
+    app: tether.Lazy[tether.Service] = tether.Lazy(lambda n: n, 42, name="odd")
+    with pytest.raises(tether.DefinitionError, match=r"Lazy\[odd\] built 42 \(int\)"):
+        app.target  # noqa: B018

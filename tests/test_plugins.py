@@ -432,3 +432,153 @@ async def test_an_entry_points_prepare_error_names_the_entry_point(
         "tether: loaded from entry point 'fails' = 'myplug_fails' of brokenplug 2.1 "
         "(group 'tether.plugins')"
     ) in notes
+
+
+SERVICES = """
+class Step(tether.Service):
+    def __init__(self, name: str, log: Log) -> None:
+        self.label = name
+        self.log = log
+
+    async def start(self) -> None:
+        self.log.append(f"start:{self.label}")
+
+    async def stop(self) -> None:
+        self.log.append(f"stop:{self.label}")
+"""
+
+
+async def test_plugins_named_for_the_start_load_in_the_running_loop(write: Write, log: Log) -> None:
+    """`Plugins(load=...)` prepares in start, in the real loop; yielded services start
+    in order before the tasks and stop after them, in reverse; teardowns run last."""
+    write("myapp.steps", SERVICES)
+    write(
+        "myapp.web",
+        """
+        from myapp.steps import Step
+
+        async def serve(log: Log, loop: asyncio.AbstractEventLoop) -> None:
+            log.append(f"serve, same loop={loop is asyncio.get_running_loop()}")
+            try:
+                await asyncio.Future()
+            finally:
+                log.append("serve cancelled")
+
+        async def prepare(plugins: tether.Plugins, log: Log):
+            await plugins.load(".db")
+            plugins.add_teardown(lambda: log.append("teardown:web"))
+            yield Step("web", log)
+            yield serve(log, asyncio.get_running_loop())
+        """,
+    )
+    write(
+        "myapp.db",
+        """
+        from myapp.steps import Step
+
+        async def prepare(log: Log):
+            log.append("prepare:db")
+            yield Step("db", log)
+        """,
+    )
+    container = tether.Container()
+    container.add(log)
+    plugins = tether.Plugins(container, load=["myapp.web"])
+    assert not plugins.loaded  # nothing happens before the start
+    async with plugins:
+        assert plugins.loaded == ("myapp.db", "myapp.web")
+        while "serve, same loop=True" not in log:
+            await bounded(asyncio.sleep(0))
+        tree = tether.status_tree(plugins)  # the late services show under the plugins
+        assert "Step" in tree, tree
+        plugins.request_stop()
+    assert log == [
+        "prepare:db",
+        "start:db",
+        "start:web",
+        "serve, same loop=True",
+        "serve cancelled",
+        "stop:web",
+        "stop:db",
+        "teardown:web",
+    ]
+
+
+async def test_a_crash_in_a_service_loaded_at_start_crashes_the_plugins(
+    write: Write, log: Log
+) -> None:
+    """A service a plugin yielded at start is supervised like a dependency."""
+    write(
+        "myapp.crashy",
+        """
+        class Crashy(tether.Service):
+            async def start(self) -> None:
+                self.add_task(self.fail())
+
+            async def fail(self) -> None:
+                await asyncio.sleep(0)
+                raise LookupError("late service crashed")
+
+        def prepare():
+            yield Crashy()
+        """,
+    )
+    plugins = tether.Plugins(load="myapp.crashy")
+    with pytest.raises(LookupError, match="late service crashed"):
+        await bounded(plugins.run())
+    assert not plugins.running
+
+
+async def test_a_failed_start_undoes_what_the_plugins_loaded(write: Write, log: Log) -> None:
+    """A plugin failing at start: the services started before it stop, teardowns run."""
+    write("myapp.steps", SERVICES)
+    write(
+        "myapp.good",
+        """
+        from myapp.steps import Step
+
+        def prepare(plugins: tether.Plugins, log: Log):
+            plugins.add_teardown(lambda: log.append("teardown:good"))
+            yield Step("good", log)
+        """,
+    )
+    write(
+        "myapp.bad",
+        """
+        class Bad(tether.Service):
+            async def start(self) -> None:
+                raise OSError("port in use")
+
+        def prepare():
+            yield Bad()
+        """,
+    )
+    container = tether.Container()
+    container.add(log)
+    plugins = tether.Plugins(container, load=["myapp.good", "myapp.bad"])
+    with pytest.raises(OSError, match="port in use"):
+        async with plugins:
+            pass
+    assert log == ["start:good", "stop:good", "teardown:good"]
+
+
+async def test_plugins_loaded_at_start_run_again_after_a_stop(write: Write, log: Log) -> None:
+    """Started again, the plugins are not prepared again; their services start again."""
+    write("myapp.steps", SERVICES)
+    write(
+        "myapp.once",
+        """
+        from myapp.steps import Step
+
+        def prepare(log: Log):
+            log.append("prepare")
+            yield Step("svc", log)
+        """,
+    )
+    container = tether.Container()
+    container.add(log)
+    plugins = tether.Plugins(container, load=["myapp.once"])
+    for _ in range(2):
+        async with plugins:
+            pass
+    assert log == ["prepare", "start:svc", "stop:svc", "start:svc", "stop:svc"]

@@ -109,7 +109,18 @@ def _pytest(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
         if not key.startswith(("PYTEST_", "PYTHONPATH"))
     }
     return subprocess.run(  # noqa: S603 - our interpreter running pytest
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:randomly", *args],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:randomly",
+            "-p",
+            "no:buvar",
+            *args,
+        ],
         cwd=directory,
         env=env,
         capture_output=True,

@@ -83,8 +83,14 @@ def setup(
 
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    """Run pytest in-process on the generated files, without a cache directory."""
-    return pytester.runpytest("-p", "no:cacheprovider", "-p", "no:hypothesispytest", *args)
+    """Run pytest in-process on the generated files, without a cache directory.
+
+    Without the plugins of other packages installed for the suite either: hypothesis's,
+    and buvar's (a peer the migration tests run), whose autouse fixtures need its own.
+    """
+    return pytester.runpytest(
+        "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:buvar", *args
+    )
 
 
 def readme_example(name: str) -> str:

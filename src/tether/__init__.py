@@ -144,7 +144,7 @@ def _as_public(obj: object) -> None:
 
 
 def _launch(service: ServiceBase, **options: _Any) -> _NoReturn:
-    """``Service.launch``: the runner, loaded when a service first runs as the process."""
+    """`Service.launch`: the runner, loaded when a service first runs as the process."""
     from ._runner import run as run_process  # noqa: PLC0415 - the runner loads only when used
 
     run_process(service, **options)

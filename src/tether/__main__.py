@@ -1,4 +1,4 @@
-"""``python -m tether``: the same as the ``tether`` command."""
+"""`python -m tether`: the same as the `tether` command."""
 
 import sys
 

@@ -1,6 +1,6 @@
 """What happens to one service: its state, hooks, tasks, crashes, exits and holds.
 
-The passes of ``_passes`` and the generic stage driver of ``_scheduler`` decide *when*
+The passes of `_passes` and the generic stage driver of `_scheduler` decide *when*
 a service's work runs; this module is *what* that work is.
 """
 
@@ -70,7 +70,7 @@ _start_sequence = itertools.count(1)
 
 
 def set_state(rec: Record, state: ServiceState) -> None:
-    """Set ``rec``'s state and publish it, with the transition's duration when it ends one."""
+    """Set `rec`'s state and publish it, with the transition's duration when it ends one."""
     rec.state = state
     if _subscribers.get():
         now = time.perf_counter()
@@ -103,7 +103,7 @@ def _hook_event(rec: Record, stage: Stage, started: float, error: BaseException 
 
 
 def note(exc: BaseException, text: str) -> None:
-    """Attach ``text`` to ``exc`` as a note (never to a cancellation)."""
+    """Attach `text` to `exc` as a note (never to a cancellation)."""
     if not isinstance(exc, asyncio.CancelledError):
         exc.add_note(f"tether: {text}")
 
@@ -112,7 +112,7 @@ def note(exc: BaseException, text: str) -> None:
 
 
 def started(op: Operation, rec: Record) -> None:
-    """``rec``'s start hook returned: its tasks begin, it runs."""
+    """`rec`'s start hook returned: its tasks begin, it runs."""
     spawns = rec.info.spawns
     if spawns:
         for attr, spec in spawns:
@@ -148,7 +148,7 @@ def start_error(op: Operation) -> Callable[[Node, BaseException], None]:
 
 
 def hook_begin(stage: Stage, *, guard: bool) -> Begin:
-    """``begin`` for a stage that calls a hook and changes no state."""
+    """`begin` for a stage that calls a hook and changes no state."""
 
     def begin(node: Node, alone: bool) -> Any:
         del alone
@@ -195,7 +195,7 @@ async def call_hook(rec: Record, stage: Stage, attr: str, *, guard: bool) -> Non
 def timeout_error(
     rec: Record, stage: Stage, abandoned: bool, *, thread: bool = False
 ) -> StopTimeoutError:
-    """The error of a stop-phase hook that outlived ``graceful_shutdown_timeout``."""
+    """The error of a stop-phase hook that outlived `graceful_shutdown_timeout`."""
     timeout = rec.service.graceful_shutdown_timeout
     what = f"{rec.name}.{rec.info.hooks.get(stage, stage.name)}"
     if thread:
@@ -273,12 +273,12 @@ def mark_stopping(rec: Record) -> None:
 
 
 def finish_stop(op: Operation | None, rec: Record) -> None:
-    """``rec`` has stopped (hook and tasks): its state, and its holds let go.
+    """`rec` has stopped (hook and tasks): its state, and its holds let go.
 
     A service holds its dependencies until its stop is over, so a dependency never
     begins to stop under a dependent that is still stopping, whichever operation stops
     each of them. A dependency this lets go of last, that no root holds, stops with
-    ``op`` (its *orphans*, which the stop pass adopts).
+    `op` (its *orphans*, which the stop pass adopts).
     """
     if rec.crash is not None and rec.error is None:
         rec.error = rec.crash
@@ -287,10 +287,10 @@ def finish_stop(op: Operation | None, rec: Record) -> None:
 
 
 def release_holds(rec: Record, op: Operation | None = None) -> None:
-    """``rec`` no longer holds its dependencies (it stopped, or never started).
+    """`rec` no longer holds its dependencies (it stopped, or never started).
 
-    With ``op``, the dependencies left running with no holder are added to
-    ``op.orphans``.
+    With `op`, the dependencies left running with no holder are added to
+    `op.orphans`.
     """
     for dep in rec.deps:
         holders = dep.holders
@@ -303,7 +303,7 @@ def release_holds(rec: Record, op: Operation | None = None) -> None:
 
 
 def wake_released(rec: Record) -> None:
-    """Wake whoever waits for a holder of ``rec`` to let go (``engine.wait_released``)."""
+    """Wake whoever waits for a holder of `rec` to let go (`engine.wait_released`)."""
     waiters = rec.released
     rec.released = None
     if waiters is not None:
@@ -322,10 +322,10 @@ def stop_failed(op: Operation, rec: Record, exc: BaseException) -> None:
 
 
 async def stop_tasks(op: Operation, rec: Record, deadline: float, grace: float) -> None:
-    """Cancel the service's tasks and wait for them until ``deadline``.
+    """Cancel the service's tasks and wait for them until `deadline`.
 
-    ``deadline`` is when the service's stop must be over (``graceful_shutdown_timeout``
-    after it began). Tasks still running then are cancelled again and get ``grace``
+    `deadline` is when the service's stop must be over (`graceful_shutdown_timeout`
+    after it began). Tasks still running then are cancelled again and get `grace`
     seconds more; one that is still running after that swallows CancelledError: it is
     reported by name and left.
     """
@@ -361,7 +361,7 @@ async def stop_tasks(op: Operation, rec: Record, deadline: float, grace: float) 
 
 
 def run_sync_hook(op: Operation, rec: Record, stage: Stage) -> None:
-    """Run one service's hook for ``stage`` in this thread (graphs without a loop)."""
+    """Run one service's hook for `stage` in this thread (graphs without a loop)."""
     if stage is START:
         set_state(rec, _STARTING)
         attr = rec.info.start
@@ -415,7 +415,7 @@ def run_sync_hook(op: Operation, rec: Record, stage: Stage) -> None:
 
 
 def add_task(rec: Record, coro: Coroutine[Any, Any, Any], name: str | None) -> asyncio.Task[Any]:
-    """Spawn ``coro`` as a background task owned by ``rec``'s service."""
+    """Spawn `coro` as a background task owned by `rec`'s service."""
     given: object = coro
     if type(given) is not _COROUTINE and not asyncio.iscoroutine(given):
         hint = ""
@@ -450,8 +450,8 @@ class _Task(asyncio.Task):  # type: ignore[type-arg]
     """A background task; a cancellation before its first step reaches the coroutine.
 
     With a plain Task, cancelling before the first step throws into the wrapper only,
-    and the coroutine given to ``add_task`` would be collected unawaited (a
-    RuntimeWarning that ``create_task`` does not give). Here it is closed, as a plain
+    and the coroutine given to `add_task` would be collected unawaited (a
+    RuntimeWarning that `create_task` does not give). Here it is closed, as a plain
     Task would have done by throwing into it, and the task leaves its owner's set.
     """
 
@@ -473,7 +473,7 @@ def _prune(rec: Record, tasks: set[asyncio.Task[Any]]) -> None:
     """Forget finished tasks that never ran: cancelled before their first step.
 
     Every other task removes itself as it ends; one cancelled before it began never
-    enters its wrapper. Pruning when the set doubles keeps ``add_task`` O(1) amortized.
+    enters its wrapper. Pruning when the set doubles keeps `add_task` O(1) amortized.
     """
     for done in [t for t in tasks if t.done()]:
         tasks.discard(done)
@@ -481,11 +481,11 @@ def _prune(rec: Record, tasks: set[asyncio.Task[Any]]) -> None:
 
 
 async def _owned(rec: Record, tasks: set[asyncio.Task[Any]], coro: Coroutine[Any, Any, Any]) -> Any:
-    """Run a background task of ``rec``: its bookkeeping, and a crash, happen in the task.
+    """Run a background task of `rec`: its bookkeeping, and a crash, happen in the task.
 
     A wrapper rather than a done callback: a done callback costs a trip through the
-    event loop's ready queue for every task, which made ``add_task`` twice as slow as
-    ``create_task``. ``tasks`` is the set of the run that spawned it (a task outliving
+    event loop's ready queue for every task, which made `add_task` twice as slow as
+    `create_task`. `tasks` is the set of the run that spawned it (a task outliving
     its run must not touch the next run's set).
     """
     task: Any = _current_task()
@@ -508,7 +508,7 @@ _OWNED_CODE: Final = _owned.__code__
 
 
 def user_coroutine(task: asyncio.Task[Any]) -> object:
-    """The coroutine ``task`` runs for its owner: what was given to ``add_task``."""
+    """The coroutine `task` runs for its owner: what was given to `add_task`."""
     coro: Any = task.get_coro()
     if getattr(coro, "cr_code", None) is _OWNED_CODE and coro.cr_frame is not None:
         return coro.cr_frame.f_locals.get("coro", coro)
@@ -516,7 +516,7 @@ def user_coroutine(task: asyncio.Task[Any]) -> object:
 
 
 def task_crashed(rec: Record, task: asyncio.Task[Any], exc: BaseException) -> None:
-    """A background task of ``rec`` raised ``exc``: it crashes the stack."""
+    """A background task of `rec` raised `exc`: it crashes the stack."""
     note(exc, f"raised by background task {task.get_name()!r} of {rec.name}")
     if publishing():
         publish(
@@ -540,7 +540,7 @@ def task_crashed(rec: Record, task: asyncio.Task[Any], exc: BaseException) -> No
 
 
 def signal_exit(rec: Record, exc: BaseException | None) -> None:
-    """Make ``wait()`` return (or raise ``exc``) for ``rec`` and everything depending on it."""
+    """Make `wait()` return (or raise `exc`) for `rec` and everything depending on it."""
     seen = {rec}
     stack = [rec]
     while stack:
@@ -563,7 +563,7 @@ def signal_exit(rec: Record, exc: BaseException | None) -> None:
 
 
 async def wait(rec: Record) -> None:
-    """Body of ``Service.wait()``."""
+    """Body of `Service.wait()`."""
     if rec.state is _CREATED:
         raise ServiceStateError(
             f"{rec.name}.wait() needs a started service; use `async with service:` "

@@ -1,10 +1,10 @@
-"""The ``tether`` command: ``run``, ``graph``, ``check`` and ``repl`` a ``module:attr``.
+"""The `tether` command: `run`, `graph`, `check` and `repl` a `module:attr`.
 
-Installed as a console script and reachable as ``python -m tether``. ``module:attr``
+Installed as a console script and reachable as `python -m tether`. `module:attr`
 names a service instance, a service class or a factory function; a class or factory is
 built through the application's container, its parameters injected by type: the one
-``--container module:attr`` names, else the module's ``container`` (either a
-:class:`tether.Container` or a function returning one), else a new, empty one.
+`--container module:attr` names, else the module's `container` (either a
+[`Container`][tether.Container] or a function returning one), else a new, empty one.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import inspect
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -37,7 +37,7 @@ _EXAMPLE = "myapp.main:app"
 
 
 class TargetError(TetherError, LookupError):
-    """A ``module:attr`` that does not lead to a service; the message says why and how."""
+    """A `module:attr` that does not lead to a service; the message says why and how."""
 
 
 def _module_hint(module_name: str) -> str:
@@ -110,11 +110,11 @@ def _call_without_arguments(func: object, what: str, spec: str) -> object:
 
 
 def find_container(module: object, module_name: str, named: str | None = None) -> Container | None:
-    """The application's container: the one ``named`` (``--container``), else the module's.
+    """The application's container: the one `named` (`--container`), else the module's.
 
-    ``named`` is ``module:attr``; the module's is its attribute ``container``. Either is
-    a :class:`tether.Container` or a function that takes no arguments and returns one.
-    None when the module has no ``container`` and none was named.
+    `named` is `module:attr`; the module's is its attribute `container`. Either is
+    a [`Container`][tether.Container] or a function that takes no arguments and returns one.
+    None when the module has no `container` and none was named.
     """
     from ._container import Container  # noqa: PLC0415 - only when a target needs building
 
@@ -156,7 +156,7 @@ def _warn_if_defaults_only(
 ) -> None:
     """Say loudly when config sections took their defaults only, with no config source.
 
-    ``tether run module:Api`` should run with the settings ``python module.py`` has; a
+    `tether run module:Api` should run with the settings `python module.py` has; a
     container the command could not find gives sections their defaults instead.
     """
     from ._config import Config, unconfigured_sections  # noqa: PLC0415
@@ -188,7 +188,7 @@ def _warn_if_defaults_only(
 
 
 def _container_factories(module: object, module_name: str) -> list[str]:
-    """``module:name`` of what in ``module`` looks like it makes the container."""
+    """`module:name` of what in `module` looks like it makes the container."""
     from ._container import Container  # noqa: PLC0415
 
     found = []
@@ -204,7 +204,7 @@ def _container_factories(module: object, module_name: str) -> list[str]:
 
 
 def as_service(obj: object, spec: str, container: Container) -> ServiceBase:
-    """Turn what ``spec`` named into a service: an instance, or built by ``container``.
+    """Turn what `spec` named into a service: an instance, or built by `container`.
 
     A service class or a factory function is resolved through the container: its
     parameters are injected by type, and the services injected become dependencies.
@@ -245,14 +245,14 @@ def as_service(obj: object, spec: str, container: Container) -> ServiceBase:
 def resolve(
     spec: str, overrides: Sequence[str] = (), container: str | None = None
 ) -> tuple[ServiceBase, Container]:
-    """The service ``module:attr`` names (``attr`` may be dotted: ``mod:App.create``).
+    """The service `module:attr` names (`attr` may be dotted: `mod:App.create`).
 
     A service class or factory is built through the application's container: the one
-    ``container`` names (``module:attr``, a container or a function returning one),
-    else the module's ``container`` (the same two kinds), else a new one, with a
-    warning on stderr if config sections then load from their defaults only. The ``-c
-    section.key=value`` ``overrides`` are added to its configuration first. Raises
-    :class:`TargetError` when the module or attribute is not found or is not a service;
+    `container` names (`module:attr`, a container or a function returning one),
+    else the module's `container` (the same two kinds), else a new one, with a
+    warning on stderr if config sections then load from their defaults only. The `-c
+    section.key=value` `overrides` are added to its configuration first. Raises
+    `TargetError` when the module or attribute is not found or is not a service;
     errors raised while importing or building propagate.
     """
     module_name, sep, attr_path = spec.partition(":")
@@ -283,7 +283,7 @@ def resolve(
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with the command's one-line errors: ``tether: run: ...``, exit code 2."""
+    """argparse with the command's one-line errors: `tether: run: ...`, exit code 2."""
 
     def error(self, message: str) -> NoReturn:
         """Print one line naming the mistake and where to read more; exit with 2."""
@@ -307,6 +307,7 @@ def _parser() -> argparse.ArgumentParser:
     target.add_argument(
         "target",
         metavar="module:attr",
+        nargs="?",
         help="a service instance, a service class, or a factory function, e.g. " + _EXAMPLE,
     )
     target.add_argument(
@@ -314,6 +315,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="module:attr",
         help="the application's tether.Container, or a function returning it (default: "
         "the module's `container`, if any), e.g. myapp.main:make_container",
+    )
+    target.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="run and repl: instead of module:attr, run these plugins (repeatable): "
+        "tether.Plugins loads them when it starts, e.g. --plugin myapp.web",
     )
     target.add_argument(
         "-c",
@@ -442,16 +451,26 @@ def _load(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``tether`` command; returns (or raises) the exit code."""
+    """Entry point of the `tether` command; returns (or raises) the exit code."""
     args = _parser().parse_args(argv)
     # Like `python -m`, find the user's modules in the current directory.
     if os.getcwd() not in sys.path and "" not in sys.path:  # noqa: PTH109
         sys.path.insert(0, os.getcwd())  # noqa: PTH109
     if args.command in ("run", "repl"):
         _check_running_options(args)
+    _check_target(args)
+    if args.command in ("run", "repl"):
+        _check_running_options(args)
     if args.command == "run" and (args.workers is not None or args.bind):
         _prefork(args)
-    service, container = _load(args.target, args.config, args.container)
+    if args.plugin:
+        from ._plugins import plugin_app  # noqa: PLC0415 - only a plugin app needs it
+
+        plugins = plugin_app(args.plugin, overrides=args.config)
+        service: ServiceBase = plugins
+        container = plugins.container
+    else:
+        service, container = _load(args.target, args.config, args.container)
     if args.command in ("graph", "check"):
         try:
             if args.command == "graph":
@@ -548,9 +567,16 @@ def _prefork(args: argparse.Namespace) -> NoReturn:
             "outlives it): give that instead.",
         )
 
+    app: str | Callable[[], ServiceBase] = args.target
+    if args.plugin:
+        import functools  # noqa: PLC0415
+
+        from ._plugins import plugin_app  # noqa: PLC0415 - only a plugin app needs it
+
+        app = functools.partial(plugin_app, args.plugin, overrides=args.config)
     try:
         prefork(
-            args.target,
+            app,
             workers=1 if args.workers is None else args.workers,
             bind=args.bind,
             preload=args.preload,
@@ -564,6 +590,20 @@ def _prefork(args: argparse.Namespace) -> NoReturn:
         )
     except (TetherError, ValueError, TypeError, ImportError) as exc:
         _fail(ExitCode.USAGE, str(exc))
+
+
+def _check_target(args: argparse.Namespace) -> None:
+    """Exactly one of module:attr and --plugin (the latter for run and repl only)."""
+    if args.plugin and args.target:
+        _fail(ExitCode.USAGE, "give module:attr or --plugin, not both.")
+    if args.plugin and args.command not in ("run", "repl"):
+        _fail(
+            ExitCode.USAGE,
+            f"--plugin is for run and repl (plugins load when the graph starts); "
+            f"`tether {args.command}` needs module:attr.",
+        )
+    if not args.plugin and not args.target:
+        _fail(ExitCode.USAGE, f"name what to {args.command}: module:attr, e.g. {_EXAMPLE}.")
 
 
 def _with_config(text: str, container: Container) -> str:

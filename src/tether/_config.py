@@ -1,11 +1,11 @@
 """Configuration: sources merged in order, sections loaded into typed classes.
 
-A :class:`Config` is a stack of layers (dicts, TOML files, environment variables, ``-c``
+A [`Config`][tether.Config] is a stack of layers (dicts, TOML files, environment variables, `-c`
 overrides); a later layer wins. Values keep the name of the layer they came from, so an
-error or ``render()`` says where each one was set. Environment variables are matched
-against the fields of the class being loaded (``APP_DB_POOL_SIZE`` is ``db.pool_size``,
-``APP_DB_TLS_CA_FILE`` is ``db.tls.ca_file``), so names with underscores and nested
-sections are never ambiguous. Conversion is msgspec's (see ``_convert.py``).
+error or `render()` says where each one was set. Environment variables are matched
+against the fields of the class being loaded (`APP_DB_POOL_SIZE` is `db.pool_size`,
+`APP_DB_TLS_CA_FILE` is `db.tls.ca_file`), so names with underscores and nested
+sections are never ambiguous. Conversion is msgspec's (see `_convert.py`).
 """
 
 from __future__ import annotations
@@ -43,19 +43,21 @@ _SECTION_NAME = r"[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*"
 
 
 def section(name: str) -> Callable[[C], C]:
-    """Declare a class as the config section ``name``; it becomes injectable.
+    """Declare a class as the config section `name`; it becomes injectable.
 
     Works on dataclasses, attrs classes, msgspec Structs and pydantic models. The
-    container loads it from its :class:`Config` the first time something needs it. A
-    dotted name is a nested table (``"app.db"`` is ``[app.db]``); ``""`` is the top
-    level::
+    container loads it from its [`Config`][tether.Config] the first time something needs it. A
+    dotted name is a nested table (`"app.db"` is `[app.db]`); `""` is the top
+    level:
 
-        @tether.section("db")
-        @dataclass
-        class DbConfig:
-            url: str
-            pool_size: int = 10
-            timeout: timedelta = timedelta(seconds=5)   # "10s", "5m", 30, "PT1M"
+    ```python
+    @tether.section("db")
+    @dataclass
+    class DbConfig:
+        url: str
+        pool_size: int = 10
+        timeout: timedelta = timedelta(seconds=5)   # "10s", "5m", 30, "PT1M"
+    ```
     """
     if name and not re.fullmatch(_SECTION_NAME, name):
         raise ConfigError(
@@ -127,20 +129,22 @@ def _leaves(
 class Config:
     """Configuration sources merged in order; sections load from it into typed classes.
 
-    Add layers in order of precedence, lowest first; each ``add_*`` returns the config,
-    so calls chain::
+    Add layers in order of precedence, lowest first; each `add_*` returns the config,
+    so calls chain:
 
-        config = (
-            tether.Config()
-            .add_dict({"db": {"pool_size": 5}}, source="defaults")
-            .add_toml("app.toml")
-            .add_env("APP")                       # APP_DB_POOL_SIZE=20
-            .add_overrides(["db.pool_size=30"])   # tether run -c db.pool_size=30
-        )
-        db = config.load(DbConfig)
+    ```python
+    config = (
+        tether.Config()
+        .add_dict({"db": {"pool_size": 5}}, source="defaults")
+        .add_toml("app.toml")
+        .add_env("APP")                       # APP_DB_POOL_SIZE=20
+        .add_overrides(["db.pool_size=30"])   # tether run -c db.pool_size=30
+    )
+    db = config.load(DbConfig)
+    ```
 
-    A container built with ``Container(config=config)`` loads ``@tether.section``
-    classes from it when they are injected. Loading raises :class:`tether.ConfigError`
+    A container built with `Container(config=config)` loads `@tether.section`
+    classes from it when they are injected. Loading raises [`ConfigError`][tether.ConfigError]
     listing every problem at once, each with its key path, source and expected type.
     """
 
@@ -153,15 +157,15 @@ class Config:
     # ------------------------------------------------------------------ sources
 
     def add_dict(self, data: Mapping[str, Any], *, source: str = "dict") -> Self:
-        """Add a layer from a nested mapping; ``source`` names it in errors and ``render``."""
+        """Add a layer from a nested mapping; `source` names it in errors and `render`."""
         self._layers.append(_Layer(source, _leaves(data, source)))
         return self
 
     def add_toml(self, path: str | os.PathLike[str], *, optional: bool = False) -> Self:
         """Add a layer from a TOML file, read now (tomllib).
 
-        Raises :class:`tether.ConfigError` naming the file if it is missing (unless
-        ``optional``) or not valid TOML (with tomllib's line and column).
+        Raises [`ConfigError`][tether.ConfigError] naming the file if it is missing (unless
+        `optional`) or not valid TOML (with tomllib's line and column).
         """
         # Imported here: `import tether` must stay cheap for programs without config.
         import tomllib  # noqa: PLC0415
@@ -181,13 +185,13 @@ class Config:
         return self
 
     def add_env(self, prefix: str, *, environ: Mapping[str, str] | None = None) -> Self:
-        """Add a layer of environment variables named ``PREFIX_SECTION_KEY``.
+        """Add a layer of environment variables named `PREFIX_SECTION_KEY`.
 
         Names are matched against the fields of the class being loaded: for section
-        ``db``, field ``pool_size`` reads ``APP_DB_POOL_SIZE``, and a nested section
-        class in field ``tls`` reads ``APP_DB_TLS_CA_FILE`` for its ``ca_file``. Values
-        are strings converted to the field's type. ``environ`` defaults to
-        ``os.environ``, read now.
+        `db`, field `pool_size` reads `APP_DB_POOL_SIZE`, and a nested section
+        class in field `tls` reads `APP_DB_TLS_CA_FILE` for its `ca_file`. Values
+        are strings converted to the field's type. `environ` defaults to
+        `os.environ`, read now.
         """
         source = os.environ if environ is None else environ
         head = f"{prefix.upper()}_" if prefix else ""
@@ -196,9 +200,9 @@ class Config:
         return self
 
     def add_overrides(self, items: Iterable[str], *, flag: str = "-c") -> Self:
-        """Add a layer of ``section.key=value`` overrides, as given to ``tether run -c``.
+        """Add a layer of `section.key=value` overrides, as given to `tether run -c`.
 
-        Raises :class:`tether.ConfigError` naming every malformed item.
+        Raises [`ConfigError`][tether.ConfigError] naming every malformed item.
         """
         entries: list[tuple[_Path, Any, str]] = []
         problems: list[str] = []
@@ -219,9 +223,9 @@ class Config:
     # ------------------------------------------------------------------ loading
 
     def load(self, cls: type[T], section: str | None = None) -> T:
-        """Load the section of ``cls`` (or ``section``) into a new ``cls``.
+        """Load the section of `cls` (or `section`) into a new `cls`.
 
-        Raises :class:`tether.ConfigError` listing every problem: missing keys, unknown
+        Raises [`ConfigError`][tether.ConfigError] listing every problem: missing keys, unknown
         keys, values of the wrong type (each with its source), and the class's own
         validation errors.
         """
@@ -269,13 +273,13 @@ class Config:
         problems: list[str],
         prefix: _Path = (),
     ) -> Any:
-        """Convert ``values`` into ``cls`` field by field, appending every problem found."""
+        """Convert `values` into `cls` field by field, appending every problem found."""
         error_type = conversion_error_type()
         fields = fields_of(cls)
         known = {field.name for field in fields}
         pydantic = is_pydantic(cls)
         for key, value in values.items():
-            # A table that is not a field is another section (``[db.replica]``).
+            # A table that is not a field is another section (`[db.replica]`).
             if key not in known and not isinstance(value, dict) and not _allows_extra(cls):
                 path = (*prefix, key)
                 problems.append(
@@ -342,12 +346,14 @@ class Config:
         """The effective configuration as TOML-like text, each value with its source.
 
         Shows the given section classes (loading them), or every section loaded so far.
-        Secret values show as ``"***"``; values nobody set say ``# default``::
+        Secret values show as `"***"`; values nobody set say `# default`:
 
-            [db]
-            url = "postgres://db/app"   # app.toml
-            password = "***"            # environment variable APP_DB_PASSWORD
-            pool_size = 30              # -c db.pool_size
+        ```python
+        [db]
+        url = "postgres://db/app"   # app.toml
+        password = "***"            # environment variable APP_DB_PASSWORD
+        pool_size = 30              # -c db.pool_size
+        ```
         """
         if sections is not None:
             for cls in sections:
@@ -376,9 +382,9 @@ class Config:
 def unconfigured_sections(config: Config) -> list[str]:
     """The sections loaded from their defaults only, from a config with nothing to read.
 
-    Empty when any source other than ``-c`` overrides was added (a dict, a TOML file,
+    Empty when any source other than `-c` overrides was added (a dict, a TOML file,
     environment variables): then a section at its defaults is what its sources say.
-    Each section reads ``DbConfig [db]``.
+    Each section reads `DbConfig [db]`.
     """
     if any(layer.label != "-c" for layer in config._layers):
         return []
@@ -416,7 +422,7 @@ def _put(values: dict[str, Any], sources: dict[_Path, str], path: _Path, value: 
 
 
 def _env_paths(cls: type, base: _Path) -> list[tuple[_Path, str]]:
-    """Every leaf field path of ``cls`` with its environment variable suffix."""
+    """Every leaf field path of `cls` with its environment variable suffix."""
     out: list[tuple[_Path, str]] = []
     seen: dict[str, _Path] = {}
     pending: list[tuple[type, _Path]] = [(cls, ())]

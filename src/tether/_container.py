@@ -9,7 +9,7 @@ services injected into it (directly, or through plain objects) as implicit
 dependencies: starting it starts them first, which is how an entrypoint names only its
 root and gets exactly the graph it needs.
 
-The sync path (``get``) and the async path (``aget``) are written out twice on purpose:
+The sync path (`get`) and the async path (`aget`) are written out twice on purpose:
 a cached lookup must cost well under a microsecond, and a coroutine per parameter would
 triple the cost of building.
 """
@@ -50,7 +50,7 @@ class _Tree:
         self.auto: dict[Any, Provider] = {}
         """Implicit providers: service classes and config sections."""
         self.waiting: dict[int, _Build] = {}
-        """The build each async resolution (by ``id`` of its stack) is waiting for."""
+        """The build each async resolution (by `id` of its stack) is waiting for."""
 
 
 class _Build:
@@ -62,7 +62,7 @@ class _Build:
         self.future = future
         self.stack = stack
         self.depth = len(stack)
-        """The index in ``stack`` of the frame of the provider being built."""
+        """The index in `stack` of the frame of the provider being built."""
 
 
 class _Frame:
@@ -83,28 +83,30 @@ class _Frame:
 class Container:
     """Providers of components, resolved by type annotation; a scope of a parent container.
 
-    Register classes, functions, async functions, generators (what follows ``yield`` is
+    Register classes, functions, async functions, generators (what follows `yield` is
     the cleanup), classmethods and generic factories as providers of the type they
-    return; register existing objects with :meth:`add`. Resolve with :meth:`get` (sync
-    providers only) or ``await`` :meth:`aget`::
+    return; register existing objects with `add`. Resolve with `get` (sync
+    providers only) or `await` `aget`:
 
-        container = tether.Container(config=tether.Config().add_toml("app.toml"))
-        container.register(make_pool)          # async def make_pool(cfg: DbConfig) -> Pool
-        api = await container.aget(Api)        # Api(pool: Pool, client: Client)
+    ```python
+    container = tether.Container(config=tether.Config().add_toml("app.toml"))
+    container.register(make_pool)          # async def make_pool(cfg: DbConfig) -> Pool
+    api = await container.aget(Api)        # Api(pool: Pool, client: Client)
+    ```
 
     Rules:
 
     * A parameter is filled from the provider of its annotation; a provider registered
-      under the parameter's name (``register(..., name="replica")`` for ``replica: Pool``)
+      under the parameter's name (`register(..., name="replica")` for `replica: Pool`)
       wins over the unnamed one. A parameter with a default is left alone when nothing
-      is registered for it; ``Foo | None`` without a provider gets None.
-    * Service classes (``tether.Service``, ``tether.BlockingService``) and config
-      sections (``@tether.section``) need no registration.
+      is registered for it; `Foo | None` without a provider gets None.
+    * Service classes (`tether.Service`, `tether.BlockingService`) and config
+      sections (`@tether.section`) need no registration.
     * Everything is a singleton of the container that registered it, unless registered
-      with ``transient=True`` (a new one per resolution).
+      with `transient=True` (a new one per resolution).
     * A service built by the container depends on the services injected into it:
       starting it starts them first (concurrently), stopping it stops it first.
-    * ``scope()`` opens a child that sees its parent and may override it; leaving it
+    * `scope()` opens a child that sees its parent and may override it; leaving it
       disposes, in reverse order, what it created.
     * Registering a type twice in one container is an error, raised at once.
     """
@@ -129,7 +131,7 @@ class Container:
     def __init__(self, *, config: Any = None) -> None:
         """Create a root container.
 
-        ``config`` is the :class:`tether.Config` that config sections load from (an
+        `config` is the [`Config`][tether.Config] that config sections load from (an
         empty one if omitted: sections then get their defaults).
         """
         self._setup(None)
@@ -166,19 +168,19 @@ class Container:
         name: str | None = None,
         transient: bool = False,
     ) -> F:
-        """Register ``provider`` as the way to make the type it returns; returns it unchanged.
+        """Register `provider` as the way to make the type it returns; returns it unchanged.
 
-        ``provider`` is a class (provides itself, built from its ``__init__``
+        `provider` is a class (provides itself, built from its `__init__`
         annotations), a function or async function (provides its return annotation), a
-        generator or async generator (provides what it yields; the code after ``yield``
+        generator or async generator (provides what it yields; the code after `yield`
         runs when the container or scope is closed), or a classmethod. A generic class
-        or a factory returning ``Repo[T]`` provides ``Repo[X]`` for every ``X``, with
-        ``T`` bound (a ``model: type[T]`` parameter receives ``X``).
+        or a factory returning `Repo[T]` provides `Repo[X]` for every `X`, with
+        `T` bound (a `model: type[T]` parameter receives `X`).
 
-        ``provides`` registers it for another type (a base class or a protocol);
-        ``name`` qualifies it (``get(Pool, "replica")``, or a parameter named
-        ``replica``); ``transient=True`` makes a new value on every resolution. Usable
-        as a decorator. Raises :class:`tether.RegistrationError` if this container
+        `provides` registers it for another type (a base class or a protocol);
+        `name` qualifies it (`get(Pool, "replica")`, or a parameter named
+        `replica`); `transient=True` makes a new value on every resolution. Usable
+        as a decorator. Raises [`RegistrationError`][tether.RegistrationError] if this container
         already has a provider for the type and name, or the provider is unusable.
         """
         made = Provider.of_callable(
@@ -190,8 +192,8 @@ class Container:
     def add(self, instance: T, /, *, provides: Any = None, name: str | None = None) -> T:
         """Register an existing object as the provider of its type; returns it.
 
-        buvar's ``context.add``: ``provides`` registers it for another type (a base
-        class), ``name`` qualifies it. Raises :class:`tether.RegistrationError` on a
+        buvar's `context.add`: `provides` registers it for another type (a base
+        class), `name` qualifies it. Raises [`RegistrationError`][tether.RegistrationError] on a
         conflict in this container; a scope may add what its parent has (an override).
         """
         made = Provider.of_instance(instance, provides, name, registration_site())
@@ -247,14 +249,14 @@ class Container:
         return active
 
     def get(self, key: type[T], name: str | None = None, /, **overrides: Any) -> T:
-        """Return the ``key`` of the current scope, building it (and what it needs) if needed.
+        """Return the `key` of the current scope, building it (and what it needs) if needed.
 
-        buvar's ``context.get``. Keyword arguments override parameters of ``key``'s
-        provider by name (buvar's ``di.nject(Foo, baz="baz")``); the result is then
-        built anew and not cached. Works with sync providers only: use :meth:`aget`
-        when an async factory is involved. Raises :class:`tether.InjectionError` naming
+        buvar's `context.get`. Keyword arguments override parameters of `key`'s
+        provider by name (buvar's `di.nject(Foo, baz="baz")`); the result is then
+        built anew and not cached. Works with sync providers only: use `aget`
+        when an async factory is involved. Raises [`InjectionError`][tether.InjectionError] naming
         the chain of providers when something has no provider, and
-        :class:`tether.InjectionCycleError` on circular injection.
+        [`InjectionCycleError`][tether.InjectionCycleError] on circular injection.
         """
         scope = self._current()
         if not overrides:
@@ -267,7 +269,7 @@ class Container:
         return typing.cast("T", scope._top(key, name, overrides)[0])
 
     async def aget(self, key: type[T], name: str | None = None, /, **overrides: Any) -> T:
-        """Like :meth:`get`, awaiting async factories and async generators on the way.
+        """Like `get`, awaiting async factories and async generators on the way.
 
         Concurrent resolutions of the same singleton build it once.
         """
@@ -312,9 +314,9 @@ class Container:
     def _find(
         self, key: Any, name: str | None, *, explicit_only: bool, stack: list[_Frame] | None
     ) -> tuple[Provider, Container, tuple[Any, ...]]:
-        """The provider of ``key``: registered in this scope or an ancestor, or implicit.
+        """The provider of `key`: registered in this scope or an ancestor, or implicit.
 
-        With ``stack`` given, a missing provider raises InjectionError; otherwise the
+        With `stack` given, a missing provider raises InjectionError; otherwise the
         result's provider is None-like (MISSING) and the caller decides.
         """
         ck = key if name is None else (key, name)
@@ -381,7 +383,7 @@ class Container:
     def _closure(
         self, provider: Provider, owner: Container, bindings: tuple[Any, ...]
     ) -> frozenset[Any]:
-        """Every key ``provider`` may look up, transitively, as seen from ``owner``."""
+        """Every key `provider` may look up, transitively, as seen from `owner`."""
         tree = self._tree
         memo_key = (id(provider), bindings)
         memo = owner._closures.get(memo_key)
@@ -628,7 +630,7 @@ class Container:
         """Wait for a singleton another resolution is building, unless that would deadlock.
 
         The build may be waiting, directly or through other resolutions' builds, for
-        the very resolution that would wait for it (``stack``): a circular injection
+        the very resolution that would wait for it (`stack`): a circular injection
         met from both ends. That is raised as the cycle, instead of waiting forever.
         """
         waiting = self._tree.waiting
@@ -752,18 +754,20 @@ class Container:
     # ----------------------------------------------------------------- scopes
 
     def scope(self) -> Container:
-        """A child scope of the current one: enter it with ``async with``.
+        """A child scope of the current one: enter it with `async with`.
 
         Inside the block, this container (and any code holding it) resolves in the
         scope, through a context variable: concurrent tasks each see their own scope.
         The scope sees everything its parent provides and may override it with
-        ``add``/``register``; singletons that depend on an override are built in the
+        `add`/`register`; singletons that depend on an override are built in the
         scope. Leaving the block runs the cleanups of what the scope created, in
-        reverse order::
+        reverse order:
 
-            async with container.scope() as scope:
-                scope.add(request)
-                handler = await container.aget(Handler)  # Handler(request: Request, db: Db)
+        ```python
+        async with container.scope() as scope:
+            scope.add(request)
+            handler = await container.aget(Handler)  # Handler(request: Request, db: Db)
+        ```
         """
         child = Container.__new__(Container)
         child._setup(self._current())
@@ -819,9 +823,9 @@ class Container:
         _raise_first(errors)
 
     def close(self) -> None:
-        """Like :meth:`aclose`, for containers whose cleanups are all synchronous.
+        """Like `aclose`, for containers whose cleanups are all synchronous.
 
-        Raises :class:`tether.TetherError` before running anything if an async
+        Raises [`TetherError`][tether.TetherError] before running anything if an async
         generator's cleanup is pending.
         """
         for label, finalizer in self._finalizers:
@@ -866,15 +870,17 @@ class Container:
     def started(
         self, key: Any, name: str | None = None, /, **overrides: Any
     ) -> contextlib.AbstractAsyncContextManager[Any]:
-        """Resolve ``key``, start exactly the services it needs, stop them on leaving.
+        """Resolve `key`, start exactly the services it needs, stop them on leaving.
 
         For one-off scripts, tests and REPLs: the same components the application
-        uses, and nothing else::
+        uses, and nothing else:
 
-            async with container.started(Database) as db:
-                await db.execute("vacuum")
+        ```python
+        async with container.started(Database) as db:
+            await db.execute("vacuum")
+        ```
 
-        If ``key`` is a service, it is started with its graph; otherwise the services it
+        If `key` is a service, it is started with its graph; otherwise the services it
         was built from are. Services another root already runs are shared, not
         restarted, and stay running afterwards (reference counting).
         """
@@ -893,16 +899,18 @@ class Container:
             yield value
 
     def root(self, target: Any, /) -> ServiceBase:
-        """Resolve ``target`` into the service to run as the root of an application.
+        """Resolve `target` into the service to run as the root of an application.
 
-        ``target`` is a type (often a service class), a function whose parameters are
+        `target` is a type (often a service class), a function whose parameters are
         injected, or a service instance (returned as it is). A resolved service comes
         back with its injected services wired as dependencies; anything else comes back
         wrapped in a root service that depends on the services it was built from. This
-        is what ``tether run module:Api`` calls; it uses sync providers only (build
-        async resources in a service's ``start``)::
+        is what `tether run module:Api` calls; it uses sync providers only (build
+        async resources in a service's `start`):
 
-            tether.run(container.root(Api))
+        ```python
+        tether.run(container.root(Api))
+        ```
         """
         scope = self._current()
         if isinstance(target, ServiceBase):
@@ -930,10 +938,10 @@ class Container:
     @overload
     async def call(self, function: Callable[..., T], /, **kwargs: Any) -> T: ...
     async def call(self, function: Callable[..., Any], /, **kwargs: Any) -> Any:
-        """Call ``function`` with its parameters injected, awaiting it if it is async.
+        """Call `function` with its parameters injected, awaiting it if it is async.
 
-        buvar's ``di.nject`` for a function: keyword arguments fill parameters by name,
-        the rest are resolved as for :meth:`aget`. The result is not cached.
+        buvar's `di.nject` for a function: keyword arguments fill parameters by name,
+        the rest are resolved as for `aget`. The result is not cached.
         """
         found = await self._current()._call(function, kwargs)
         return found[0]
@@ -956,7 +964,7 @@ class Container:
 
 
 class Uses(Service):
-    """The root of a graph made of what a resolved value needs (``Container.started``)."""
+    """The root of a graph made of what a resolved value needs (`Container.started`)."""
 
     def __init__(self, label: str, services: _Frontier) -> None:
         self.name = label
@@ -975,7 +983,7 @@ def _cache_key(key: Any, name: str | None) -> Any:
 
 
 def _bind(provider: Provider, key: Any) -> tuple[Any, ...] | None:
-    """The type arguments of ``key`` bound to ``provider``'s type variables, or None."""
+    """The type arguments of `key` bound to `provider`'s type variables, or None."""
     requested = typing.get_args(key)
     template = provider.provides
     template_args = typing.get_args(template) if typing.get_origin(template) else provider.generic
@@ -1022,10 +1030,10 @@ def _enter(stack: list[_Frame], provider: Provider, bindings: tuple[Any, ...]) -
 
 
 def _check_wait(waiting: dict[int, _Build], pending: _Build, stack: list[_Frame]) -> None:
-    """Raise InjectionCycleError if waiting for ``pending`` from ``stack`` would never end.
+    """Raise InjectionCycleError if waiting for `pending` from `stack` would never end.
 
-    Follows the waits: ``pending``'s resolution may wait for another build, whose
-    resolution waits for another... If the walk comes back to ``stack``, every one of
+    Follows the waits: `pending`'s resolution may wait for another build, whose
+    resolution waits for another... If the walk comes back to `stack`, every one of
     them waits for the next one in a circle: the providers along it inject each other.
     """
     chain = [pending]
@@ -1034,8 +1042,8 @@ def _check_wait(waiting: dict[int, _Build], pending: _Build, stack: list[_Frame]
         if following is None or following in chain:
             return
         chain.append(following)
-    # ``stack`` waits for chain[0]; the resolution of each build waits for the next;
-    # the last one is ``stack``'s own build, which the cycle comes back to.
+    # `stack` waits for chain[0]; the resolution of each build waits for the next;
+    # the last one is `stack`'s own build, which the cycle comes back to.
     frames = stack[chain[-1].depth :]
     for build in chain[:-1]:
         frames = [*frames, *build.stack[build.depth :]]
@@ -1043,7 +1051,7 @@ def _check_wait(waiting: dict[int, _Build], pending: _Build, stack: list[_Frame]
 
 
 def _cycle(frames: list[_Frame], back: Provider, stack: list[_Frame]) -> InjectionCycleError:
-    """The error for providers ``frames`` that lead back to ``back``, the first of them."""
+    """The error for providers `frames` that lead back to `back`, the first of them."""
     shown = " -> ".join((*(f.show() for f in frames), type_label(back.provides)))
     return InjectionCycleError(
         f"Circular injection: {shown}. Break the cycle: let one of them take its "

@@ -1,12 +1,12 @@
 """Turning merged config values into typed section classes, with msgspec as the engine.
 
-msgspec converts: its lax mode (``strict=False``) turns strings into numbers, booleans
-(``true``/``false``/``1``/``0``), timedeltas (seconds or ISO 8601), datetimes, enums,
+msgspec converts: its lax mode (`strict=False`) turns strings into numbers, booleans
+(`true`/`false`/`1`/`0`), timedeltas (seconds or ISO 8601), datetimes, enums,
 UUIDs, decimals and literals, and builds dataclasses, attrs classes and Structs at any
 depth, running their validators. tether adds only what msgspec does not read, as a
 respelling before msgspec sees the value, guided by the field's declared type:
-``yes``/``no``/``on``/``off`` for booleans, ``10s``/``5m``/``1h30m`` durations, and
-lists written ``a,b,c`` or as JSON in an environment variable.
+`yes`/`no`/`on`/`off` for booleans, `10s`/`5m`/`1h30m` durations, and
+lists written `a,b,c` or as JSON in an environment variable.
 
 Fields are converted one by one so every problem is reported at once (msgspec stops at
 the first). Pydantic models get the same per-field conversion, then validate the result
@@ -36,17 +36,19 @@ T = TypeVar("T")
 
 
 class Secret(Generic[T]):
-    """A config value that is never shown: ``repr``, logs and ``tether check`` print ``***``.
+    """A config value that is never shown: `repr`, logs and `tether check` print `***`.
 
-    Declare a field ``password: tether.Secret[str]``; read it with ``.reveal()``::
+    Declare a field `password: tether.Secret[str]`; read it with `.reveal()`:
 
-        @tether.section("db")
-        @dataclass
-        class DbConfig:
-            url: str
-            password: tether.Secret[str]
+    ```python
+    @tether.section("db")
+    @dataclass
+    class DbConfig:
+        url: str
+        password: tether.Secret[str]
 
-        connect(config.url, password=config.password.reveal())
+    connect(config.url, password=config.password.reveal())
+    ```
     """
 
     __slots__ = ("_value",)
@@ -72,7 +74,7 @@ class Secret(Generic[T]):
 
     @classmethod
     def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
-        """Let pydantic models declare ``Secret[...]`` fields (tether converts the value)."""
+        """Let pydantic models declare `Secret[...]` fields (tether converts the value)."""
         from pydantic_core import core_schema  # noqa: PLC0415  (only when pydantic asks)
 
         return core_schema.no_info_plain_validator_function(
@@ -105,12 +107,12 @@ def _msgspec(what: str = "config sections") -> Any:
 
 
 def require_converter(what: str) -> None:
-    """Raise ConfigError naming ``what`` (a section) and the extra if msgspec is missing."""
+    """Raise ConfigError naming `what` (a section) and the extra if msgspec is missing."""
     _msgspec(what)
 
 
 def is_pydantic(cls: type) -> bool:
-    """Whether ``cls`` is a pydantic model (without importing pydantic)."""
+    """Whether `cls` is a pydantic model (without importing pydantic)."""
     return hasattr(cls, "model_fields") and hasattr(cls, "model_validate")
 
 
@@ -138,7 +140,7 @@ def fields_of(cls: type) -> list[Field]:
 
 
 def unwrap_optional(annotation: Any) -> Any:
-    """``X | None`` -> ``X``; anything else unchanged (Annotated stripped)."""
+    """`X | None` -> `X`; anything else unchanged (Annotated stripped)."""
     if typing.get_origin(annotation) is typing.Annotated:
         annotation = typing.get_args(annotation)[0]
     args = typing.get_args(annotation)
@@ -245,7 +247,7 @@ def _hook(*, pass_unknown: bool) -> Callable[[Any, Any], Any]:
 
 
 def convert_field(value: Any, annotation: Any, *, for_pydantic: bool = False) -> Any:
-    """Convert one value to ``annotation``; raises msgspec.ValidationError."""
+    """Convert one value to `annotation`; raises msgspec.ValidationError."""
     msgspec = _msgspec()
     value = _respell(value, annotation, msgspec)
     if for_pydantic and _foreign(annotation, msgspec):
@@ -256,7 +258,7 @@ def convert_field(value: Any, annotation: Any, *, for_pydantic: bool = False) ->
 
 
 def _foreign(annotation: Any, msgspec: Any) -> bool:
-    """Whether ``annotation`` holds a type msgspec cannot build (other than Secret)."""
+    """Whether `annotation` holds a type msgspec cannot build (other than Secret)."""
     inspect = msgspec.inspect
     try:
         pending = [inspect.type_info(annotation)]
@@ -278,7 +280,7 @@ def _foreign(annotation: Any, msgspec: Any) -> bool:
 
 
 def build(cls: type, values: dict[str, Any]) -> Any:
-    """Construct ``cls`` from converted values, running its own validation."""
+    """Construct `cls` from converted values, running its own validation."""
     if is_pydantic(cls):
         return cls.model_validate(values)  # type: ignore[attr-defined]
     msgspec = _msgspec()
@@ -292,7 +294,7 @@ def conversion_error_type() -> type[Exception]:
 
 
 def describe_error(error: Exception) -> tuple[str, str]:
-    """The message of a msgspec error, split into (detail, path suffix such as ``[1]``)."""
+    """The message of a msgspec error, split into (detail, path suffix such as `[1]`)."""
     text = str(error)
     suffix = ""
     match = re.search(r" - at `\$(.*)`$", text)

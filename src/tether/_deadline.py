@@ -1,7 +1,7 @@
 """Forced exits: the global shutdown deadline and the second stop signal.
 
 A graceful stop can be defeated by code that ignores it: a task that swallows
-``CancelledError``, a hook that blocks the event loop, a worker thread that never
+`CancelledError`, a hook that blocks the event loop, a worker thread that never
 returns. The deadline is a thread of its own, so it fires even when the loop is
 blocked; it names what was still running and ends the process with exit code 70.
 """
@@ -33,7 +33,7 @@ _BUSY = (ServiceState.STARTING, ServiceState.STOPPING)
 
 
 def _chain(frame: types.FrameType | None) -> list[types.FrameType]:
-    """``frame`` and its callers, outermost first."""
+    """`frame` and its callers, outermost first."""
     chain = []
     while frame is not None:
         chain.append(frame)
@@ -43,7 +43,7 @@ def _chain(frame: types.FrameType | None) -> list[types.FrameType]:
 
 
 def _busy_at(frame: types.FrameType | None) -> str | None:
-    """Where a thread stopped at ``frame`` runs code of its own; None if it idles."""
+    """Where a thread stopped at `frame` runs code of its own; None if it idles."""
     if frame is None or _idle(frame.f_code.co_filename):
         return None
     inner = user_frame(_chain(frame))
@@ -90,7 +90,7 @@ def culprits(
 ) -> str:
     """What is still running: busy services, live tasks, threads running user code.
 
-    ``interrupted`` is the frame a signal handler interrupted (the event loop's thread,
+    `interrupted` is the frame a signal handler interrupted (the event loop's thread,
     as it was); without it, the main thread is looked at from outside.
     """
     if interrupted is None and threading.current_thread() is not threading.main_thread():
@@ -169,7 +169,7 @@ def force_exit(reason: str, describe: Callable[[], str]) -> NoReturn:
 
 
 class Deadline:
-    """A thread that ends the process ``seconds`` after :meth:`arm`, unless disarmed.
+    """A thread that ends the process `seconds` after `arm`, unless disarmed.
 
     The thread starts idle with the runner (starting a thread from a signal handler
     could deadlock on threading's own locks); arming only records the reason and sets

@@ -1,8 +1,8 @@
 """Operations: starting and stopping roots, rolling back, reloading, blocking graphs.
 
-How operations compose (the rules ``docs/engine.md`` states for users):
+How operations compose (the rules `docs/engine.md` states for users):
 
-* An operation *plans* synchronously, then *claims* what it changes (``rec.op``) and
+* An operation *plans* synchronously, then *claims* what it changes (`rec.op`) and
   runs. Planning never waits while holding a claim, and a running operation never
   waits for another one; so operations cannot deadlock each other.
 * If planning meets a service another operation owns, or whose fate depends on one
@@ -100,7 +100,7 @@ def _stage_end(stage: Stage, began: float, count: int, error: BaseException | No
 
 
 def hook_task(rec: Record) -> asyncio.Task[Any] | None:
-    """The task running ``rec``'s current hook: its own, or its operation's driver."""
+    """The task running `rec`'s current hook: its own, or its operation's driver."""
     if rec.task is not None:
         return rec.task
     op = rec.op
@@ -117,7 +117,7 @@ def _check_not_waiting_on_self(op: Operation, rec: Record, doing: str) -> None:
 
 
 async def _wait_for(ops: list[Operation], rec: Record, doing: str) -> None:
-    """Wait for each operation of ``ops`` to end (never for one that waits for us)."""
+    """Wait for each operation of `ops` to end (never for one that waits for us)."""
     for op in dict.fromkeys(ops):
         _check_not_waiting_on_self(op, rec, doing)
     for op in dict.fromkeys(ops):
@@ -125,10 +125,10 @@ async def _wait_for(ops: list[Operation], rec: Record, doing: str) -> None:
 
 
 async def claim(rec: Record) -> Operation | None:
-    """Own ``rec`` for a while (a supervisor's round of restarts); None if it is stopping.
+    """Own `rec` for a while (a supervisor's round of restarts); None if it is stopping.
 
     Waits for any operation that owns it now. Anything that wants to stop or reload
-    ``rec`` meanwhile waits for :func:`unclaim`.
+    `rec` meanwhile waits for `unclaim`.
     """
     loop = asyncio.get_running_loop()
     while True:
@@ -144,7 +144,7 @@ async def claim(rec: Record) -> Operation | None:
 
 
 def unclaim(rec: Record, held: Operation) -> bool:
-    """Give back what :func:`claim` returned; True if an operation was waiting for it."""
+    """Give back what `claim` returned; True if an operation was waiting for it."""
     waiting = bool(held.waiters)
     if rec.op is held:
         rec.op = None
@@ -153,7 +153,7 @@ def unclaim(rec: Record, held: Operation) -> bool:
 
 
 async def wait_released(rec: Record) -> None:
-    """Until a holder of ``rec`` lets go of it: its stop finished, or its start failed."""
+    """Until a holder of `rec` lets go of it: its stop finished, or its start failed."""
     fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     waiters = rec.released
     if waiters is None:
@@ -199,7 +199,7 @@ def _check_all_started(op: Operation) -> None:
 
 
 async def start_root(service: ServiceBase) -> None:
-    """Start ``service`` and everything it needs (``async with service``)."""
+    """Start `service` and everything it needs (`async with service`)."""
     root = record(service)
     loop = asyncio.get_running_loop()
     while True:
@@ -296,7 +296,7 @@ async def _rollback(op: Operation, root: Record) -> None:
 
 
 async def _shielded(coro: Coroutine[Any, Any, None]) -> None:
-    """Run ``coro`` to completion in its own task even if the caller is cancelled."""
+    """Run `coro` to completion in its own task even if the caller is cancelled."""
     task = asyncio.get_running_loop().create_task(coro)
     cancelled = False
     while not task.done():
@@ -314,7 +314,7 @@ async def _shielded(coro: Coroutine[Any, Any, None]) -> None:
 def _plan_ready(op: Operation) -> list[Node]:
     """Count, for the stop pass, what each service must wait for: what started after it.
 
-    See :func:`~tether._passes.count_stop_preds`. Returns the services that wait for
+    See [`count_stop_preds`][tether._passes.count_stop_preds]. Returns the services that wait for
     nothing.
     """
     op.extra.clear()
@@ -358,12 +358,12 @@ async def _run_stop(op: Operation) -> None:
 
 
 def _plan_stop(root: Record, op: Operation) -> list[Record] | Operation:
-    """Find what stops when ``root`` leaves; or an operation to wait for first.
+    """Find what stops when `root` leaves; or an operation to wait for first.
 
-    Releases the root hold only when it returns a plan (claimed by ``op``). What stops:
+    Releases the root hold only when it returns a plan (claimed by `op`). What stops:
     the root, if nothing else holds it, and what it alone needed (see
-    :func:`_plan_release`). A root that something else still holds keeps running; if
-    that something is being stopped, the root stops with it (see ``stop_root``).
+    `_plan_release`). A root that something else still holds keeps running; if
+    that something is being stopped, the root stops with it (see `stop_root`).
     """
     if root.root_holds == 0:
         raise ServiceStateError(f"{root.name} is not running as a root; nothing to stop.")
@@ -382,15 +382,15 @@ def _plan_stop(root: Record, op: Operation) -> list[Record] | Operation:
 
 
 def _plan_release(going: list[Record], owner: Operation | None) -> list[Record] | Operation:
-    """What stops when ``going`` (in start order) let go of what they hold.
+    """What stops when `going` (in start order) let go of what they hold.
 
-    Each of ``going`` either never started (it just lets go) or runs: it stops if
-    nothing but others of ``going`` holds it and no root does. Then every running
+    Each of `going` either never started (it just lets go) or runs: it stops if
+    nothing but others of `going` holds it and no root does. Then every running
     service all of whose holders stop too, and that no root holds, stops: what only
     they needed. A service that stays because something else holds it stops later
-    with whatever lets go of it last (``finish_stop``'s orphans).
+    with whatever lets go of it last (`finish_stop`'s orphans).
 
-    Returns an operation other than ``owner`` to wait for instead, if a service that
+    Returns an operation other than `owner` to wait for instead, if a service that
     would stop is busy in it, or one that starts after a stopping one in the same group
     is being stopped by it (it goes first). Only scratch marks and counters change.
     """
@@ -431,10 +431,10 @@ def _plan_release(going: list[Record], owner: Operation | None) -> list[Record] 
 
 
 def _stopping_successor(rec: Record, inside: object) -> Operation | None:
-    """An operation stopping a service that started after ``rec`` in the same group.
+    """An operation stopping a service that started after `rec` in the same group.
 
     Such a service stops first (the exact reverse of the start); if another operation
-    is stopping it right now, ``rec`` waits for that one.
+    is stopping it right now, `rec` waits for that one.
     """
     stack: list[Node] = list(rec.gsucc or ())
     while stack:
@@ -455,7 +455,7 @@ def _stopping_successor(rec: Record, inside: object) -> Operation | None:
 
 
 async def stop_root(service: ServiceBase, body_error: BaseException | None) -> None:
-    """Stop ``service`` and what only it needed (leaving ``async with service``)."""
+    """Stop `service` and what only it needed (leaving `async with service`)."""
     root = record(service)
     loop = asyncio.get_running_loop()
     while True:
@@ -564,7 +564,7 @@ def _run_node(run: Callable[[Node, Stage], bool], stage: Stage, node: Node) -> b
 
 
 def start_root_sync(service: ServiceBase) -> None:
-    """Start a graph of blocking services in this thread (``with service``)."""
+    """Start a graph of blocking services in this thread (`with service`)."""
     root = record(service)
     if root.root_holds:
         raise ServiceStateError(
@@ -629,7 +629,7 @@ def _stop_sync(op: Operation) -> None:
 
 
 def stop_root_sync(service: ServiceBase, body_error: BaseException | None) -> None:
-    """Stop a blocking root and what only it needed (leaving ``with service``)."""
+    """Stop a blocking root and what only it needed (leaving `with service`)."""
     root = record(service)
     op = Operation(OpKind.SYNC, None)
     planned = _plan_stop(root, op)
@@ -684,7 +684,7 @@ def _run_sync_phase(service: ServiceBase, phase: _Phase, keep_going: bool) -> No
 
 
 def run_init(service: ServiceBase) -> None:
-    """Run the ``init`` phase (sync, before any event loop) over the graph of ``service``.
+    """Run the `init` phase (sync, before any event loop) over the graph of `service`.
 
     Stops at the first failing hook and raises it.
     """
@@ -692,7 +692,7 @@ def run_init(service: ServiceBase) -> None:
 
 
 def run_exit(service: ServiceBase) -> None:
-    """Run the ``exit`` phase (sync, after the event loop closed), dependents first.
+    """Run the `exit` phase (sync, after the event loop closed), dependents first.
 
     Every hook runs; the first error is raised once all have run.
     """
@@ -713,7 +713,7 @@ def _running_closure(root: Record) -> list[Record]:
 
 
 async def reload(service: ServiceBase) -> None:
-    """Run the ``reload`` phase over the running graph of ``service``, dependencies first.
+    """Run the `reload` phase over the running graph of `service`, dependencies first.
 
     Every hook runs even if one fails; then the first error is raised with the others
     attached as notes. Services stay running either way.

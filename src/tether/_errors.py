@@ -30,12 +30,12 @@ class DefinitionError(TetherError):
     """A service is defined in a way tether cannot use.
 
     Raised before anything starts. Subclasses say what part is wrong; this class itself
-    covers values such as a ``graceful_shutdown_timeout`` that is not a positive number.
+    covers values such as a `graceful_shutdown_timeout` that is not a positive number.
     """
 
 
 class DependencyError(DefinitionError, TypeError):
-    """A service's ``dependencies`` held something that is not a service.
+    """A service's `dependencies` held something that is not a service.
 
     Raised before anything starts; the message names the parent service, the position
     of the offending item and what it was.
@@ -45,8 +45,8 @@ class DependencyError(DefinitionError, TypeError):
 class DependencyCycleError(TetherError):
     """The dependencies form a cycle; nothing was started.
 
-    ``cycle`` holds the services along the cycle, the first repeated at the end, and
-    the message shows it as ``Api -> Cache -> Api``.
+    `cycle` holds the services along the cycle, the first repeated at the end, and
+    the message shows it as `Api -> Cache -> Api`.
     """
 
     def __init__(self, message: str, cycle: tuple[object, ...]) -> None:
@@ -58,8 +58,8 @@ class HookError(DefinitionError, TypeError):
     """A lifecycle hook is wrong: of the wrong kind, or under a name tether does not know.
 
     Async where it must be sync or the reverse, requiring arguments, or named as another
-    library names its hooks (``on_start``) or one typo away from a tether hook
-    (``strat``). Raised before anything starts; the message names the class, the method
+    library names its hooks (`on_start`) or one typo away from a tether hook
+    (`strat`). Raised before anything starts; the message names the class, the method
     and the fix.
     """
 
@@ -67,13 +67,13 @@ class HookError(DefinitionError, TypeError):
 class ServiceStateError(TetherError, RuntimeError):
     """A service was used in a way its current state does not allow.
 
-    For example ``wait()`` on a service that is not running, entering a service that is
+    For example `wait()` on a service that is not running, entering a service that is
     already running as a root, or starting a service from inside its own stop hook.
     """
 
 
 class StopTimeoutError(TetherError, TimeoutError):
-    """A stop hook (or the tasks cancelled after it) outlived ``graceful_shutdown_timeout``.
+    """A stop hook (or the tasks cancelled after it) outlived `graceful_shutdown_timeout`.
 
     The hook was cancelled and the rest of the graph still stopped.
     """
@@ -83,8 +83,8 @@ class InjectionError(TetherError, LookupError):
     """The container cannot build what was asked for.
 
     The message shows the chain of providers that led to the problem, e.g.
-    ``Api(db: Database) -> Database(config: DbConfig) -> DbConfig: no provider``;
-    ``chain`` holds the same steps as strings. Exceptions raised by your own factories
+    `Api(db: Database) -> Database(config: DbConfig) -> DbConfig: no provider`;
+    `chain` holds the same steps as strings. Exceptions raised by your own factories
     are never wrapped: they propagate with a note naming the chain.
     """
 
@@ -96,8 +96,8 @@ class InjectionError(TetherError, LookupError):
 class InjectionCycleError(InjectionError):
     """Providers inject each other in a circle; nothing was built.
 
-    ``cycle`` holds the types along the cycle, the first repeated at the end, and the
-    message shows it as ``Api(cache: Cache) -> Cache(api: Api) -> Api``.
+    `cycle` holds the types along the cycle, the first repeated at the end, and the
+    message shows it as `Api(cache: Cache) -> Cache(api: Api) -> Api`.
     """
 
     def __init__(self, message: str, chain: tuple[str, ...], cycle: tuple[object, ...]) -> None:
@@ -108,7 +108,7 @@ class InjectionCycleError(InjectionError):
 class RegistrationError(DefinitionError, TypeError):
     """A provider cannot be registered: it conflicts with another, or tether cannot use it.
 
-    Raised by ``Container.register`` and ``Container.add`` at once, not at first use; the
+    Raised by `Container.register` and `Container.add` at once, not at first use; the
     message names both registrations of a conflict and where each was made.
     """
 
@@ -116,9 +116,9 @@ class RegistrationError(DefinitionError, TypeError):
 class ConfigError(TetherError, ValueError):
     """Configuration is missing, malformed or of the wrong type.
 
-    Every problem found while loading a section is reported at once: ``problems`` holds
+    Every problem found while loading a section is reported at once: `problems` holds
     one line per problem, each naming the key path, where its value came from (a file,
-    an environment variable, a ``-c`` override) and the type that was expected. Secret
+    an environment variable, a `-c` override) and the type that was expected. Secret
     values are never shown.
     """
 
@@ -128,8 +128,8 @@ class ConfigError(TetherError, ValueError):
 
 
 class PluginError(DefinitionError):
-    """A plugin cannot be loaded: not found, no ``prepare``, a load cycle, or a bad yield.
+    """A plugin cannot be loaded: not found, no `prepare`, a load cycle, or a bad yield.
 
-    Exceptions raised inside a plugin's own ``prepare`` propagate unwrapped, with a note
+    Exceptions raised inside a plugin's own `prepare` propagate unwrapped, with a note
     naming the plugin.
     """

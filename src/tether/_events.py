@@ -24,36 +24,36 @@ logger = logging.getLogger("tether.events")
 
 
 class EventKind(enum.StrEnum):
-    """What a :class:`LifecycleEvent` reports."""
+    """What a `LifecycleEvent` reports."""
 
     STATE = "state"
-    """A service changed state (``event.state``); ``duration`` is the time the
+    """A service changed state (`event.state`); `duration` is the time the
     transition took where it has one (start and stop)."""
     STAGE_BEGIN = "stage_begin"
-    """A stage began over ``event.count`` services."""
+    """A stage began over `event.count` services."""
     STAGE_END = "stage_end"
-    """A stage ended; ``duration`` is its wall time, ``error`` the first failure."""
+    """A stage ended; `duration` is its wall time, `error` the first failure."""
     HOOK = "hook"
-    """One service's hook for ``event.stage`` returned or raised (``error``)."""
+    """One service's hook for `event.stage` returned or raised (`error`)."""
     TASK_CRASHED = "task_crashed"
-    """A background task raised; ``detail`` is the task's name."""
+    """A background task raised; `detail` is the task's name."""
     TIMER_SKIPPED = "timer_skipped"
-    """A timer tick overran its interval; ``count`` ticks were skipped."""
+    """A timer tick overran its interval; `count` ticks were skipped."""
     RESTART = "restart"
-    """A supervisor restarted ``service``; ``count`` is its restart count so far,
-    ``error`` the exception that caused it (None after a normal exit), ``detail`` the
+    """A supervisor restarted `service`; `count` is its restart count so far,
+    `error` the exception that caused it (None after a normal exit), `detail` the
     cause in words."""
     THREAD_STALLED = "thread_stalled"
-    """The loop of a ``ServiceThread`` did not answer its heartbeat for ``duration``
-    seconds; ``detail`` is where its code is stuck."""
+    """The loop of a `ServiceThread` did not answer its heartbeat for `duration`
+    seconds; `detail` is where its code is stuck."""
 
 
 class LifecycleEvent:
     """One lifecycle event, as delivered to subscribers (read-only).
 
-    ``kind`` says what happened; the other fields are set where they apply:
-    ``service``, ``stage`` (a stage's name), ``state``, ``duration`` (seconds),
-    ``error``, ``count``, ``detail``; ``timestamp`` is ``time.time()`` when it happened.
+    `kind` says what happened; the other fields are set where they apply:
+    `service`, `stage` (a stage's name), `state`, `duration` (seconds),
+    `error`, `count`, `detail`; `timestamp` is `time.time()` when it happened.
     """
 
     # A plain slotted class rather than a dataclass: `import tether` stays cheap.
@@ -124,17 +124,19 @@ _subscribers: contextvars.ContextVar[tuple[Subscriber, ...]] = contextvars.Conte
 
 @contextmanager
 def subscribe(callback: Subscriber) -> Iterator[None]:
-    """Deliver every lifecycle event raised inside the ``with`` block to ``callback``.
+    """Deliver every lifecycle event raised inside the `with` block to `callback`.
 
     The subscription follows the context: tasks and services started inside the block
     keep publishing to it after their own tasks were created. A callback that raises
     is logged and never disturbs the engine. Callbacks run synchronously on the event
-    loop and must be quick::
+    loop and must be quick:
 
-        events = []
-        with tether.subscribe(events.append):
-            async with Api():
-                ...
+    ```python
+    events = []
+    with tether.subscribe(events.append):
+        async with Api():
+            ...
+    ```
     """
     if not callable(callback):
         raise TypeError(f"subscribe() takes a callable, got {callback!r}.")
@@ -151,7 +153,7 @@ def publishing() -> bool:
 
 
 def publish(event: LifecycleEvent) -> None:
-    """Hand ``event`` to every subscriber in the current context."""
+    """Hand `event` to every subscriber in the current context."""
     for callback in _subscribers.get():
         try:
             callback(event)

@@ -1,15 +1,15 @@
-"""Collecting ``dependencies`` into a DAG: ordering rules, validation and cycle errors.
+"""Collecting `dependencies` into a DAG: ordering rules, validation and cycle errors.
 
 The walk is iterative (a chain of 100,000 services never touches the recursion limit)
 and depth-first in the order written, which is facet's start order. It records on each
 newly reached service:
 
-* ``deps``: the services it depends on, deduplicated, in the order written;
-* ``after``: what must have started before it: its dependencies, and the barrier of
+* `deps`: the services it depends on, deduplicated, in the order written;
+* `after`: what must have started before it: its dependencies, and the barrier of
   the sequential group it was reached under.
 
 facet's rule "top-level items start one after another" applies to whole subtrees: a
-service reached while walking the second top-level item of ``A`` (and not reached
+service reached while walking the second top-level item of `A` (and not reached
 before) starts only after every service of the first item has started. Members of a
 nested list share one barrier, so they and their subtrees start concurrently.
 """
@@ -128,16 +128,16 @@ def _members(parent: Record, index: int, item: object) -> list[Any]:
 
 
 def collect(root: Record, op: object) -> Collection:
-    """Walk from ``root`` and plan what a start from it involves, for the operation ``op``.
+    """Walk from `root` and plan what a start from it involves, for the operation `op`.
 
     The walk is depth-first in the order written. Services that are not running and
-    not busy are *new*: they are marked as members of ``op``, and each gets its edges
-    (``deps``, ``after``), its count of new predecessors (``pending``) and its holds on
+    not busy are *new*: they are marked as members of `op`, and each gets its edges
+    (`deps`, `after`), its count of new predecessors (`pending`) and its holds on
     its dependencies. Running services are reached but not descended into (their
-    subtree runs already). Services busy in another operation are listed in ``busy``;
+    subtree runs already). Services busy in another operation are listed in `busy`;
     the walk is then undone, and the caller waits for that operation and walks again.
 
-    The order written becomes gates: the items of a service's ``dependencies`` after
+    The order written becomes gates: the items of a service's `dependencies` after
     the first wait for a gate that opens once every earlier item has started (with
     everything it needed). A service is brought up by the first item, in the order
     written, that reaches it; every new service it needs inherits that item's gate.
@@ -279,9 +279,9 @@ def _group_gate(
     op: object,
     result: Collection,
 ) -> Node:
-    """The gate the items after ``item`` wait for: ``group`` started, and ``gate`` open.
+    """The gate the items after `item` wait for: `group` started, and `gate` open.
 
-    ``gate`` is None when every member of the group was brought up under the current
+    `gate` is None when every member of the group was brought up under the current
     gate already (so waiting for them waits for it).
     """
     if gate is None and len(group) == 1:
@@ -303,7 +303,7 @@ def _group_gate(
 def _finish(
     rec: Record, deps: list[Record], gate: Node | None, op: object, result: Collection
 ) -> None:
-    """``rec``'s walk is complete: its edges, its holds, its count of new predecessors."""
+    """`rec`'s walk is complete: its edges, its holds, its count of new predecessors."""
     pending = 0
     for dep in deps:
         dep.holders[rec] = None
@@ -326,7 +326,7 @@ def _finish(
 
 
 def _enter(rec: Record, op: object, result: Collection) -> bool:
-    """Classify ``rec`` when first reached; True if it is new and must be walked."""
+    """Classify `rec` when first reached; True if it is new and must be walked."""
     op_now = rec.op
     if op_now is not None and (rec.state is not _RUNNING or op_now.kind is not _START):
         rec.mark = result.done
@@ -372,16 +372,18 @@ def _cycle_error(stack: list[list[Any]], dep: Record) -> DependencyCycleError:
 
 
 def check(root: ServiceBase) -> None:
-    """Build and validate the graph of ``root`` without starting anything.
+    """Build and validate the graph of `root` without starting anything.
 
     Raises what starting it would raise before any hook runs: a
-    :class:`~tether.DependencyCycleError` showing the cycle, a
-    :class:`~tether.DependencyError` naming the item that is not a service, a
-    :class:`~tether.HookError` naming a hook of the wrong kind, a
-    :class:`~tether.DefinitionError` for a ``graceful_shutdown_timeout`` that is not a
-    positive number. Services already running are taken as valid (their subtree runs)::
+    [`DependencyCycleError`][tether.DependencyCycleError] showing the cycle, a
+    [`DependencyError`][tether.DependencyError] naming the item that is not a service, a
+    [`HookError`][tether.HookError] naming a hook of the wrong kind, a
+    [`DefinitionError`][tether.DefinitionError] for a `graceful_shutdown_timeout` that is not a
+    positive number. Services already running are taken as valid (their subtree runs):
 
-        tether.check(Api())  # in a test: the production graph is well-formed
+    ```python
+    tether.check(Api())  # in a test: the production graph is well-formed
+    ```
     """
     given: object = root
     if not isinstance(given, ServiceBase):

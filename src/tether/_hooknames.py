@@ -1,10 +1,10 @@
 """Hook names tether does not know: other libraries' habits and near-misses of its own.
 
 tether finds hooks by name. A method named as mode, systemPY or aiomisc name theirs
-(``on_start``, ``on_init_dependencies``, ``on_startup``), or one typo away from a tether
-hook (``strat``, ``on_stoping``, ``dependancies``), would simply never be called and its
-service would run without it. :func:`problems` finds such methods so that the class is
-refused before anything starts; :func:`not_a_hook` marks a method that really means
+(`on_start`, `on_init_dependencies`, `on_startup`), or one typo away from a tether
+hook (`strat`, `on_stoping`, `dependancies`), would simply never be called and its
+service would run without it. `problems` finds such methods so that the class is
+refused before anything starts; `not_a_hook` marks a method that really means
 something else.
 """
 
@@ -63,20 +63,20 @@ _CONTRACT = frozenset(
 
 
 def not_a_hook(method: F) -> F:
-    """Mark ``method`` as meaning something else than the tether hook its name suggests.
+    """Mark `method` as meaning something else than the tether hook its name suggests.
 
     tether refuses a service class with a method named as another library's hook
-    (``on_start``, ``on_shutdown``, ``on_init_dependencies``...) or one typo away from a
-    tether hook (``strat``, ``dependancies``), since it would never be called. When the
-    name is right for what the method does, say so; tether then leaves it alone::
+    (`on_start`, `on_shutdown`, `on_init_dependencies`...) or one typo away from a
+    tether hook (`strat`, `dependancies`), since it would never be called. When the
+    name is right for what the method does, say so; tether then leaves it alone:
 
         class Button(tether.Service):
             @tether.not_a_hook
             def on_start(self) -> None:  # called by the UI toolkit, not by tether
                 ...
 
-    Put it right above the ``def``, below any ``@property``, ``@staticmethod`` or
-    ``@functools.cached_property``. Returns ``method`` itself.
+    Put it right above the `def`, below any `@property`, `@staticmethod` or
+    `@functools.cached_property`. Returns `method` itself.
     """
     if not inspect.isfunction(method):
         raise TypeError(
@@ -99,11 +99,11 @@ def _function_of(value: object) -> Callable[..., Any] | None:
 
 
 def problems(cls: type, hooks: Mapping[Any, str], owner: str, service: type) -> list[str]:
-    """What is wrong with the method names and hook signatures of ``cls``, one line each.
+    """What is wrong with the method names and hook signatures of `cls`, one line each.
 
-    ``hooks`` maps each stage ``cls`` has a hook for to the method's name; ``owner`` is
-    how errors name ``cls``. The names looked at are those of the service classes in
-    its MRO (subclasses of ``service``, tether's ServiceBase), outside tether: a mixin
+    `hooks` maps each stage `cls` has a hook for to the method's name; `owner` is
+    how errors name `cls`. The names looked at are those of the service classes in
+    its MRO (subclasses of `service`, tether's ServiceBase), outside tether: a mixin
     of another library keeps its own names, and tether's classes use tether's.
     """
     found: list[str] = []
@@ -169,10 +169,10 @@ def _what(hook: str) -> str:
 
 
 def _near_miss(name: str) -> str | None:
-    """The tether hook ``name`` is a typo of, if it is one.
+    """The tether hook `name` is a typo of, if it is one.
 
-    Short hooks (``start``, ``stop``) only match a swap of two neighbouring letters, so
-    that ``step`` or ``stat`` stay ordinary names; longer ones match one edit, and the
+    Short hooks (`start`, `stop`) only match a swap of two neighbouring letters, so
+    that `step` or `stat` stay ordinary names; longer ones match one edit, and the
     longest (ten letters or more) two.
     """
     lowered = name.lower()
@@ -204,7 +204,7 @@ def _swapped(a: str, b: str) -> bool:
 
 
 def _distance(a: str, b: str) -> int:
-    """Edits (insert, delete, substitute, swap neighbours) from ``a`` to ``b``."""
+    """Edits (insert, delete, substitute, swap neighbours) from `a` to `b`."""
     previous2: list[int] = []
     previous = list(range(len(b) + 1))
     for i in range(1, len(a) + 1):

@@ -1,6 +1,6 @@
 """Listening sockets for the HTTP services: checking what was given, binding, naming.
 
-A server takes either ``host``/``port`` or ``sock``, a socket someone else bound (a
+A server takes either `host`/`port` or `sock`, a socket someone else bound (a
 pre-fork master, systemd socket activation, a test). A given socket stays its owner's:
 the server listens on a duplicate and closes only that, so the service can be started
 again and the owner decides when the address goes away.
@@ -22,7 +22,7 @@ DEFAULT_HOST = "127.0.0.1"
 
 
 def check_address(owner: str, host: object, port: object, sock: object) -> None:
-    """Raise a clear error unless ``host``/``port`` or ``sock`` (not both) are usable."""
+    """Raise a clear error unless `host`/`port` or `sock` (not both) are usable."""
     if sock is not None:
         if host is not None or port is not None:
             raise TypeError(
@@ -50,7 +50,7 @@ def check_address(owner: str, host: object, port: object, sock: object) -> None:
 
 
 def check_seconds(owner: str, name: str, value: object, *, positive: bool = False) -> float:
-    """``value`` as finite seconds, >= 0 (> 0 if ``positive``); else a ValueError naming it."""
+    """`value` as finite seconds, >= 0 (> 0 if `positive`); else a ValueError naming it."""
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)
@@ -65,9 +65,9 @@ def check_seconds(owner: str, name: str, value: object, *, positive: bool = Fals
 
 
 def bind(host: str, port: int, backlog: int = 128) -> list[socket.socket]:
-    """Listening TCP sockets for every address of ``host`` (as asyncio would bind them).
+    """Listening TCP sockets for every address of `host` (as asyncio would bind them).
 
-    With ``port=0`` the first address picks a free port and the others reuse it. On
+    With `port=0` the first address picks a free port and the others reuse it. On
     failure the sockets bound so far are closed and the OSError says what was bound.
     """
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
@@ -98,7 +98,7 @@ def bind(host: str, port: int, backlog: int = 128) -> list[socket.socket]:
 
 
 def url_of(sock: socket.socket) -> str:
-    """``http://127.0.0.1:8080``, ``http://[::1]:8080`` or ``unix:/run/app.sock``."""
+    """`http://127.0.0.1:8080`, `http://[::1]:8080` or `unix:/run/app.sock`."""
     address = sock.getsockname()
     if sock.family == socket.AF_UNIX:
         return f"unix:{address.decode() if isinstance(address, bytes) else address}"
@@ -109,9 +109,9 @@ def url_of(sock: socket.socket) -> str:
 
 
 async def completed(coro: Coroutine[Any, Any, T]) -> T:
-    """Await ``coro`` to its end even if the caller is cancelled meanwhile, then re-raise.
+    """Await `coro` to its end even if the caller is cancelled meanwhile, then re-raise.
 
-    Starting a server is a few steps, some of them awaits (``create_server`` skips a
+    Starting a server is a few steps, some of them awaits (`create_server` skips a
     loop iteration after it registered its sockets). Cancelled in between, the server
     object would be lost with its sockets still registered in the loop. Finishing the
     step first leaves a state the caller's cleanup can undo.

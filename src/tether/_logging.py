@@ -2,9 +2,9 @@
 
 The setup happens only when nobody configured logging before (the root logger has no
 handler); a configuration the user made is never touched. Plain stdlib logging with a
-one-line format by default; with structlog installed (``tether[structlog]``), a pretty
+one-line format by default; with structlog installed (`tether[structlog]`), a pretty
 console on a tty and JSON lines otherwise. structlog is used as a formatter only:
-``structlog.configure()`` is never called, so a structlog setup of yours stays yours.
+`structlog.configure()` is never called, so a structlog setup of yours stays yours.
 """
 
 from __future__ import annotations
@@ -36,18 +36,18 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 PLAIN_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 PROCESS_FORMAT = "%(asctime)s %(levelname)-7s [%(process_tag)s] %(name)s: %(message)s"
-"""Plain lines of a pre-fork master and its workers: ``[worker 2 pid 4242]``."""
+"""Plain lines of a pre-fork master and its workers: `[worker 2 pid 4242]`."""
 
 lifecycle_logger = logging.getLogger("tether.lifecycle")
 loop_logger = logging.getLogger("tether.loop")
 status_logger = logging.getLogger("tether.status")
 
-# Attributes every LogRecord has; anything else was passed in ``extra``.
+# Attributes every LogRecord has; anything else was passed in `extra`.
 _RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
 def parse_level(level: str | int) -> int:
-    """``"info"`` / ``"INFO"`` / ``20`` as a logging level; ValueError naming the choices."""
+    """`"info"` / `"INFO"` / `20` as a logging level; ValueError naming the choices."""
     if isinstance(level, int) and not isinstance(level, bool):
         return level
     if isinstance(level, str) and level.lower() in LOG_LEVELS:
@@ -78,11 +78,11 @@ def _isatty(stream: TextIO) -> bool:
 
 
 class ProcessFields(logging.Filter):
-    """Adds ``pid`` and, in a pre-fork worker, ``worker`` (its number) to every record.
+    """Adds `pid` and, in a pre-fork worker, `worker` (its number) to every record.
 
     Installed on the handler of a pre-fork master, which the workers inherit when they
     fork: the same handler then tells the processes apart. The number comes from
-    ``TETHER_WORKER``, which the master sets in each worker.
+    `TETHER_WORKER`, which the master sets in each worker.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -95,7 +95,7 @@ class ProcessFields(logging.Filter):
 
 
 class _ProcessFormatter(logging.Formatter):
-    """Plain lines that name the process: ``[master pid 4240]``, ``[worker 2 pid 4242]``."""
+    """Plain lines that name the process: `[master pid 4240]`, `[worker 2 pid 4242]`."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
         worker = getattr(record, "worker", None)
@@ -111,12 +111,12 @@ def _plain(processes: bool) -> logging.Formatter:
 def make_formatter(
     log_format: LogFormat, stream: TextIO, *, processes: bool = False
 ) -> logging.Formatter:
-    """The formatter for ``log_format`` on ``stream`` (``auto`` resolved here).
+    """The formatter for `log_format` on `stream` (`auto` resolved here).
 
-    ``auto`` is a colored console on a terminal and JSON lines otherwise when structlog
-    is installed, plain lines without it. ``processes``: the plain format names the
+    `auto` is a colored console on a terminal and JSON lines otherwise when structlog
+    is installed, plain lines without it. `processes`: the plain format names the
     process of each line (a pre-fork master and its workers; the other formats carry
-    the fields :class:`ProcessFields` adds).
+    the fields `ProcessFields` adds).
     """
     if log_format not in LOG_FORMATS:
         raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, got {log_format!r}.")
@@ -180,7 +180,7 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line, without structlog: time, level, logger, event, extras."""
 
     def format(self, record: logging.LogRecord) -> str:
-        """Render ``record`` as one line of JSON."""
+        """Render `record` as one line of JSON."""
         import json  # noqa: PLC0415 - only JSON logging needs it
 
         data: dict[str, Any] = {
@@ -207,11 +207,11 @@ def configured(
     *,
     processes: bool = False,
 ) -> Iterator[bool]:
-    """Set up logging for the ``with`` block unless it is configured already.
+    """Set up logging for the `with` block unless it is configured already.
 
     Yields whether tether set it up. On leaving, tether's handler is flushed and
     removed and the root level restored, so a program that goes on afterwards (a
-    test, a notebook) finds logging as it was. ``processes`` (a pre-fork master):
+    test, a notebook) finds logging as it was. `processes` (a pre-fork master):
     every record carries the pid and worker number of the process that wrote it.
     """
     root = logging.getLogger()
@@ -244,12 +244,12 @@ def _error_text(error: BaseException | None) -> str:
 
 
 class LifecycleLogger:
-    """Logs every lifecycle event on ``tether.lifecycle`` with the service and duration.
+    """Logs every lifecycle event on `tether.lifecycle` with the service and duration.
 
     Transitions that end something (running, stopped, a stage) log at INFO with their
     duration; their beginnings and hook results at DEBUG; failures at WARNING or
     ERROR, as one line (the runner logs the final traceback once). Each record
-    carries ``service``, ``stage``, ``state`` and ``duration_ms`` as extra fields for
+    carries `service`, `stage`, `state` and `duration_ms` as extra fields for
     structured output.
     """
 
@@ -345,7 +345,7 @@ class LifecycleLogger:
 
 
 def log_loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-    """Event-loop exception handler: unhandled errors go to ``tether.loop``, never lost.
+    """Event-loop exception handler: unhandled errors go to `tether.loop`, never lost.
 
     A failing callback is named without its arguments (asyncio's own message shows
     their values, a revealed password among them).
@@ -373,10 +373,10 @@ def log_loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any])
 
 
 def log_status(text: str) -> None:
-    """The SIGUSR1 status dump, through logging so it follows ``--log-format``.
+    """The SIGUSR1 status dump, through logging so it follows `--log-format`.
 
-    One record on ``tether.status`` (in JSON, one object whose ``event`` holds the whole
-    text). Where INFO is not logged (``--log-level warning``), the text goes to stderr
+    One record on `tether.status` (in JSON, one object whose `event` holds the whole
+    text). Where INFO is not logged (`--log-level warning`), the text goes to stderr
     as it is: a status asked for is always shown.
     """
     if status_logger.isEnabledFor(logging.INFO) and status_logger.hasHandlers():

@@ -1,4 +1,4 @@
-"""``tether.prefork``: run an application in N worker processes behind one master."""
+"""`tether.prefork`: run an application in N worker processes behind one master."""
 
 from __future__ import annotations
 
@@ -80,36 +80,38 @@ def prefork(
     container: Container | None = None,
     overrides: Iterable[str] = (),
 ) -> NoReturn:
-    """Run ``app`` in ``workers`` processes sharing the listening sockets; exit with a code.
+    """Run `app` in `workers` processes sharing the listening sockets; exit with a code.
 
-    The master (this process) binds every ``bind`` spec (``tcp://HOST:PORT``,
-    ``unix:/path``) and adopts the sockets systemd passed (socket activation), then
+    The master (this process) binds every `bind` spec (`tcp://HOST:PORT`,
+    `unix:/path`) and adopts the sockets systemd passed (socket activation), then
     forks the workers before any event loop or thread exists. Each worker builds the
-    application and runs it as :func:`tether.run` would; its servers find the sockets
-    with :func:`tether.listeners` (the servers of ``tether.ext`` do when given no
+    application and runs it as [`run`][tether.run] would; its servers find the sockets
+    with [`listeners`][tether.listeners] (the servers of `tether.ext` do when given no
     address).
 
-    ``app`` is ``"module:attr"`` (as for the ``tether`` command: imported in each
-    worker, so a reload runs new code; ``preload=True`` imports it once in the master
+    `app` is `"module:attr"` (as for the `tether` command: imported in each
+    worker, so a reload runs new code; `preload=True` imports it once in the master
     instead), a function returning the root service (called in each worker), or a
     service instance (forked as it is).
 
     Signals go to the master: SIGTERM and SIGINT stop gracefully (new connections are
-    refused, each worker drains; what runs ``graceful_timeout`` seconds later is
+    refused, each worker drains; what runs `graceful_timeout` seconds later is
     killed), a second one makes the workers stop at once; SIGHUP replaces the workers
     one at a time, stopping an old one only once its replacement is ready (if the new
     code fails to boot the old workers keep serving and the failure is logged);
     SIGTTIN and SIGTTOU add and remove a worker (never fewer than one). A worker that
     dies is respawned (with backoff when it keeps dying); one whose event loop sends no
-    heartbeat for ``heartbeat_timeout`` seconds is killed and replaced; one not ready
-    within ``boot_timeout`` is killed. Workers exit when the master dies. Under
-    systemd only the master notifies, ``READY=1`` once every worker is ready.
+    heartbeat for `heartbeat_timeout` seconds is killed and replaced; one not ready
+    within `boot_timeout` is killed. Workers exit when the master dies. Under
+    systemd only the master notifies, `READY=1` once every worker is ready.
 
     Exit codes: 0 after a stop, 3 when binding or the first workers failed, 1 when the
-    stop reported errors::
+    stop reported errors:
 
-        if __name__ == "__main__":
-            tether.prefork("myapp.main:app", workers=4, bind=["tcp://0.0.0.0:8000"])
+    ```python
+    if __name__ == "__main__":
+        tether.prefork("myapp.main:app", workers=4, bind=["tcp://0.0.0.0:8000"])
+    ```
     """
     if type(workers) is not int or workers < 1:
         raise ValueError(f"tether.prefork: workers= must be an integer >= 1, got {workers!r}.")

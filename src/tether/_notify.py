@@ -1,10 +1,10 @@
 """systemd's notify protocol: one datagram per message, no third-party package.
 
-``NOTIFY_SOCKET`` names an AF_UNIX datagram socket, as a path or as ``@name`` for an
-abstract one. Each message is ``KEY=value`` lines in one datagram. The runner sends
-``READY=1`` once the graph started, ``RELOADING=1`` (with ``MONOTONIC_USEC``) and then
-``READY=1`` around a reload, ``STOPPING=1`` before the first stop hook, ``STATUS=``
-lines while starting and stopping (built on lifecycle events), and ``WATCHDOG=1``
+`NOTIFY_SOCKET` names an AF_UNIX datagram socket, as a path or as `@name` for an
+abstract one. Each message is `KEY=value` lines in one datagram. The runner sends
+`READY=1` once the graph started, `RELOADING=1` (with `MONOTONIC_USEC`) and then
+`READY=1` around a reload, `STOPPING=1` before the first stop hook, `STATUS=`
+lines while starting and stopping (built on lifecycle events), and `WATCHDOG=1`
 pings from a task on the event loop, so a blocked loop stops them.
 """
 
@@ -28,7 +28,7 @@ _STATUS_EVERY = 0.25  # seconds between progress STATUS lines while a stage runs
 
 
 class Notifier:
-    """Sends notify messages to the socket named by ``NOTIFY_SOCKET``.
+    """Sends notify messages to the socket named by `NOTIFY_SOCKET`.
 
     Sending never raises: the service manager going away must not take the service
     down with it. The first failure is logged, later ones are counted silently.
@@ -52,7 +52,7 @@ class Notifier:
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Notifier | None:
-        """A notifier for ``NOTIFY_SOCKET``, or None when it is unset or unusable."""
+        """A notifier for `NOTIFY_SOCKET`, or None when it is unset or unusable."""
         env = os.environ if environ is None else environ
         address = env.get("NOTIFY_SOCKET", "")
         if not address:
@@ -64,7 +64,7 @@ class Notifier:
             return None
 
     def send(self, *fields: str) -> bool:
-        """Send ``fields`` (``KEY=value`` each) as one datagram; False if it failed."""
+        """Send `fields` (`KEY=value` each) as one datagram; False if it failed."""
         data = "\n".join(fields).encode("utf-8", "replace")
         try:
             self.sock.sendto(data, self.address)
@@ -76,23 +76,23 @@ class Notifier:
         return True
 
     def ready(self, status: str) -> None:
-        """``READY=1`` with a status line."""
+        """`READY=1` with a status line."""
         self.send("READY=1", f"STATUS={status}")
 
     def reloading(self) -> None:
-        """``RELOADING=1`` with the monotonic time systemd needs to match it."""
+        """`RELOADING=1` with the monotonic time systemd needs to match it."""
         usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
         self.send("RELOADING=1", f"MONOTONIC_USEC={usec}", "STATUS=reloading")
 
     def stopping(self, status: str) -> None:
-        """``STOPPING=1`` once, before the first stop hook."""
+        """`STOPPING=1` once, before the first stop hook."""
         if self.stopping_sent:
             return
         self.stopping_sent = True
         self.send("STOPPING=1", f"STATUS={status}")
 
     def status(self, text: str) -> None:
-        """A ``STATUS=`` line (one line: newlines would start a new field)."""
+        """A `STATUS=` line (one line: newlines would start a new field)."""
         self.send("STATUS=" + " ".join(text.split()))
 
     def close(self) -> None:
@@ -101,10 +101,10 @@ class Notifier:
 
 
 def watchdog_interval(environ: Mapping[str, str] | None = None) -> float | None:
-    """Seconds between ``WATCHDOG=1`` pings: half of ``WATCHDOG_USEC``, or None.
+    """Seconds between `WATCHDOG=1` pings: half of `WATCHDOG_USEC`, or None.
 
-    None when ``WATCHDOG_USEC`` is unset or not a positive integer, or when
-    ``WATCHDOG_PID`` names another process (the watchdog is someone else's).
+    None when `WATCHDOG_USEC` is unset or not a positive integer, or when
+    `WATCHDOG_PID` names another process (the watchdog is someone else's).
     """
     env = os.environ if environ is None else environ
     raw = env.get("WATCHDOG_USEC", "")
@@ -123,18 +123,18 @@ def watchdog_interval(environ: Mapping[str, str] | None = None) -> float | None:
 
 
 async def ping_watchdog(notifier: Notifier, interval: float) -> None:
-    """Send ``WATCHDOG=1`` every ``interval`` seconds for as long as the loop runs it."""
+    """Send `WATCHDOG=1` every `interval` seconds for as long as the loop runs it."""
     while True:
         notifier.send("WATCHDOG=1")
         await asyncio.sleep(interval)
 
 
 class Progress:
-    """Turns lifecycle events into ``STATUS=`` lines and ``STOPPING=1``.
+    """Turns lifecycle events into `STATUS=` lines and `STOPPING=1`.
 
     A line goes out when a stage begins and, while it runs, at most every quarter of a
     second (a trailing update names what is still in progress, so a service stuck in
-    its start hook shows in ``systemctl status``).
+    its start hook shows in `systemctl status`).
     """
 
     def __init__(self, notifier: Notifier, loop: asyncio.AbstractEventLoop) -> None:
@@ -148,7 +148,7 @@ class Progress:
         self.pending: asyncio.TimerHandle | None = None
         self.starting = True
         """While the graph starts, a stop means a failed start is being rolled back:
-        ``STOPPING=1`` goes out before the first stop hook of that rollback."""
+        `STOPPING=1` goes out before the first stop hook of that rollback."""
 
     def __call__(self, event: LifecycleEvent) -> None:
         kind = event.kind

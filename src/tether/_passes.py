@@ -1,4 +1,4 @@
-"""The ``start`` and ``stop`` passes: Kahn's algorithm over an operation's services.
+"""The `start` and `stop` passes: Kahn's algorithm over an operation's services.
 
 Both passes run in the task of the code that started the operation (its *driver*):
 
@@ -16,10 +16,10 @@ A start stops at its first failure: the failure is recorded at once (so it is th
 raised), nothing new begins, work in flight is cancelled and awaited, and a blocking
 start running in a worker thread is waited for, since a thread cannot be cancelled; if
 it succeeded, the rollback stops it. A stop never stops early: every service stops, and
-errors are collected. A stop hook gets ``graceful_shutdown_timeout`` seconds, watched
-by one timer per operation; past it the hook is cancelled, and past ``cancel_grace``
+errors are collected. A stop hook gets `graceful_shutdown_timeout` seconds, watched
+by one timer per operation; past it the hook is cancelled, and past `cancel_grace`
 more it is abandoned. Background tasks are cancelled when the hook returns and get
-what is left of the same timeout (then ``cancel_grace`` once cancelled again).
+what is left of the same timeout (then `cancel_grace` once cancelled again).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ _FAILED_NOW: Final = 3  # a start that failed synchronously
 
 
 def _spawn(op: Operation, rec: Record, coro: Coroutine[Any, Any, None], eager: bool) -> None:
-    """Run ``coro`` (which reports to the driver) in a task of its own."""
+    """Run `coro` (which reports to the driver) in a task of its own."""
     op.inflight += 1
     loop = op.loop
     assert loop is not None
@@ -81,7 +81,7 @@ def _spawn(op: Operation, rec: Record, coro: Coroutine[Any, Any, None], eager: b
 
 
 def _probe_or_defer(op: Operation, info: ClassInfo, rec: Record) -> bool:
-    """True if ``rec`` becomes its class's probe; False if it was set aside."""
+    """True if `rec` becomes its class's probe; False if it was set aside."""
     waiting = op.probes.get(info)
     if waiting is None:
         op.probes[info] = []
@@ -91,7 +91,7 @@ def _probe_or_defer(op: Operation, info: ClassInfo, rec: Record) -> bool:
 
 
 def _probed(op: Operation, info: ClassInfo) -> None:
-    """The probe of ``info`` has stepped: hand the services set aside back to the driver."""
+    """The probe of `info` has stepped: hand the services set aside back to the driver."""
     waiting = op.probes.pop(info, None)
     if waiting:
         op.requeue.extend(waiting)
@@ -132,7 +132,7 @@ async def _settle(op: Operation) -> None:
 
 
 def _release_start(op: Operation, node: Node, ready: list[Node]) -> None:
-    """``node`` has started: its successors in this operation wait for one less."""
+    """`node` has started: its successors in this operation wait for one less."""
     if type(node) is Record:
         for holder in node.holders:
             if holder.member is op:
@@ -157,9 +157,9 @@ def _advance_start(op: Operation, ready: list[Node]) -> None:
 
 
 async def start_pass(op: Operation, ready: list[Node]) -> None:
-    """Start the services ``op`` owns, ``ready`` being those that wait for nothing.
+    """Start the services `op` owns, `ready` being those that wait for nothing.
 
-    Returns when all have started or the operation failed (``op.failure``); in either
+    Returns when all have started or the operation failed (`op.failure`); in either
     case no task of the pass is left. A cancellation from outside propagates once the
     work in flight has been cancelled and awaited.
     """
@@ -215,7 +215,7 @@ async def start_pass(op: Operation, ready: list[Node]) -> None:
 
 
 def _begin_start(op: Operation, rec: Record, eager: bool) -> int | Coroutine[Any, Any, bool]:
-    """Begin starting ``rec`` beside others: done, spawned, deferred, or a rest to await."""
+    """Begin starting `rec` beside others: done, spawned, deferred, or a rest to await."""
     info = rec.info
     attr = info.start
     if attr is None:
@@ -272,7 +272,7 @@ async def _discard_then_fail(rec: Record) -> bool:
 
 
 async def _start_alone(op: Operation, rec: Record) -> bool:
-    """Start ``rec`` right here in the driver; True if it started."""
+    """Start `rec` right here in the driver; True if it started."""
     info = rec.info
     attr = info.start
     set_state(rec, _STARTING)
@@ -430,15 +430,15 @@ def _advance_stop(op: Operation, ready: list[Node]) -> None:
 
 
 def count_stop_preds(op: Operation, rec: Record) -> None:
-    """Make what started before ``rec`` and stops with it in ``op`` wait for it.
+    """Make what started before `rec` and stops with it in `op` wait for it.
 
     A stop is the exact reverse of the start among the services that stop together.
-    ``rec`` waited, when it started, for what its ``after`` lists: the services among
-    those that stop in ``op`` now wait for it (their ``pending`` counts it). Through
+    `rec` waited, when it started, for what its `after` lists: the services among
+    those that stop in `op` now wait for it (their `pending` counts it). Through
     what does not stop here (a barrier of its group, a service that keeps running, one
     stopped already) the wait passes on to what that one waited for, as long as it
-    started before ``rec``: so if ``a`` started before ``b``, ``b`` before ``c``, and
-    ``b`` stays, ``c`` still stops before ``a``. Indirect ones go to ``op.extra``.
+    started before `rec`: so if `a` started before `b`, `b` before `c`, and
+    `b` stays, `c` still stops before `a`. Indirect ones go to `op.extra`.
     """
     seq = rec.seq
     extra: list[Node] | None = None
@@ -452,7 +452,7 @@ def count_stop_preds(op: Operation, rec: Record) -> None:
 
 
 def _through(op: Operation, node: Node, bound: int, extra: list[Node] | None) -> list[Node] | None:
-    """The members of ``op`` that ``node`` waited for, looking through what is not one."""
+    """The members of `op` that `node` waited for, looking through what is not one."""
     stack = [node]
     seen: set[int] = set()
     while stack:
@@ -480,9 +480,9 @@ def _through(op: Operation, node: Node, bound: int, extra: list[Node] | None) ->
 
 
 def _release_stop(op: Operation, node: Node, ready: list[Node]) -> None:
-    """``node`` has stopped: what started before it waits for one less.
+    """`node` has stopped: what started before it waits for one less.
 
-    It then leaves the pass (``member`` cleared): a service adopted later counts only
+    It then leaves the pass (`member` cleared): a service adopted later counts only
     the successors still to stop.
     """
     for pred in node.after:
@@ -536,7 +536,7 @@ def _adopt(op: Operation, ready: list[Node]) -> None:
 
 
 async def stop_pass(op: Operation, ready: list[Node]) -> None:
-    """Stop the services ``op`` owns, dependents first; collect errors in ``op.errors``.
+    """Stop the services `op` owns, dependents first; collect errors in `op.errors`.
 
     Every service stops, whatever the others do. The driver is never cancelled from
     outside (the engine runs a stop shielded); only its own watchdog cancels it, to end
@@ -624,7 +624,7 @@ def _unblock(op: Operation, ready: list[Node]) -> bool:
 
 
 def _stoppable(op: Operation, node: Node) -> bool:
-    """Whether ``node``, taken from the ready set, is to be stopped now.
+    """Whether `node`, taken from the ready set, is to be stopped now.
 
     An adopted service may have made it wait again, and a node made ready twice is
     stopped once.
@@ -635,7 +635,7 @@ def _stoppable(op: Operation, node: Node) -> bool:
 
 
 def _deadline(op: Operation, rec: Record) -> float:
-    """When ``rec``'s stop must be over; arms the operation's watchdog for it."""
+    """When `rec`'s stop must be over; arms the operation's watchdog for it."""
     info = rec.info
     timeout = info.timeout
     if timeout is None:
@@ -651,7 +651,7 @@ def _deadline(op: Operation, rec: Record) -> float:
 
 
 def _begin_stop(op: Operation, rec: Record, eager: bool) -> int | Coroutine[Any, Any, None]:
-    """Begin stopping ``rec`` beside others: done, spawned, deferred, or a rest to await."""
+    """Begin stopping `rec` beside others: done, spawned, deferred, or a rest to await."""
     info = rec.info
     attr = info.stop
     if rec.tasks or (attr is not None and info.blocking):
@@ -688,7 +688,7 @@ def _begin_stop(op: Operation, rec: Record, eager: bool) -> int | Coroutine[Any,
 
 
 async def _stop_alone(op: Operation, rec: Record) -> None:
-    """Stop ``rec`` right here in the driver."""
+    """Stop `rec` right here in the driver."""
     mark_stopping(rec)
     info = rec.info
     attr = info.stop
@@ -730,7 +730,7 @@ async def _stop_rest_inline(
 ) -> None:
     """Finish, in the driver, a stop hook that suspended; the watchdog bounds it.
 
-    ``rec.deadline`` is when the stop must be over.
+    `rec.deadline` is when the stop must be over.
     """
     driver = op.driver
     assert driver is not None
@@ -779,7 +779,7 @@ def _ours(
 
 
 async def _stop_task(op: Operation, rec: Record, probe: bool) -> None:
-    """A whole stop in a task of its own; errors go to ``op.errors``; reports, never raises."""
+    """A whole stop in a task of its own; errors go to `op.errors`; reports, never raises."""
     info = rec.info
     attr = info.stop
     task = _current_task()
@@ -832,7 +832,7 @@ async def _stop_task(op: Operation, rec: Record, probe: bool) -> None:
 
 
 async def _adopted_stop_task(op: Operation, rec: Record) -> None:
-    """Stop an orphan taken in late: the stop phase's stages before ``stop`` first."""
+    """Stop an orphan taken in late: the stop phase's stages before `stop` first."""
     info = rec.info
     for stage in phase_stages(STOP._phase, info.custom_stages):
         if stage is STOP:
@@ -910,7 +910,7 @@ def _fire(op: Operation) -> None:
 
 
 def _expire(op: Operation, rec: Record, level: int) -> None:
-    """``rec``'s stop hook outlived its deadline: cancel it; past the grace, abandon it."""
+    """`rec`'s stop hook outlived its deadline: cancel it; past the grace, abandon it."""
     task = rec.task
     if task is not None:  # in a task of its own
         if level == 1:

@@ -1,8 +1,8 @@
 """Pictures of a graph: its declared shape (text, DOT, Mermaid) and its live status.
 
-The declared picture walks ``dependencies`` as written, so it shows the ordering groups:
+The declared picture walks `dependencies` as written, so it shows the ordering groups:
 top-level items start one after another, members of a nested list concurrently. The
-live picture walks what each running service actually depends on (``status()``), with
+live picture walks what each running service actually depends on (`status()`), with
 state, uptime, restarts and where each background task is suspended.
 """
 
@@ -68,7 +68,7 @@ class _Shape:
 
 
 def _declared_groups(service: ServiceBase) -> list[list[ServiceBase]]:
-    """``dependencies`` as ordering groups (implicit, injected ones included)."""
+    """`dependencies` as ordering groups (implicit, injected ones included)."""
     groups: list[list[ServiceBase]] = []
     for item in _items(record(service)):
         if isinstance(item, ServiceBase):
@@ -93,16 +93,18 @@ def _label(service: ServiceBase) -> str:
 
 
 def graph(root: ServiceBase, *, format: GraphFormat = "text") -> str:  # noqa: A002
-    """Draw the dependency graph of ``root`` as text, Graphviz DOT or Mermaid.
+    """Draw the dependency graph of `root` as text, Graphviz DOT or Mermaid.
 
-    The graph is validated first (as :func:`tether.check` does), so a cycle or a
+    The graph is validated first (as [`check`][tether.check] does), so a cycle or a
     malformed service raises its precise error instead of a picture. Edges carry the
     ordering group: siblings with different numbers start one after another in that
     order, siblings with the same number start concurrently. Hooks for stages other
-    than ``start`` and ``stop`` are listed beside each service's name. A service
-    reached from several dependents is drawn once (``(see above)`` in text)::
+    than `start` and `stop` are listed beside each service's name. A service
+    reached from several dependents is drawn once (`(see above)` in text):
 
-        print(tether.graph(Api(), format="mermaid"))
+    ```python
+    print(tether.graph(Api(), format="mermaid"))
+    ```
     """
     if format not in FORMATS:
         raise ValueError(f"graph() format must be one of {', '.join(FORMATS)}, got {format!r}.")
@@ -175,7 +177,7 @@ def _mermaid(shape: _Shape) -> str:
 
 
 def graph_records(root: ServiceBase) -> list[Record]:
-    """The records of ``root`` and everything it runs with (its last or current run)."""
+    """The records of `root` and everything it runs with (its last or current run)."""
     first = record(root)
     seen = {id(first)}
     order = [first]
@@ -190,15 +192,17 @@ def graph_records(root: ServiceBase) -> list[Record]:
 
 
 def status_tree(root: ServiceBase) -> str:
-    """The live status of ``root`` and everything it runs with, as a text tree.
+    """The live status of `root` and everything it runs with, as a text tree.
 
     One line per service with its state, uptime and restarts, and one line per running
     background task saying where it is suspended (the innermost frame of your code).
-    This is what the runner prints on SIGUSR1::
+    This is what the runner prints on SIGUSR1:
 
-        Api  running  up 12.3s  restarts 0
-        └── Database  running  up 12.4s  restarts 0
-            └── task 'Database.keepalive' at app.py:30 in keepalive
+    ```python
+    Api  running  up 12.3s  restarts 0
+    └── Database  running  up 12.4s  restarts 0
+        └── task 'Database.keepalive' at app.py:30 in keepalive
+    ```
     """
     lines: list[str] = []
     shown: set[int] = set()
@@ -243,7 +247,7 @@ _SKIPPED_DIRS = (_TETHER_DIR, os.path.dirname(asyncio.__file__) + os.sep)  # noq
 
 
 def _frames(task: asyncio.Task[Any]) -> list[types.FrameType]:
-    """The frames of ``task``'s coroutine chain, outermost first, following awaits."""
+    """The frames of `task`'s coroutine chain, outermost first, following awaits."""
     frames: list[types.FrameType] = []
     awaited: Any = task.get_coro()
     for _ in range(200):  # a bound against odd awaitables that refer to themselves
@@ -254,7 +258,7 @@ def _frames(task: asyncio.Task[Any]) -> list[types.FrameType]:
         inner = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
         if inner is None and frame.f_code.co_filename.startswith(_TETHER_DIR):
             # The engine steps some hooks by hand (a generator holding the hook's
-            # coroutine in a local named ``coro``): follow it to the hook.
+            # coroutine in a local named `coro`): follow it to the hook.
             held = frame.f_locals.get("coro")
             if asyncio.iscoroutine(held):
                 inner = held
@@ -263,7 +267,7 @@ def _frames(task: asyncio.Task[Any]) -> list[types.FrameType]:
 
 
 def where(frame: types.FrameType) -> str:
-    """``file:line in function`` for ``frame``, the file relative to the cwd if inside it."""
+    """`file:line in function` for `frame`, the file relative to the cwd if inside it."""
     filename = frame.f_code.co_filename
     try:
         filename = os.path.relpath(filename)
@@ -283,7 +287,7 @@ def user_frame(frames: list[types.FrameType]) -> types.FrameType | None:
 
 
 def user_location(task: asyncio.Task[Any]) -> str | None:
-    """Where ``task`` waits in code outside tether and asyncio; None if nowhere."""
+    """Where `task` waits in code outside tether and asyncio; None if nowhere."""
     frames = _frames(task)
     frame = user_frame(frames)
     if frame is None or frame.f_code.co_filename.startswith(_SKIPPED_DIRS):
@@ -292,7 +296,7 @@ def user_location(task: asyncio.Task[Any]) -> str | None:
 
 
 def suspended_at(task: asyncio.Task[Any]) -> str:
-    """Where ``task`` waits, as ``at app.py:12 in consume``; or how it ended."""
+    """Where `task` waits, as `at app.py:12 in consume`; or how it ended."""
     if task.done():
         return "(done)"
     frame = user_frame(_frames(task))

@@ -1,9 +1,9 @@
 """PID 1 in a container: a minimal init in front of tether, as tini does.
 
-The first process of a PID namespace (a container started without ``--init``) inherits
+The first process of a PID namespace (a container started without `--init`) inherits
 every orphaned process of the namespace, and must reap them or they stay zombies. An
 application cannot do that itself without stealing the exit status of the children it
-waits for (``subprocess``, asyncio's child watchers). So, when tether finds itself
+waits for (`subprocess`, asyncio's child watchers). So, when tether finds itself
 PID 1, it forks: the parent stays PID 1 and does nothing but reap every process that
 ends in it and forward signals to the child; the child (the application, PID 2) runs
 as usual, and its own children are its own. When the application exits, PID 1 exits
@@ -39,7 +39,7 @@ FORWARDED = frozenset(
         signal.SIGCONT,
     }
 )
-"""What PID 1 passes on to the application (``docker stop``, ``kill``, a terminal)."""
+"""What PID 1 passes on to the application (`docker stop`, `kill`, a terminal)."""
 
 _DISABLE = "TETHER_NO_INIT"
 
@@ -47,10 +47,10 @@ _DISABLE = "TETHER_NO_INIT"
 def become_init_when_pid1() -> None:
     """When this process is PID 1, fork a minimal init and return in the child.
 
-    Does nothing when the process is not PID 1, when ``TETHER_NO_INIT`` is set (you run
-    your own init), or on a system without ``fork``. When other threads already run, it
+    Does nothing when the process is not PID 1, when `TETHER_NO_INIT` is set (you run
+    your own init), or on a system without `fork`. When other threads already run, it
     cannot fork safely: it warns that orphans will not be reaped and to run the
-    container with an init (``docker run --init``, tini) instead.
+    container with an init (`docker run --init`, tini) instead.
     """
     if os.getpid() != 1 or os.environ.get(_DISABLE) or not hasattr(os, "fork"):
         return
@@ -74,7 +74,7 @@ def become_init_when_pid1() -> None:
 
 
 def _serve_as_init(child: int, watched: set[signal.Signals]) -> NoReturn:
-    """PID 1's loop: forward signals to ``child``, reap everything, exit as it exited."""
+    """PID 1's loop: forward signals to `child`, reap everything, exit as it exited."""
     code = 1
     try:
         while True:
@@ -93,7 +93,7 @@ def _serve_as_init(child: int, watched: set[signal.Signals]) -> NoReturn:
 
 
 def _reap_all(child: int) -> int | None:
-    """Reap every process that has ended; the wait status of ``child`` if it has."""
+    """Reap every process that has ended; the wait status of `child` if it has."""
     found = None
     while True:
         try:

@@ -1,15 +1,15 @@
 """Pre-fork: a master that binds the sockets and supervises N worker processes.
 
 The master is a graph of two blocking services run by the synchronous engine, with no
-event loop and no thread: :class:`~tether._sockets.Sockets` (bind, or adopt systemd's
-sockets) and :class:`Workers` (fork, supervise, reload, stop), which depends on it.
+event loop and no thread: `Sockets` (bind, or adopt systemd's
+sockets) and `Workers` (fork, supervise, reload, stop), which depends on it.
 Each worker is a forked child that runs the application's graph through the normal
-runner (:class:`tether._runner.Runner`), serving on the inherited sockets
-(:func:`tether.listeners`).
+runner (`tether._runner.Runner`), serving on the inherited sockets
+([`listeners`][tether.listeners]).
 
-Worker and master talk the systemd notify protocol: each worker's ``NOTIFY_SOCKET``
-names a datagram socket of the master, so the runner's own ``READY=1`` (sent after the
-``started`` stage) tells the master the worker serves, and its ``WATCHDOG=1`` pings,
+Worker and master talk the systemd notify protocol: each worker's `NOTIFY_SOCKET`
+names a datagram socket of the master, so the runner's own `READY=1` (sent after the
+`started` stage) tells the master the worker serves, and its `WATCHDOG=1` pings,
 sent from the worker's event loop, are the heartbeat (a blocked loop stops them).
 """
 
@@ -105,15 +105,15 @@ class _Worker:
 class Workers(BlockingService):
     """Forks the workers and keeps the right number of them serving.
 
-    ``start`` forks ``count`` workers and returns once every one of them is ready
-    (raises :class:`BootError` if one exits or misses ``boot_timeout`` first, after
-    stopping the others). :meth:`supervise` then runs until SIGTERM or SIGINT:
+    `start` forks `count` workers and returns once every one of them is ready
+    (raises `BootError` if one exits or misses `boot_timeout` first, after
+    stopping the others). `supervise` then runs until SIGTERM or SIGINT:
     respawning a worker that died (with backoff in a crash loop), killing one whose
-    heartbeat stopped for ``heartbeat_timeout``, replacing them one at a time on
+    heartbeat stopped for `heartbeat_timeout`, replacing them one at a time on
     SIGHUP, adding one on SIGTTIN and removing one on SIGTTOU; SIGUSR1 prints the
-    workers and is forwarded to them (each prints its status tree). ``stop`` asks every
+    workers and is forwarded to them (each prints its status tree). `stop` asks every
     worker to stop (SIGTERM), forwards a second stop signal (which makes them stop at
-    once) and kills what still runs after ``graceful_timeout``.
+    once) and kills what still runs after `graceful_timeout`.
     """
 
     name = "Workers"
@@ -160,7 +160,7 @@ class Workers(BlockingService):
         self.announced = False
         """Whether "every worker is ready" was said (the log line and READY=1), once."""
         self.started = False
-        """The ``started`` stage ran: readiness may be announced from then on."""
+        """The `started` stage ran: readiness may be announced from then on."""
 
     @property
     def dependencies(self) -> list[Sockets]:
@@ -207,7 +207,7 @@ class Workers(BlockingService):
             )
 
     def _announce_ready(self) -> None:
-        """Say every worker is ready (log, ``READY=1``), once, and only when it is true.
+        """Say every worker is ready (log, `READY=1`), once, and only when it is true.
 
         Not while stopping, and not while fewer workers than wanted are ready: one that
         was ready and died during the boot wait is respawned first.
@@ -223,7 +223,7 @@ class Workers(BlockingService):
             self.notifier.ready(f"{len(active)} workers ready")
 
     def _abandon(self) -> None:
-        """A failed start: kill what was forked, undo the rest (``stop`` is not called)."""
+        """A failed start: kill what was forked, undo the rest (`stop` is not called)."""
         self._terminate_all(graceful=False)
         self._teardown()
 
@@ -251,7 +251,7 @@ class Workers(BlockingService):
         self._announce_ready()
 
     def stop(self) -> None:
-        """Stop every worker gracefully; kill what outlives ``graceful_timeout``."""
+        """Stop every worker gracefully; kill what outlives `graceful_timeout`."""
         try:
             if self.notifier is not None:
                 self.notifier.stopping(f"stopping {len(self.workers)} workers")
@@ -377,7 +377,7 @@ class Workers(BlockingService):
     # ------------------------------------------------------------ events
 
     def _poll(self, deadline: float) -> None:
-        """Wait for a signal, a worker's message or ``deadline``; handle what came."""
+        """Wait for a signal, a worker's message or `deadline`; handle what came."""
         assert self.selector is not None
         self._ping_systemd()
         timeout = max(0.0, deadline - time.monotonic())

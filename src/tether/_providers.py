@@ -1,7 +1,7 @@
 """Providers: what the container knows about one way of making a value.
 
 A provider wraps an instance, a class, a function, an async function, a generator (sync
-or async: what follows its ``yield`` is the cleanup), or a classmethod. Its parameters
+or async: what follows its `yield` is the cleanup), or a classmethod. Its parameters
 are read from its signature and type hints once, lazily, into a plan the resolver
 walks without further introspection.
 """
@@ -48,7 +48,7 @@ _ASYNC_ITERATOR_ORIGINS = (AsyncIterator, AsyncGenerator, AsyncIterable)
 
 
 def type_label(tp: object) -> str:
-    """How errors show a type: ``Database``, ``list[int]``, ``Repo[User]``, ``int | None``."""
+    """How errors show a type: `Database`, `list[int]`, `Repo[User]`, `int | None`."""
     if tp is type(None) or tp is None:
         return "None"
     if isinstance(tp, TypeVar):
@@ -69,7 +69,7 @@ def type_label(tp: object) -> str:
 
 
 def key_label(key: object) -> str:
-    """A cache key as users name it: ``Database`` or ``Database (name='replica')``."""
+    """A cache key as users name it: `Database` or `Database (name='replica')`."""
     if type(key) is tuple:
         return f"{type_label(key[0])} (name={key[1]!r})"
     return type_label(key)
@@ -84,12 +84,12 @@ class Param:
     key: Any
     """The type to look up (Optional and Annotated stripped)."""
     named_key: tuple[Any, str]
-    """``(type, parameter name)``: a provider registered under the parameter's name wins."""
+    """`(type, parameter name)`: a provider registered under the parameter's name wins."""
     default: Any
     optional: bool
     positional: bool
     const: Any
-    """The value itself for ``type[T]`` parameters of a generic provider, else MISSING."""
+    """The value itself for `type[T]` parameters of a generic provider, else MISSING."""
     label: str
 
     def __init__(self, name: str, key: Any, default: Any, optional: bool, positional: bool) -> None:
@@ -104,7 +104,7 @@ class Param:
 
 
 class Provider:
-    """A registered way of making a value of ``provides``."""
+    """A registered way of making a value of `provides`."""
 
     __slots__ = (
         "factory",
@@ -163,7 +163,7 @@ class Provider:
         name: str | None,
         where: tuple[types.CodeType, int] | None,
     ) -> Provider:
-        """A provider that always returns ``instance`` (``Container.add``)."""
+        """A provider that always returns `instance` (`Container.add`)."""
         self = cls()
         self.kind = Kind.INSTANCE
         self.instance = instance
@@ -183,7 +183,7 @@ class Provider:
         transient: bool = False,
         where: tuple[types.CodeType, int] | None = None,
     ) -> Provider:
-        """A provider that calls ``factory``; raises RegistrationError if it cannot."""
+        """A provider that calls `factory`; raises RegistrationError if it cannot."""
         self = cls()
         self.factory = factory
         self.target = factory
@@ -257,7 +257,7 @@ class Provider:
         return returned
 
     def hints(self, func: Any, *, only_return: bool = False) -> dict[str, Any]:
-        """Evaluated type hints of ``func``; RegistrationError naming what did not resolve."""
+        """Evaluated type hints of `func`; RegistrationError naming what did not resolve."""
         localns: dict[str, Any] = {}
         if self.owner_class is not None:
             localns[self.owner_class.__name__] = self.owner_class
@@ -281,7 +281,7 @@ class Provider:
     # -------------------------------------------------------------------- plans
 
     def plan(self, bindings: tuple[Any, ...]) -> tuple[Param, ...]:
-        """The parameters to resolve, with the generic type variables bound to ``bindings``."""
+        """The parameters to resolve, with the generic type variables bound to `bindings`."""
         plan = self.plans.get(bindings)
         if plan is None:
             plan = self.plans[bindings] = self._make_plan(bindings)
@@ -366,7 +366,7 @@ def _check_parameters(provider: Provider) -> None:
 
 
 def _unwrap(hint: Any) -> tuple[Any, bool]:
-    """Strip Annotated and Optional: ``Annotated[Foo | None, ...]`` -> (Foo, True)."""
+    """Strip Annotated and Optional: `Annotated[Foo | None, ...]` -> (Foo, True)."""
     if typing.get_origin(hint) is typing.Annotated:
         hint = typing.get_args(hint)[0]
     origin = typing.get_origin(hint)

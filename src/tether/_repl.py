@@ -1,9 +1,9 @@
-"""An asyncio REPL over a running graph: top-level ``await``, services bound by name.
+"""An asyncio REPL over a running graph: top-level `await`, services bound by name.
 
 The console reads input in a thread of its own; every line is compiled there and run
-on the event loop (as ``python -m asyncio`` does), so code typed at the prompt touches
+on the event loop (as `python -m asyncio` does), so code typed at the prompt touches
 services from the loop's thread, where they live. Leaving the console (Ctrl-D or
-``exit()``) stops the graph gracefully. Ctrl-C cancels the command that is running.
+`exit()`) stops the graph gracefully. Ctrl-C cancels the command that is running.
 """
 
 from __future__ import annotations
@@ -44,11 +44,11 @@ def _base_name(service: ServiceBase) -> str:
 
 
 def bindings(root: ServiceBase, module: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The REPL's names: ``root``, each service by its ``name`` or snake_case class.
+    """The REPL's names: `root`, each service by its `name` or snake_case class.
 
-    ``LineServer`` becomes ``line_server``; a service with ``name = "db"`` becomes
-    ``db``; clashes get ``_2``, ``_3``. ``tether`` and ``asyncio`` are imported. The
-    public names of ``module`` (a module's namespace: the one the application was
+    `LineServer` becomes `line_server`; a service with `name = "db"` becomes
+    `db`; clashes get `_2`, `_3`. `tether` and `asyncio` are imported. The
+    public names of `module` (a module's namespace: the one the application was
     found in) are bound as they are there, and win over the names made for services.
     """
     import tether  # noqa: PLC0415 - the public package, for the user's convenience
@@ -64,9 +64,9 @@ def bindings(root: ServiceBase, module: Mapping[str, Any] | None = None) -> dict
 
 
 def service_names(root: ServiceBase, taken: Mapping[str, Any]) -> dict[str, ServiceBase]:
-    """Each service of ``root``'s graph by its ``name`` or snake_case class, unique.
+    """Each service of `root`'s graph by its `name` or snake_case class, unique.
 
-    A name in ``taken`` (the module's) is avoided, unless it is bound to that very
+    A name in `taken` (the module's) is avoided, unless it is bound to that very
     service there.
     """
     names: dict[str, ServiceBase] = {}
@@ -93,7 +93,7 @@ def _public(module: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 class Console(code.InteractiveConsole):
-    """An interactive console whose code runs on ``loop``, with top-level ``await``."""
+    """An interactive console whose code runs on `loop`, with top-level `await`."""
 
     def __init__(
         self,
@@ -129,8 +129,8 @@ class Console(code.InteractiveConsole):
         """Show the exception from the line typed at the prompt inward, as Python's REPL does.
 
         The frames that carried the input to the event loop and back (the console's
-        thread, ``concurrent.futures``, this module) are left out: the traceback begins
-        at ``<tether repl>``, then the user's own code.
+        thread, `concurrent.futures`, this module) are left out: the traceback begins
+        at `<tether repl>`, then the user's own code.
         """
         kind, value, tb = sys.exc_info()
         if kind is None or value is None:
@@ -189,10 +189,10 @@ class Console(code.InteractiveConsole):
     async def run_until_left(
         self, stopped: Coroutine[Any, Any, None], why: Callable[[], str] | None = None
     ) -> bool:
-        """Serve the console until it is left (True) or ``stopped`` finishes (False).
+        """Serve the console until it is left (True) or `stopped` finishes (False).
 
         When the graph stops under the prompt, the console says so on stderr, with
-        ``why()`` (or the crash) as the reason. ``stopped`` raising (a crash)
+        `why()` (or the crash) as the reason. `stopped` raising (a crash)
         propagates; the console thread is left waiting for input then, and the caller
         ends the process without waiting for it.
         """

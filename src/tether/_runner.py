@@ -1,8 +1,8 @@
-"""``tether.run``: a graph of services as a well-behaved process.
+"""`tether.run`: a graph of services as a well-behaved process.
 
 The runner owns what a process has only one of: the event loop, the signal handlers,
 the logging setup, the systemd connection and the exit code. It runs the phases in
-order (``init`` before the loop exists, ``start``, waiting, ``stop``, ``exit`` after
+order (`init` before the loop exists, `start`, waiting, `stop`, `exit` after
 the loop closed) and turns whatever happens into one of a few documented exit codes.
 """
 
@@ -53,20 +53,17 @@ DEFAULT_SHUTDOWN_TIMEOUT = 30.0
 
 
 class ExitCode(enum.IntEnum):
-    """How a process run by :func:`tether.run` (or the ``tether`` command) ended.
+    """How a process run by `run` (or the `tether` command) ended.
 
-    ==  ===============================================================================
-    0   clean stop: the root stopped on its own, or on SIGINT / SIGTERM (SIGHUP when no
-        service has a reload hook), gracefully
-    1   crash while running: a background task raised, or stopping reported errors
-    2   usage error of the ``tether`` command (bad option or value, an option's extra
-        missing, ``module:attr`` not found or not a service it can build)
-    3   failure during startup: the ``init`` or ``start`` stage raised, or the graph
-        is invalid (cycle, a dependency that is not a service, a bad hook, a
-        ``dependencies`` that raised)
-    70  forced exit: a second SIGINT / SIGTERM (or SIGHUP, when it stopped the graph),
-        or the shutdown deadline passed
-    ==  ===============================================================================
+    | code | meaning |
+    |---|---|
+    | 0 | clean stop: the root stopped on its own, or on a signal, gracefully |
+    | 1 | crash while running: a background task raised, or stopping failed |
+    | 2 | usage error of the `tether` command (an option, an extra, `module:attr`) |
+    | 3 | failure during startup: `init` or `start` raised, or an invalid graph |
+    | 70 | forced exit: a second signal, or the shutdown deadline passed |
+
+    The runner page says which signals and options each row covers.
     """
 
     OK = 0
@@ -77,7 +74,7 @@ class ExitCode(enum.IntEnum):
 
 
 class RunOptions(TypedDict, total=False):
-    """The keyword options of :func:`tether.run`, for ``Service.launch(**options)``."""
+    """The keyword options of `run`, for `Service.launch(**options)`."""
 
     loop: LoopChoice
     shutdown_timeout: float
@@ -96,9 +93,9 @@ class _Phase(enum.Enum):
 
 
 def loop_factory(choice: LoopChoice) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """The event loop factory for ``choice``; None means asyncio's default loop.
+    """The event loop factory for `choice`; None means asyncio's default loop.
 
-    ``auto`` picks uvloop when it is installed, the standard loop otherwise.
+    `auto` picks uvloop when it is installed, the standard loop otherwise.
     """
     if choice not in LOOPS:
         raise ValueError(f"loop must be one of {', '.join(LOOPS)}, got {choice!r}.")
@@ -136,7 +133,7 @@ def _check_service(service: object) -> ServiceBase:
 
 
 def check_timeout(value: object) -> float:
-    """``shutdown_timeout`` as seconds; ValueError naming what is wrong."""
+    """`shutdown_timeout` as seconds; ValueError naming what is wrong."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise ValueError(f"shutdown_timeout must be a positive number of seconds, got {value!r}.")
     if math.isinf(value):
@@ -148,7 +145,7 @@ def check_timeout(value: object) -> float:
 
 
 class Runner:
-    """One run of a graph as a process; :func:`run` is its public face."""
+    """One run of a graph as a process; `run` is its public face."""
 
     def __init__(
         self,
@@ -508,40 +505,42 @@ def run(
     repl: bool | Mapping[str, Any] = False,
     container: Container | None = None,
 ) -> NoReturn:
-    """Run ``service`` and its graph as this process, then exit with a documented code.
+    """Run `service` and its graph as this process, then exit with a documented code.
 
-    The phases, in order: the ``init`` stage (sync, before any event loop exists); the
-    event loop (``loop="auto"`` picks uvloop when installed, ``"asyncio"`` or
-    ``"uvloop"`` force one); the ``start`` and ``started`` stages; running until the
-    root stops, crashes or a signal arrives; the ``stopping`` and ``stop`` stages; the
-    loop closed; the ``exit`` stage (sync). Then it raises ``SystemExit`` with an
-    :class:`ExitCode`: 0 clean stop, 1 crash while running, 3 failure during startup,
+    The phases, in order: the `init` stage (sync, before any event loop exists); the
+    event loop (`loop="auto"` picks uvloop when installed, `"asyncio"` or
+    `"uvloop"` force one); the `start` and `started` stages; running until the
+    root stops, crashes or a signal arrives; the `stopping` and `stop` stages; the
+    loop closed; the `exit` stage (sync). Then it raises `SystemExit` with an
+    [`ExitCode`][tether.ExitCode]: 0 clean stop, 1 crash while running, 3 failure during startup,
     70 forced exit.
 
     Signals (installed in the main thread, over default handlers only, restored
     afterwards): SIGINT and SIGTERM stop gracefully, a second one forces the exit at
-    once; SIGHUP runs the ``reload`` stage (a failing reload is logged and the process
+    once; SIGHUP runs the `reload` stage (a failing reload is logged and the process
     keeps running), or, when no service in the graph has a reload hook, stops
     gracefully as SIGTERM does (a hang-up ends a process that cannot reload); SIGUSR1
     prints the live status tree to stderr. Once stopping has begun,
-    ``shutdown_timeout`` seconds later the process ends with code 70 whatever still
+    `shutdown_timeout` seconds later the process ends with code 70 whatever still
     runs (a task that swallows cancellation, a hook that blocks), naming it.
 
-    Logging is set up unless you configured it already (``log_level``; ``log_format``
-    ``auto``, ``plain``, ``console`` or ``json``); every lifecycle event is logged.
-    Under systemd (``NOTIFY_SOCKET``) readiness, reloads, stopping, status and
-    watchdog pings are reported. With ``repl=True`` an asyncio REPL replaces the
-    waiting: the services are bound by name, top-level ``await`` works, and leaving
-    the REPL stops the graph; ``repl=globals()`` (any mapping) binds those names too,
-    as ``tether repl module:attr`` binds the module's. When the graph stops under the
+    Logging is set up unless you configured it already (`log_level`; `log_format`
+    `auto`, `plain`, `console` or `json`); every lifecycle event is logged.
+    Under systemd (`NOTIFY_SOCKET`) readiness, reloads, stopping, status and
+    watchdog pings are reported. With `repl=True` an asyncio REPL replaces the
+    waiting: the services are bound by name, top-level `await` works, and leaving
+    the REPL stops the graph; `repl=globals()` (any mapping) binds those names too,
+    as `tether repl module:attr` binds the module's. When the graph stops under the
     prompt (a signal, a service's own stop, a crash) the REPL says why as it leaves.
-    With a ``container`` (see :class:`tether.Container`), the resources it built are
-    released once the whole graph has stopped::
+    With a `container` (see [`Container`][tether.Container]), the resources it built are
+    released once the whole graph has stopped:
 
-        if __name__ == "__main__":
-            tether.run(Api(Database()))
-            # or, wired by types:
-            tether.run(container.root(Api), container=container)
+    ```python
+    if __name__ == "__main__":
+        tether.run(Api(Database()))
+        # or, wired by types:
+        tether.run(container.root(Api), container=container)
+    ```
     """
     runner = Runner(
         service,

@@ -2,13 +2,13 @@
 
 An *operation* is one start, stop or reload of a root. It owns (claims) the services it
 changes until it ends; an operation that needs a service another one owns waits for
-that one to end and plans again (see ``_engine``). Within an operation, a stage is a
-pass over the nodes it owns: ``forward`` follows the ``after`` edges, ``backward``
-reverses them, ``gather`` ignores them. Every pass is Kahn's algorithm: a node runs
+that one to end and plans again (see `_engine`). Within an operation, a stage is a
+pass over the nodes it owns: `forward` follows the `after` edges, `backward`
+reverses them, `gather` ignores them. Every pass is Kahn's algorithm: a node runs
 once everything it waits for has finished, independent nodes run concurrently.
 
-The ``start`` and ``stop`` stages have passes of their own, tuned for speed
-(``_passes``); this module holds what every pass shares and the generic pass that runs
+The `start` and `stop` stages have passes of their own, tuned for speed
+(`_passes`); this module holds what every pass shares and the generic pass that runs
 every other stage.
 """
 
@@ -115,7 +115,7 @@ class Operation:
         self.done: list[Node] = []
         """Nodes whose task has reported, for the driver to advance from."""
         self.tasks: list[Record] = []
-        """Records whose work was given a task (``rec.task``) during the current pass."""
+        """Records whose work was given a task (`rec.task`) during the current pass."""
         self.probes: dict[ClassInfo, list[Record]] = {}
         self.requeue: list[Node] = []
         self.inline: Record | None = None
@@ -134,7 +134,7 @@ class Operation:
         self.waiters: list[asyncio.Future[None]] | None = None
 
     def claim(self, records: list[Record], barriers: Iterable[Barrier] = ()) -> None:
-        """Own ``records`` (and the barriers between them) until :meth:`release`."""
+        """Own `records` (and the barriers between them) until `release`."""
         for rec in records:
             rec.op = self
             rec.member = self
@@ -161,7 +161,7 @@ class Operation:
                     fut.set_result(None)
 
     def owns(self, task: asyncio.Task[Any] | None) -> bool:
-        """Whether ``task`` is one this operation is running (or waiting for)."""
+        """Whether `task` is one this operation is running (or waiting for)."""
         if task is None:
             return False
         return task is self.driver or any(rec.task is task for rec in self.records)
@@ -235,11 +235,11 @@ def spawner(
 
 
 def plan(nodes: list[Node], op: object, direction: Direction) -> None:
-    """Set ``pending`` on every node for one stage in ``direction``.
+    """Set `pending` on every node for one stage in `direction`.
 
-    Forward, a node waits for its predecessors (``after``) and, when done, releases its
-    successors (``next``, built here). Backward, it waits for its successors and
-    releases its predecessors, found by walking ``after`` itself: no list is built.
+    Forward, a node waits for its predecessors (`after`) and, when done, releases its
+    successors (`next`, built here). Backward, it waits for its successors and
+    releases its predecessors, found by walking `after` itself: no list is built.
     """
     for node in nodes:
         node.pending = 0
@@ -270,13 +270,13 @@ def plan(nodes: list[Node], op: object, direction: Direction) -> None:
 async def drive(
     op: Operation, nodes: list[Node], direction: Direction, begin: Begin, on_error: OnError
 ) -> None:
-    """Run ``begin`` over ``nodes`` in dependency order with maximal concurrency.
+    """Run `begin` over `nodes` in dependency order with maximal concurrency.
 
-    ``begin(node, alone)`` does the synchronous part of a node's work and returns None
-    when the node is done, or a coroutine for the rest: awaited here when ``alone``,
-    else run in a task of its own. ``on_error`` hears every failure; once ``op`` is
+    `begin(node, alone)` does the synchronous part of a node's work and returns None
+    when the node is done, or a coroutine for the rest: awaited here when `alone`,
+    else run in a task of its own. `on_error` hears every failure; once `op` is
     aborted nothing new begins and running work is cancelled. On return, no task of
-    this stage is left. Used for every stage but ``start`` and ``stop``.
+    this stage is left. Used for every stage but `start` and `stop`.
     """
     plan(nodes, op, direction)
     loop = asyncio.get_running_loop()
@@ -410,7 +410,7 @@ def _stuck(nodes: list[Node], advanced: set[int]) -> Node | None:
 
 
 async def cancel_and_wait(tasks: list[asyncio.Task[Any]]) -> None:
-    """Cancel ``tasks`` and wait for all of them, even if we are cancelled meanwhile.
+    """Cancel `tasks` and wait for all of them, even if we are cancelled meanwhile.
 
     A task cancelled already is not cancelled again: its cleanup (awaiting a thread,
     say) may need to await, and a second cancellation would interrupt it.
@@ -435,7 +435,7 @@ OnSync = Callable[[Node], bool]
 
 
 def drive_sync(nodes: list[Node], op: object, direction: Direction, run: OnSync) -> None:
-    """The blocking counterpart of :func:`drive`: one node at a time.
+    """The blocking counterpart of `drive`: one node at a time.
 
     Among the nodes that may run next, the one that started last goes first when
     walking backward (and first-started when forward), so siblings of a concurrent
@@ -484,9 +484,9 @@ def drive_sync(nodes: list[Node], op: object, direction: Direction, run: OnSync)
 def resume(
     coro: Coroutine[Any, Any, Any], yielded: Any, context: contextvars.Context | None
 ) -> Generator[Any, Any, Any]:
-    """Continue ``coro``, stepped once in this task and suspended on ``yielded``.
+    """Continue `coro`, stepped once in this task and suspended on `yielded`.
 
-    Every step runs in ``context`` (the hook's own copy of its starter's context), or
+    Every step runs in `context` (the hook's own copy of its starter's context), or
     in the current task's context when None.
     """
     run = context.run if context is not None else _call
@@ -528,12 +528,12 @@ def guarded(
     deadline: float,
     grace: float,
 ) -> Generator[Any, Any, None]:
-    """Continue ``coro`` until ``deadline``; then cancel it, and abandon it if it ignores that.
+    """Continue `coro` until `deadline`; then cancel it, and abandon it if it ignores that.
 
-    Raises :class:`HookExpiredError` when the deadline passed. Cancellation from
-    outside passes through to ``coro`` and propagates as usual; like
-    ``asyncio.timeout``, the uncancel protocol tells our cancellations from anyone
-    else's. Used by the stages of the stop phase other than ``stop`` itself.
+    Raises `HookExpiredError` when the deadline passed. Cancellation from
+    outside passes through to `coro` and propagates as usual; like
+    `asyncio.timeout`, the uncancel protocol tells our cancellations from anyone
+    else's. Used by the stages of the stop phase other than `stop` itself.
     """
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()

@@ -14,12 +14,18 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol, Self, TypeAlia
 
 from ._errors import DefinitionError, HookError, ServiceStateError
 from ._hooknames import problems as hook_name_problems
+from ._servicelog import ServiceLogProperty
 from ._stages import BUILTIN_STAGES, START, STOP, Stage
 from ._tasks import TaskSpec, sleep_until
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+    from typing import TypeVar
+
     from ._runner import RunOptions
     from ._scheduler import Operation
+
+    _S = TypeVar("_S", bound="ServiceBase")
 
 __all__ = [
     "BlockingService",
@@ -37,11 +43,11 @@ class ServiceState(enum.StrEnum):
     CREATED = "created"
     """Never started."""
     STARTING = "starting"
-    """Its ``start`` hook is running."""
+    """Its `start` hook is running."""
     RUNNING = "running"
     """Started; its tasks and timers run."""
     STOPPING = "stopping"
-    """Its ``stop`` hook is running, or its tasks are being cancelled."""
+    """Its `stop` hook is running, or its tasks are being cancelled."""
     STOPPED = "stopped"
     """Stopped cleanly; it can be started again."""
     FAILED = "failed"
@@ -55,12 +61,12 @@ class ServiceState(enum.StrEnum):
 class Node:
     """A vertex the engine schedules: a service's record or an ordering barrier.
 
-    ``after`` lists the nodes that must have started before this one: its
+    `after` lists the nodes that must have started before this one: its
     dependencies, and the gate of the group it was brought up in (what the items
-    written before it needed). Stopping follows the same edges in reverse. ``gsucc``
-    lists the nodes that have this one in their ``after`` for ordering rather than as
-    a dependency (its dependents are found through ``holders``). ``member``,
-    ``pending`` and ``next`` are scratch space of the operation that owns the node.
+    written before it needed). Stopping follows the same edges in reverse. `gsucc`
+    lists the nodes that have this one in their `after` for ordering rather than as
+    a dependency (its dependents are found through `holders`). `member`,
+    `pending` and `next` are scratch space of the operation that owns the node.
     """
 
     __slots__ = ("after", "gsucc", "member", "next", "pending")
@@ -82,7 +88,7 @@ class Node:
 class Barrier(Node):
     """Stands for "every item written before this point has started" (facet's groups).
 
-    ``owner`` is the service whose ``dependencies`` wrote the items, ``item`` the index
+    `owner` is the service whose `dependencies` wrote the items, `item` the index
     of the first item that waits for it; both only name it in messages.
     """
 
@@ -102,18 +108,18 @@ class Barrier(Node):
 
 
 class Supervising(Protocol):
-    """What the engine asks of whoever supervises a service (see ``Record.supervisor``).
+    """What the engine asks of whoever supervises a service (see `Record.supervisor`).
 
     The engine never imports supervision: a supervisor registers itself on the records
     of its children, and the engine tells it about their exits through these methods.
     """
 
     def child_exited(self, rec: Record, exc: BaseException | None) -> Iterable[Record]:
-        """``rec`` exited (``exc`` None: it asked to stop); return who else hears of it."""
+        """`rec` exited (`exc` None: it asked to stop); return who else hears of it."""
         ...
 
     def child_cancelled(self, rec: Record, task: asyncio.Task[Any]) -> None:
-        """A background task of ``rec`` ended cancelled while ``rec`` ran."""
+        """A background task of `rec` ended cancelled while `rec` ran."""
         ...
 
 
@@ -168,11 +174,11 @@ class Record(Node):
     """The dependents that hold this service: from the moment their start is planned
     until their stop has finished. A service stops when nothing holds it."""
     implicit: tuple[ServiceBase, ...]
-    """Dependencies added by tether itself (the injector), besides ``dependencies``."""
+    """Dependencies added by tether itself (the injector), besides `dependencies`."""
     root_holds: int
     tasks: set[asyncio.Task[Any]] | None
     prune_at: int
-    """``add_task`` forgets finished tasks when ``tasks`` grows to this size."""
+    """`add_task` forgets finished tasks when `tasks` grows to this size."""
     exit_requested: bool
     crash: BaseException | None
     crash_raised: bool
@@ -183,7 +189,7 @@ class Record(Node):
     loop: asyncio.AbstractEventLoop | None
     started_at: float | None
     released: list[asyncio.Future[None]] | None
-    """Resolved, then cleared, when a holder lets go of this service (``wait_released``)."""
+    """Resolved, then cleared, when a holder lets go of this service (`wait_released`)."""
     restarts: int
     skipped_ticks: int
     error: BaseException | None
@@ -261,7 +267,7 @@ _EMPTY: list[Any] = []  # shared by records that have no dependencies; never mut
 
 
 def record(service: ServiceBase) -> Record:
-    """The engine's record of ``service``, created on first use (mixins have no __init__)."""
+    """The engine's record of `service`, created on first use (mixins have no __init__)."""
     d = service.__dict__
     rec: Record | None = d.get("_tether")
     if rec is None:
@@ -270,10 +276,10 @@ def record(service: ServiceBase) -> Record:
 
 
 def add_implicit_dependencies(service: ServiceBase, services: Iterable[ServiceBase]) -> None:
-    """Make ``services`` dependencies of ``service`` on top of its ``dependencies``.
+    """Make `services` dependencies of `service` on top of its `dependencies`.
 
     This is how the injector wires the lifecycle: what was injected into a service
-    starts before it and stops after it. Implicit dependencies that ``dependencies``
+    starts before it and stops after it. Implicit dependencies that `dependencies`
     does not list start concurrently, before the listed ones; those it lists keep the
     order written there.
     """
@@ -283,7 +289,7 @@ def add_implicit_dependencies(service: ServiceBase, services: Iterable[ServiceBa
 
 
 def display_name(service: object) -> str:
-    """How errors and logs name a service: its class, and its ``name`` if it has one."""
+    """How errors and logs name a service: its class, and its `name` if it has one."""
     label = class_label(type(service))
     try:
         own = service.__dict__.get("name")
@@ -296,7 +302,7 @@ def display_name(service: object) -> str:
 
 
 def class_label(cls: type) -> str:
-    """A class's qualified name without the ``<locals>`` of a defining function."""
+    """A class's qualified name without the `<locals>` of a defining function."""
     return cls.__qualname__.rsplit("<locals>.", 1)[-1]
 
 
@@ -334,11 +340,11 @@ class ClassInfo:
     """Whether the start hook has ever suspended (see the scheduler); learned at run time."""
     stop_mode: int
     timeout: float | None
-    """``graceful_shutdown_timeout`` when the class keeps the default (None: ask each one)."""
+    """`graceful_shutdown_timeout` when the class keeps the default (None: ask each one)."""
 
 
 def class_info(cls: type[ServiceBase]) -> ClassInfo:
-    """The cached :class:`ClassInfo` of ``cls``."""
+    """The cached `ClassInfo` of `cls`."""
     info = cls.__dict__.get("_tether_class_info")
     if info is None:
         info = _build_class_info(cls)
@@ -460,27 +466,27 @@ DependencyItem: TypeAlias = "ServiceBase | Iterable[ServiceBase]"
 
 
 class Launcher(Protocol):
-    """What ``Service.launch`` is: ``tether.run`` bound to a service."""
+    """What `Service.launch` is: `tether.run` bound to a service."""
 
     def __call__(self, **options: Unpack[RunOptions]) -> NoReturn: ...
 
 
 _launcher: list[Callable[..., NoReturn]] = []
-"""``tether.run``, registered by the package when it loads (the engine never imports the
+"""`tether.run`, registered by the package when it loads (the engine never imports the
 runner: a service only learns how to run itself as a process from the layer above)."""
 
 
 def set_launcher(run: Callable[..., NoReturn]) -> None:
-    """Register what ``Service.launch`` calls (``tether.run``)."""
+    """Register what `Service.launch` calls (`tether.run`)."""
     _launcher[:] = [run]
 
 
 class _Launch:
-    """``launch(**options)``: run this service as the process, as ``tether.run`` does.
+    """`launch(**options)`: run this service as the process, as `tether.run` does.
 
-    On an instance, ``app.launch()`` is ``tether.run(app)``. On the class, as
-    systemPY's units are launched, ``App.launch()`` creates ``App()`` first (a class
-    that needs arguments must be created by you). Options are those of ``tether.run``.
+    On an instance, `app.launch()` is `tether.run(app)`. On the class, as
+    systemPY's units are launched, `App.launch()` creates `App()` first (a class
+    that needs arguments must be created by you). Options are those of `tether.run`.
     """
 
     def __get__(self, instance: ServiceBase | None, owner: type[ServiceBase]) -> Launcher:
@@ -503,9 +509,9 @@ class _Launch:
 
 
 class ServiceBase:
-    """What :class:`Service` and :class:`BlockingService` share; not used directly.
+    """What `Service` and `BlockingService` share; not used directly.
 
-    Subclasses never need to call ``super().__init__()``: the engine keeps its state in
+    Subclasses never need to call `super().__init__()`: the engine keeps its state in
     a record created on first use.
     """
 
@@ -524,9 +530,9 @@ class ServiceBase:
 
     @property
     def graceful_shutdown_timeout(self) -> float:
-        """Seconds the ``stop`` hook (and cancelling the service's tasks) may take.
+        """Seconds the `stop` hook (and cancelling the service's tasks) may take.
 
-        Past it the hook is cancelled, a :class:`~tether.StopTimeoutError` naming the
+        Past it the hook is cancelled, a [`StopTimeoutError`][tether.StopTimeoutError] naming the
         service is reported, and the rest of the graph still stops. Default 10.
         """
         return 10
@@ -535,10 +541,10 @@ class ServiceBase:
     def cancel_grace(self) -> float:
         """Seconds a stop hook or task cancelled at its timeout has to finish (default 1).
 
-        When ``graceful_shutdown_timeout`` has passed, tether cancels what is left of
+        When `graceful_shutdown_timeout` has passed, tether cancels what is left of
         the stop (the hook, or background tasks that have not ended since they were
         cancelled). Code that handles the cancellation has this long to finish; past
-        it, tether reports it with a :class:`~tether.StopTimeoutError` and abandons it
+        it, tether reports it with a [`StopTimeoutError`][tether.StopTimeoutError] and abandons it
         (it keeps running, unawaited), so the rest of the graph still stops.
         """
         return 1.0
@@ -552,8 +558,8 @@ class ServiceBase:
     def request_stop(self) -> None:
         """Ask the service, and every running service that depends on it, to stop.
 
-        ``wait()`` and ``run()`` of those services return; stopping follows (``run()``
-        and ``async with`` stop the graph). Safe to call at any time, from any thread,
+        `wait()` and `run()` of those services return; stopping follows (`run()`
+        and `async with` stop the graph). Safe to call at any time, from any thread,
         more than once; a no-op when the service is not running.
         """
         rec: Record | None = self.__dict__.get("_tether")
@@ -587,28 +593,30 @@ class ServiceBase:
 class Service(ServiceBase):
     """An asyncio component: how it starts, how it stops, what it needs.
 
-    A mixin with facet's contract: override ``start`` and ``stop``, list what it needs
-    in ``dependencies``, spawn background work with ``add_task``, then ``await
-    service.run()`` or use ``async with service:``. Starting a service starts its
+    A mixin with facet's contract: override `start` and `stop`, list what it needs
+    in `dependencies`, spawn background work with `add_task`, then `await
+    service.run()` or use `async with service:`. Starting a service starts its
     dependencies first (concurrently where independent); stopping runs in exact
-    reverse, dependents first. Any exception stops the whole stack and propagates::
+    reverse, dependents first. Any exception stops the whole stack and propagates:
 
-        class Api(tether.Service):
-            def __init__(self, db: Database) -> None:
-                self.db = db
+    ```python
+    class Api(tether.Service):
+        def __init__(self, db: Database) -> None:
+            self.db = db
 
-            @property
-            def dependencies(self) -> list[tether.Service]:
-                return [self.db]
+        @property
+        def dependencies(self) -> list[tether.Service]:
+            return [self.db]
 
-            async def start(self) -> None:
-                self.server = await asyncio.start_server(self.handle, "127.0.0.1", 8080)
+        async def start(self) -> None:
+            self.server = await asyncio.start_server(self.handle, "127.0.0.1", 8080)
 
-            async def stop(self) -> None:
-                self.server.close()
-                await self.server.wait_closed()
+        async def stop(self) -> None:
+            self.server.close()
+            await self.server.wait_closed()
 
-        asyncio.run(Api(Database()).run())
+    asyncio.run(Api(Database()).run())
+    ```
     """
 
     async def start(self) -> None:
@@ -617,16 +625,16 @@ class Service(ServiceBase):
     async def stop(self) -> None:
         """Hook: take the component down. Its dependents have stopped already.
 
-        Runs at most ``graceful_shutdown_timeout`` seconds. The service's background
+        Runs at most `graceful_shutdown_timeout` seconds. The service's background
         tasks are cancelled and awaited after it returns.
         """
 
     def add_task(
         self, coro: Coroutine[Any, Any, Any], *, name: str | None = None
     ) -> asyncio.Task[Any]:
-        """Run ``coro`` as a background task owned by this service.
+        """Run `coro` as a background task owned by this service.
 
-        If the task raises, the stack crashes: ``wait()`` and ``run()`` of every
+        If the task raises, the stack crashes: `wait()` and `run()` of every
         service depending on this one raise the exception, and everything stops. On
         stop the task is cancelled and awaited before the service's stop completes.
         Allowed while the service is starting, running or stopping.
@@ -637,7 +645,7 @@ class Service(ServiceBase):
         """Wait until a stop is requested or something this service depends on crashed.
 
         Raises the crash's exception. Returns at once if the service has already
-        stopped. Raises :class:`~tether.ServiceStateError` if it never started.
+        stopped. Raises [`ServiceStateError`][tether.ServiceStateError] if it never started.
         """
         await _engine.wait(record(self))
 
@@ -647,10 +655,10 @@ class Service(ServiceBase):
             await self.wait()
 
     async def sleep(self, seconds: float) -> bool:
-        """Sleep up to ``seconds``; return early when this service begins to stop.
+        """Sleep up to `seconds`; return early when this service begins to stop.
 
         Returns True if the full time elapsed, False if it was cut short by a stop, so
-        a loop reads ``while await self.sleep(5): ...``.
+        a loop reads `while await self.sleep(5): ...`.
         """
         loop = asyncio.get_running_loop()
         return await sleep_until(record(self), loop.time() + seconds)
@@ -667,25 +675,93 @@ class Service(ServiceBase):
     ) -> None:
         await _engine.stop_root(self, exc)
 
+    # ------------------------------------------------------------------------------
+    # mode's names, for programs ported from mode (docs/migration/mode.md).
+
+    # Typed Any on purpose: a subclass that has its own `log` (a list, its own logger)
+    # type-checks as before; at runtime its attribute shadows this one.
+    log: Any = ServiceLogProperty()
+    """A logger that names this service in every line (mode's `self.log`).
+
+    The logger of the service's module, as a `logging.LoggerAdapter`: each message
+    starts with `[Name]` (the service's name as tether shows it) and each record
+    carries a `service` field, so the plain, console and JSON log formats all show
+    which service spoke. A service that sets `self.log` itself keeps its own.
+    """
+
+    @property
+    def should_stop(self) -> bool:
+        """Whether this service is not running or has been asked to stop (mode's name).
+
+        True before the first start, once a stop was requested (`request_stop`, a signal,
+        a crash of something it depends on) and from the moment its stop begins. A loop
+        reads `while not self.should_stop: ...`; `await self.sleep(...)` returns early
+        at the same moment.
+        """
+        rec: Record | None = self.__dict__.get("_tether")
+        if rec is None or rec.stopping or rec.exit_requested:
+            return True
+        return rec.state is not ServiceState.RUNNING and rec.state is not ServiceState.STARTING
+
+    def add_future(self, awaitable: Awaitable[Any]) -> asyncio.Task[Any]:
+        """Run `awaitable` as a background task of this service (mode's `add_future`).
+
+        `add_task` for any awaitable (a coroutine, a future, a task): the same
+        supervision, so an exception crashes the stack and a stop cancels and awaits it.
+        """
+        if asyncio.iscoroutine(awaitable):
+            return self.add_task(awaitable)
+
+        async def wait_for(awaited: Awaitable[Any]) -> Any:
+            return await awaited
+
+        return self.add_task(wait_for(awaitable), name=repr(awaitable))
+
+    def add_dependency(self, service: _S) -> _S:
+        """Make `service` a dependency of this one from its next start on (mode's name).
+
+        For a service added in `__init__` (mode's `on_init`): it starts before this one
+        and stops after it, as if listed in `dependencies`, and is returned. Raises
+        [ServiceStateError][tether.ServiceStateError] while this service is starting,
+        running or stopping: the graph of a run is fixed when it starts (start what
+        you need at runtime with `async with service:` in a task instead).
+        """
+        rec: Record | None = self.__dict__.get("_tether")
+        if rec is not None and rec.state in (
+            ServiceState.STARTING,
+            ServiceState.RUNNING,
+            ServiceState.STOPPING,
+        ):
+            raise ServiceStateError(
+                f"{display_name(self)}.add_dependency({display_name(service)}) while "
+                f"{rec.state.value}: dependencies are fixed when a run starts. Add it "
+                f"before starting (in __init__), or start it from a task with "
+                f"`async with service:`."
+            )
+        add_implicit_dependencies(self, [service])
+        return service
+
 
 class BlockingService(ServiceBase):
-    """The same contract for blocking code: plain ``def`` hooks and ``with``.
+    """The same contract for blocking code: plain `def` hooks and `with`.
 
     Used on its own, a graph of blocking services starts and stops in the calling
     thread, in dependency order (one at a time). Inside an async graph (a dependency
-    of a :class:`Service`) its hooks run in a worker thread so the event loop never
+    of a [`Service`][tether.Service]) its hooks run in a worker thread so the event loop never
     blocks. A stop hook cannot be interrupted in a thread: past the timeout it is
-    reported and left to finish on its own::
+    reported and left to finish on its own:
 
-        class Store(tether.BlockingService):
-            def start(self) -> None:
-                self.db = sqlite3.connect("app.db")
+    ```python
+    class Store(tether.BlockingService):
+        def start(self) -> None:
+            self.db = sqlite3.connect("app.db")
 
-            def stop(self) -> None:
-                self.db.close()
+        def stop(self) -> None:
+            self.db.close()
 
-        with Store() as store:
-            ...
+    with Store() as store:
+        ...
+    ```
     """
 
     def start(self) -> None:
@@ -695,7 +771,7 @@ class BlockingService(ServiceBase):
         """Hook: take the component down. Its dependents have stopped already."""
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until a stop is requested; True if it was, False on ``timeout``."""
+        """Block until a stop is requested; True if it was, False on `timeout`."""
         rec = record(self)
         event = rec.thread_exit
         if event is None:
@@ -706,7 +782,7 @@ class BlockingService(ServiceBase):
         return event.wait(timeout)
 
     def run(self) -> None:
-        """Start the graph, block until ``request_stop()`` (or Ctrl-C), stop the graph."""
+        """Start the graph, block until `request_stop()` (or Ctrl-C), stop the graph."""
         with self:
             self.wait()
 
@@ -727,12 +803,12 @@ class BlockingService(ServiceBase):
 
 
 class ServiceStatus:
-    """A snapshot of one service, as :func:`status` returns it (read-only).
+    """A snapshot of one service, as `status` returns it (read-only).
 
-    ``name``: how tether names it; ``state``; ``uptime``: seconds since it started
-    running (None unless running); ``restarts``; ``tasks``: its background tasks not yet
-    finished; ``dependencies``: what it depended on in its current or last run;
-    ``error``: what ended its last run badly, if anything; ``skipped_ticks``: timer ticks
+    `name`: how tether names it; `state`; `uptime`: seconds since it started
+    running (None unless running); `restarts`; `tasks`: its background tasks not yet
+    finished; `dependencies`: what it depended on in its current or last run;
+    `error`: what ended its last run badly, if anything; `skipped_ticks`: timer ticks
     skipped because a tick overran its interval.
     """
 
@@ -777,7 +853,7 @@ class ServiceStatus:
 
 
 def status(service: ServiceBase) -> ServiceStatus:
-    """A snapshot of ``service``'s state, uptime, restarts and running tasks."""
+    """A snapshot of `service`'s state, uptime, restarts and running tasks."""
     rec = record(service)
     uptime = None
     if rec.state is ServiceState.RUNNING and rec.started_at is not None:
@@ -801,7 +877,7 @@ _DEFAULT_TIMEOUT: Final = ServiceBase.__dict__["graceful_shutdown_timeout"]
 
 
 def check_grace(service: ServiceBase) -> float:
-    """``cancel_grace`` validated: a number of seconds, zero or more."""
+    """`cancel_grace` validated: a number of seconds, zero or more."""
     value: object = service.cancel_grace
     if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
         raise DefinitionError(
@@ -812,7 +888,7 @@ def check_grace(service: ServiceBase) -> float:
 
 
 def check_timeout(service: ServiceBase) -> float:
-    """``graceful_shutdown_timeout`` validated: a positive number of seconds."""
+    """`graceful_shutdown_timeout` validated: a positive number of seconds."""
     value: object = service.graceful_shutdown_timeout
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise DefinitionError(

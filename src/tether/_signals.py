@@ -1,9 +1,9 @@
 """The runner's signal handlers: installed over the defaults only, restored afterwards.
 
-Handlers are Python-level (``signal.signal``), not ``loop.add_signal_handler``: they run
+Handlers are Python-level (`signal.signal`), not `loop.add_signal_handler`: they run
 in the main thread between bytecodes even while the event loop is blocked, so a second
 SIGINT or SIGTERM can always force the exit. Their work on the loop is handed over with
-``call_soon_threadsafe`` by the callbacks the runner gives.
+`call_soon_threadsafe` by the callbacks the runner gives.
 """
 
 from __future__ import annotations
@@ -42,9 +42,9 @@ def _is_default(signum: signal.Signals, handler: Any) -> bool:
 class SignalHandlers:
     """Routes SIGINT and SIGTERM, SIGHUP and SIGUSR1 to the runner's callbacks.
 
-    The first INT or TERM goes to ``on_stop``, any later one to ``on_force`` (with the
+    The first INT or TERM goes to `on_stop`, any later one to `on_force` (with the
     frame the signal interrupted: where the event loop's thread was); HUP goes
-    to ``on_reload`` and USR1 to ``on_status``. When ``hangup_stops()`` says there is
+    to `on_reload` and USR1 to `on_status`. When `hangup_stops()` says there is
     nothing to reload, HUP counts as a stop signal instead (the default disposition
     of a hang-up ends the process).
 
@@ -90,7 +90,7 @@ class SignalHandlers:
             signal.signal(signum, self._handle)
 
     def restore(self) -> None:
-        """Put back what was there before :meth:`install`."""
+        """Put back what was there before `install`."""
         for signum, handler in self.previous.items():
             signal.signal(signum, handler)
         self.previous.clear()
@@ -112,12 +112,12 @@ class SignalHandlers:
 
 
 def wake_loop_on_signals(loop: asyncio.AbstractEventLoop) -> Callable[[], None] | None:
-    """Make any signal wake ``loop``'s select, so the main thread runs its handlers.
+    """Make any signal wake `loop`'s select, so the main thread runs its handlers.
 
     A Python-level handler runs when the main thread next executes bytecode. A signal
     delivered to another thread (an executor's worker, say) does not interrupt the main
-    thread's ``select``, and an idle loop would sleep on with the signal pending: asyncio
-    sets a wakeup descriptor only for ``loop.add_signal_handler``. This sets one, read
+    thread's `select`, and an idle loop would sleep on with the signal pending: asyncio
+    sets a wakeup descriptor only for `loop.add_signal_handler`. This sets one, read
     by the loop, unless one is set already (uvloop sets its own). Returns the undo, or
     None when nothing was done (not the main thread, or a wakeup descriptor exists).
     """

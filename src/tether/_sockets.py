@@ -1,9 +1,9 @@
 """Listening sockets a process is handed: bound by a pre-fork master or by systemd.
 
-``--bind`` specs (``tcp://host:port``, ``unix:/path``) are bound by the master before it
-forks; systemd socket activation (``LISTEN_FDS``, ``LISTEN_PID``, ``LISTEN_FDNAMES``)
+`--bind` specs (`tcp://host:port`, `unix:/path`) are bound by the master before it
+forks; systemd socket activation (`LISTEN_FDS`, `LISTEN_PID`, `LISTEN_FDNAMES`)
 hands sockets over from fd 3 on. Either way they end up in this process's set of
-listeners, which :func:`listeners` returns and the HTTP servers of ``tether.ext`` serve
+listeners, which [`listeners`][tether.listeners] returns and the HTTP servers of `tether.ext` serve
 on when they are given no address of their own.
 """
 
@@ -51,7 +51,7 @@ _BACKLOG = 2048
 
 
 class BindError(TetherError, ValueError):
-    """A ``--bind`` spec that cannot be understood or bound; the message says which."""
+    """A `--bind` spec that cannot be understood or bound; the message says which."""
 
 
 class Listener:
@@ -75,11 +75,11 @@ class Listener:
         self.systemd = systemd
         """Passed by systemd, which keeps it open across restarts of the service."""
         self.backlog = backlog
-        """The accept queue's length as bound (ours) or found (systemd's ``Backlog=``):
+        """The accept queue's length as bound (ours) or found (systemd's `Backlog=`):
         kept whatever listen() the servers in the workers call again. None: unknown."""
 
     def keep_backlog(self) -> None:
-        """Listen again with :attr:`backlog`: a server's own ``listen(128)`` is undone."""
+        """Listen again with `backlog`: a server's own `listen(128)` is undone."""
         if self.backlog is not None and self.sock.fileno() != -1:
             with contextlib.suppress(OSError):
                 self.sock.listen(self.backlog)
@@ -100,8 +100,8 @@ def systemd_listeners() -> list[Listener]:
     """The sockets systemd passed to this process: adopted on the first call, kept after.
 
     Adopting removes the variables from the environment, so a second adoption would
-    find nothing: the application importing ``tether.listeners()`` in a preloading
-    master and the master's own :class:`Sockets` must share one adoption.
+    find nothing: the application importing `tether.listeners()` in a preloading
+    master and the master's own `Sockets` must share one adoption.
     """
     pid = os.getpid()
     adopted = _Process.systemd
@@ -113,16 +113,16 @@ def systemd_listeners() -> list[Listener]:
 def listeners(name: str | None = None) -> list[socket.socket]:
     """The listening sockets handed to this process, in the order given.
 
-    In a pre-fork worker (see :func:`tether.prefork`): the sockets its master bound
-    (``--bind``) or adopted from systemd. In a single process started by systemd
+    In a pre-fork worker (see [`prefork`][tether.prefork]): the sockets its master bound
+    (`--bind`) or adopted from systemd. In a single process started by systemd
     socket activation: the sockets systemd passed (adopted on the first call:
-    ``LISTEN_FDS`` from fd 3 on, for this process only when ``LISTEN_PID`` is its pid;
+    `LISTEN_FDS` from fd 3 on, for this process only when `LISTEN_PID` is its pid;
     the variables are then removed from the environment and the descriptors made
     close-on-exec). Elsewhere: an empty list.
 
-    ``name`` keeps those of one name: systemd's ``FileDescriptorName=`` (from
-    ``LISTEN_FDNAMES``) or the bind spec as written (``tcp://127.0.0.1:8000``). The
-    sockets stay owned by tether: serve on them (the servers of ``tether.ext`` listen
+    `name` keeps those of one name: systemd's `FileDescriptorName=` (from
+    `LISTEN_FDNAMES`) or the bind spec as written (`tcp://127.0.0.1:8000`). The
+    sockets stay owned by tether: serve on them (the servers of `tether.ext` listen
     on a duplicate), do not close them.
     """
     found = _Process.listeners
@@ -134,7 +134,7 @@ def listeners(name: str | None = None) -> list[socket.socket]:
 
 
 def set_listeners(items: Iterable[Listener]) -> None:
-    """Make ``items`` this process's listeners (a worker, after the fork)."""
+    """Make `items` this process's listeners (a worker, after the fork)."""
     _Process.listeners = list(items)
 
 
@@ -144,10 +144,10 @@ def set_listeners(items: Iterable[Listener]) -> None:
 def adopt_systemd(environ: MutableMapping[str, str] | None = None) -> list[Listener]:
     """The sockets systemd passed to this process, the variables then removed.
 
-    Nothing (an empty list) unless ``LISTEN_PID`` is this process's pid and
-    ``LISTEN_FDS`` a positive count. Each descriptor becomes a socket of its real
-    family and type, close-on-exec, named by ``LISTEN_FDNAMES`` (systemd's default name
-    is ``unknown``). A descriptor that is not a socket is an error naming it.
+    Nothing (an empty list) unless `LISTEN_PID` is this process's pid and
+    `LISTEN_FDS` a positive count. Each descriptor becomes a socket of its real
+    family and type, close-on-exec, named by `LISTEN_FDNAMES` (systemd's default name
+    is `unknown`). A descriptor that is not a socket is an error naming it.
     """
     env = os.environ if environ is None else environ
     raw_pid = env.get("LISTEN_PID", "")
@@ -198,10 +198,10 @@ def adopt_systemd(environ: MutableMapping[str, str] | None = None) -> list[Liste
 
 
 def parse_bind(spec: str) -> tuple[str, str | int, str]:
-    """``(kind, host or path, port)``: ``("tcp", host, port)`` or ``("unix", path, "")``.
+    """`(kind, host or path, port)`: `("tcp", host, port)` or `("unix", path, "")`.
 
-    Accepted: ``tcp://HOST:PORT`` (``[::1]:PORT`` for IPv6; ``HOST:PORT`` alone means
-    tcp too) and ``unix:/path`` (or ``unix:///path``). Raises :class:`BindError`
+    Accepted: `tcp://HOST:PORT` (`[::1]:PORT` for IPv6; `HOST:PORT` alone means
+    tcp too) and `unix:/path` (or `unix:///path`). Raises `BindError`
     naming the spec otherwise.
     """
     if not spec:
@@ -257,7 +257,7 @@ def bind(spec: str) -> list[Listener]:
 
 
 def describe(sock: socket.socket) -> str:
-    """``tcp://127.0.0.1:8000`` or ``unix:/run/app.sock`` for a listening socket."""
+    """`tcp://127.0.0.1:8000` or `unix:/run/app.sock` for a listening socket."""
     try:
         address = sock.getsockname()
     except OSError:
@@ -316,8 +316,8 @@ def refuse_new_connections(sock: socket.socket) -> bool:
 
 _SO_GET_FILTER = _SO_ATTACH_FILTER
 _TCP_INFO_LISTEN = "8B6I"
-"""The head of ``struct tcp_info``: for a listening socket, ``tcpi_unacked`` (the 13th
-field) is the accept queue's length and ``tcpi_sacked`` (the 14th) its limit."""
+"""The head of `struct tcp_info`: for a listening socket, `tcpi_unacked` (the 13th
+field) is the accept queue's length and `tcpi_sacked` (the 14th) its limit."""
 
 
 def _tcp_backlog(sock: Any) -> int | None:
@@ -335,11 +335,11 @@ def _tcp_backlog(sock: Any) -> int | None:
 
 
 def backlog_of(sock: socket.socket) -> int | None:
-    """The backlog a server listening on ``sock`` should ask for, None if unknown.
+    """The backlog a server listening on `sock` should ask for, None if unknown.
 
-    For a socket handed to this process (:func:`listeners`), the one it was bound with
+    For a socket handed to this process (`listeners`), the one it was bound with
     or the one systemd gave it; for another listening TCP socket, what the kernel
-    reports. A server given a socket calls ``listen()`` again with its own default
+    reports. A server given a socket calls `listen()` again with its own default
     (aiohttp 128, asyncio 100), which would shrink a shared socket's queue.
     """
     for item in _Process.listeners or []:
@@ -359,7 +359,7 @@ def refusing(sock: Any) -> bool:
     """Whether this listening socket takes no new connection any more (a final stop).
 
     True for a TCP socket that carries a socket filter (the pre-fork master attaches
-    its SYN filter, :func:`refuse_new_connections`, when it stops for good) and for a
+    its SYN filter, `refuse_new_connections`, when it stops for good) and for a
     Unix socket whose file is gone (the master removes it then). During a reload
     neither happens: the socket keeps taking connections for the other workers.
     """
@@ -380,10 +380,10 @@ def refusing(sock: Any) -> bool:
 
 
 def _filter_length(fd: int) -> int:
-    """How many instructions the socket filter on ``fd`` has (0: none, or not Linux).
+    """How many instructions the socket filter on `fd` has (0: none, or not Linux).
 
     Asked with a zero length, so the kernel only says the length and copies nothing:
-    with a buffer, ``SO_GET_FILTER`` reads the buffer's size as a count of
+    with a buffer, `SO_GET_FILTER` reads the buffer's size as a count of
     instructions and can write past it.
     """
     if not sys.platform.startswith("linux"):
@@ -411,17 +411,17 @@ _DRAIN_POLL = 0.005
 async def stop_serving(server: asyncio.AbstractServer, *, drain_timeout: float = 10.0) -> None:
     """Close an asyncio server's listening sockets without losing a connection.
 
-    The way to stop a server that serves on :func:`listeners` (the servers of
-    ``tether.ext`` do it themselves). First, when the process stops for good and its
+    The way to stop a server that serves on `listeners` (the servers of
+    `tether.ext` do it themselves). First, when the process stops for good and its
     sockets refuse new connections (the pre-fork master's final stop, see
-    :func:`refusing`), the server keeps accepting until the connections already
-    queued in the kernel are taken (at most ``drain_timeout`` seconds): a busy worker that
+    `refusing`), the server keeps accepting until the connections already
+    queued in the kernel are taken (at most `drain_timeout` seconds): a busy worker that
     stops last still serves what waited behind it, instead of the kernel resetting it.
     During a reload it stops accepting at once: the other workers take the queue.
     Then it stops accepting, lets the connections accepted in that same loop
-    iteration reach their protocol (asyncio's ``Server.close()`` would fail them), and
+    iteration reach their protocol (asyncio's `Server.close()` would fail them), and
     closes the listening sockets. When it returns, the protocol of every connection
-    accepted has been told (``connection_made``); the connections are left to finish::
+    accepted has been told (`connection_made`); the connections are left to finish:
 
         async def stop(self) -> None:
             await tether.stop_serving(self.server)
@@ -461,8 +461,8 @@ class Sockets(BlockingService):
     """The master's listening sockets: bound from specs, or adopted from systemd.
 
     Started before the workers fork (they inherit the sockets), stopped after them.
-    In the ``stopping`` stage, before any worker is told to stop, new connections are
-    refused on every TCP socket bound here (see :func:`refuse_new_connections`) and
+    In the `stopping` stage, before any worker is told to stop, new connections are
+    refused on every TCP socket bound here (see `refuse_new_connections`) and
     the master closes its own copies, so the addresses go away as soon as the last
     worker has drained, never leaving a connection accepted by the kernel with nobody
     to serve it. systemd's sockets are left as they are: systemd keeps them open, and

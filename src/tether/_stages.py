@@ -2,8 +2,8 @@
 
 A stage is one pass over a graph of services that calls each service's hook for it.
 Stages are grouped into phases that the engine runs as a unit: bringing services up
-(``start`` phase), reloading, taking them down (``stop`` phase), and the runner's
-``init`` and ``exit`` phases that happen outside the event loop.
+(`start` phase), reloading, taking them down (`stop` phase), and the runner's
+`init` and `exit` phases that happen outside the event loop.
 """
 
 from __future__ import annotations
@@ -55,22 +55,24 @@ DirectionLike = Direction | Literal["forward", "backward", "gather"]
 class Stage:
     """A lifecycle stage, built in or declared by you.
 
-    Declare your own stage by placing it ``before`` or ``after`` any other stage, with
+    Declare your own stage by placing it `before` or `after` any other stage, with
     a direction, then mark the methods that implement it by using the stage as a
-    decorator. Hooks may be sync or async (sync only for stages placed around ``init``
-    and ``exit``, which run outside the event loop)::
+    decorator. Hooks may be sync or async (sync only for stages placed around `init`
+    and `exit`, which run outside the event loop):
 
-        WARM_UP = tether.Stage("warm_up", after=tether.STARTED, direction="gather")
+    ```python
+    WARM_UP = tether.Stage("warm_up", after=tether.STARTED, direction="gather")
 
-        class Cache(tether.Service):
-            @WARM_UP
-            async def fill(self) -> None: ...
+    class Cache(tether.Service):
+        @WARM_UP
+        async def fill(self) -> None: ...
+    ```
 
     A subclass that overrides a marked method by name keeps it bound to the stage.
     Stages placed on the same side of the same stage run in the order they were
-    declared. The built-in stages call methods with fixed names: ``start``, ``stop``
-    and ``on_<stage>`` for the others (``on_started``, ``on_reload``, ``on_stopping``,
-    ``on_init``, ``on_exit``).
+    declared. The built-in stages call methods with fixed names: `start`, `stop`
+    and `on_<stage>` for the others (`on_started`, `on_reload`, `on_stopping`,
+    `on_init`, `on_exit`).
     """
 
     __slots__ = ("_order", "_phase", "after", "before", "direction", "method", "name")
@@ -137,7 +139,7 @@ class Stage:
         return self._phase in (_Phase.INIT, _Phase.EXIT)
 
     def __call__(self, func: F) -> F:
-        """Mark ``func`` as this stage's hook; the method's name does not matter."""
+        """Mark `func` as this stage's hook; the method's name does not matter."""
         if self.method is not None:
             raise TypeError(
                 f"The built-in stage {self.name!r} calls the method named "
@@ -173,7 +175,7 @@ _phase_cache: dict[tuple[_Phase, frozenset[Stage]], tuple[Stage, ...]] = {}
 
 
 def phase_stages(phase: _Phase, custom: Iterable[Stage] = ()) -> tuple[Stage, ...]:
-    """The stages of ``phase`` in run order, including the custom ones given.
+    """The stages of `phase` in run order, including the custom ones given.
 
     Custom stages bring along the stages they are anchored to, so a stage placed
     relative to another custom stage is positioned even if no service hooks the

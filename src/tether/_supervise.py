@@ -1,11 +1,11 @@
 """Supervision: restart types, strategies, restart intensity and backoff, as Erlang/OTP has them.
 
-A :class:`Supervisor` is a service whose dependencies are its children, started one
+A [`Supervisor`][tether.Supervisor] is a service whose dependencies are its children, started one
 after another in the order given. While it runs, an exit of a child (a crash, a stop it
 requested, a cancelled task) reaches the supervisor instead of crashing the stack: the
-engine's ``signal_exit`` hands it over through :func:`supervised_exit`. The supervisor's
-own task then restarts children with the engine's operations (``stop_root`` and
-``start_root`` on each child, its hold turned into a root hold for the while), so
+engine's `signal_exit` hands it over through `supervised_exit`. The supervisor's
+own task then restarts children with the engine's operations (`stop_root` and
+`start_root` on each child, its hold turned into a root hold for the while), so
 ordering, rollback, timeouts and events are the engine's own.
 
 While it stops or starts children, the supervisor claims its own record with an
@@ -48,8 +48,8 @@ _STARTING: Final = ServiceState.STARTING
 class Restart(enum.StrEnum):
     """When a supervisor restarts a child that exited (Erlang/OTP's restart types).
 
-    Set it as a ``restart`` attribute on the service (a class attribute, or on the
-    instance); the default is ``PERMANENT``, as in OTP.
+    Set it as a `restart` attribute on the service (a class attribute, or on the
+    instance); the default is `PERMANENT`, as in OTP.
     """
 
     PERMANENT = "permanent"
@@ -77,12 +77,12 @@ class RestartIntensityError(TetherError):
     """A supervisor exceeded its restart intensity and gave up.
 
     Its children have all been stopped, in reverse order. Like OTP's supervisor, it
-    then exits with reason ``shutdown``: a parent supervisor restarts it if it is
-    ``PERMANENT`` (and counts that restart), leaves it down if ``TRANSIENT`` or
-    ``TEMPORARY``; at the root, ``wait()``/``run()`` raise this error and
-    ``tether.run`` exits with code 1. ``__cause__`` is the last child failure; when
+    then exits with reason `shutdown`: a parent supervisor restarts it if it is
+    `PERMANENT` (and counts that restart), leaves it down if `TRANSIENT` or
+    `TEMPORARY`; at the root, `wait()`/`run()` raise this error and
+    `tether.run` exits with code 1. `__cause__` is the last child failure; when
     that child is a supervisor that gave up, it is that supervisor's own error, whose
-    ``__cause__`` goes on down, so the chain leads from the outermost supervisor to the
+    `__cause__` goes on down, so the chain leads from the outermost supervisor to the
     first failure (and the message names it).
     """
 
@@ -96,14 +96,16 @@ class _Exit(enum.StrEnum):
 
 
 class Backoff:
-    """Exponential delay before restarting: ``initial * factor**(n-1)``, at most ``maximum``.
+    """Exponential delay before restarting: `initial * factor**(n-1)`, at most `maximum`.
 
-    ``n`` is the number of restarts within the supervisor's intensity window
-    (``max_seconds``), this one included, so the delay grows while failures repeat
-    and falls back to ``initial`` once they stop. Times are in seconds::
+    `n` is the number of restarts within the supervisor's intensity window
+    (`max_seconds`), this one included, so the delay grows while failures repeat
+    and falls back to `initial` once they stop. Times are in seconds:
 
-        tether.Supervisor([worker], max_restarts=10, max_seconds=60,
-                          backoff=tether.Backoff(initial=0.1, maximum=5.0))
+    ```python
+    tether.Supervisor([worker], max_restarts=10, max_seconds=60,
+                      backoff=tether.Backoff(initial=0.1, maximum=5.0))
+    ```
     """
 
     __slots__ = ("factor", "initial", "maximum")
@@ -137,7 +139,7 @@ class Backoff:
         self.factor = float(factor)
 
     def delay(self, n: int) -> float:
-        """The delay before the ``n``-th restart (1-based) within the window."""
+        """The delay before the `n`-th restart (1-based) within the window."""
         if n <= 1:
             return self.initial
         exponent = min(n - 1, 1024)  # beyond this the cap has long been reached
@@ -171,7 +173,7 @@ def _choice(kind: type[_Choice], label: str, value: object) -> _Choice:
 
 
 def restart_type(service: ServiceBase) -> Restart:
-    """The ``restart`` attribute of ``service`` (PERMANENT when absent), validated."""
+    """The `restart` attribute of `service` (PERMANENT when absent), validated."""
     value: object = getattr(service, "restart", Restart.PERMANENT)
     if isinstance(value, Restart):
         return value
@@ -211,53 +213,55 @@ def _cause_text(exit_kind: _Exit, cause: BaseException | None) -> str:
 
 
 _Pending = tuple[Record, int | None, BaseException | None, _Exit]
-"""An exit heard: the child, the run it exited from (``seq``; None for a failed
-restart; ``_STARTING_RUN`` while that run starts), its cause and kind."""
+"""An exit heard: the child, the run it exited from (`seq`; None for a failed
+restart; `_STARTING_RUN` while that run starts), its cause and kind."""
 
 _STARTING_RUN: Final = -1
 
 
 class Supervisor(Service):
-    """A service that starts ``children`` in order and restarts them as Erlang/OTP does.
+    """A service that starts `children` in order and restarts them as Erlang/OTP does.
 
     Children start one after another in the order given (each after the previous one
     runs) and stop in reverse. When a child exits while the supervisor runs, the
     supervisor handles it instead of the crash reaching the services above:
 
-    * whether the child is restarted depends on its ``restart`` attribute
-      (:class:`Restart`, ``PERMANENT`` by default) and on how it exited: an exception
-      in a background task (or in ``start`` on a restart) is abnormal; a stop the
-      child requested itself (``request_stop()``) is ``normal``; a background task
-      cancelled by anything but a stop is ``shutdown``;
-    * which children restart depends on ``strategy`` (:class:`Strategy`); children
+    * whether the child is restarted depends on its `restart` attribute
+      ([`Restart`][tether.Restart], `PERMANENT` by default) and on how it exited: an exception
+      in a background task (or in `start` on a restart) is abnormal; a stop the
+      child requested itself (`request_stop()`) is `normal`; a background task
+      cancelled by anything but a stop is `shutdown`;
+    * which children restart depends on `strategy` ([`Strategy`][tether.Strategy]); children
       that depend on a restarted child (directly or through services of their own)
       are stopped before it and started after it, whatever the strategy;
-    * at most ``max_restarts`` restarts within ``max_seconds`` (OTP's intensity and
+    * at most `max_restarts` restarts within `max_seconds` (OTP's intensity and
       period; default 1 in 5 s, as OTP). One more stops every child in reverse order
-      and raises :class:`RestartIntensityError` to the supervisor's parent;
-    * ``backoff`` (a :class:`Backoff`) delays each restart, growing with the restarts
+      and raises [`RestartIntensityError`][tether.RestartIntensityError] to the supervisor's parent;
+    * `backoff` (a [`Backoff`][tether.Backoff]) delays each restart, growing with the restarts
       in the window;
     * exits are handled one at a time, in the order they happened (OTP's mailbox); an
       exit of a child that a strategy has stopped since is ignored, as OTP ignores an
-      ``EXIT`` whose pid no longer matches;
+      `EXIT` whose pid no longer matches;
     * a service outside the supervisor that depends on a child (attached after the
       supervisor started) stops before the child does; if it still holds the child
-      after the child's ``graceful_shutdown_timeout`` (10 s at most), the supervisor
+      after the child's `graceful_shutdown_timeout` (10 s at most), the supervisor
       fails with ServiceStateError naming it.
 
-    Every restart is logged with its cause and counted in :func:`tether.status`.
-    A supervisor is a child like any other for a parent supervisor::
+    Every restart is logged with its cause and counted in [`status`][tether.status].
+    A supervisor is a child like any other for a parent supervisor:
 
-        app = tether.Supervisor(
-            [Database(), tether.Supervisor([Consumer(), Publisher()], strategy="one_for_all")],
-            strategy=tether.Strategy.REST_FOR_ONE, max_restarts=3, max_seconds=10,
-        )
-        tether.run(app)
+    ```python
+    app = tether.Supervisor(
+        [Database(), tether.Supervisor([Consumer(), Publisher()], strategy="one_for_all")],
+        strategy=tether.Strategy.REST_FOR_ONE, max_restarts=3, max_seconds=10,
+    )
+    tether.run(app)
+    ```
 
     Raises TypeError or ValueError at once for children that are not services (or
-    are listed twice), an unknown strategy, a negative ``max_restarts`` or a
-    ``max_seconds`` that is not positive; DefinitionError for a child whose
-    ``restart`` is not a :class:`Restart`. When it starts, DefinitionError if a
+    are listed twice), an unknown strategy, a negative `max_restarts` or a
+    `max_seconds` that is not positive; DefinitionError for a child whose
+    `restart` is not a [`Restart`][tether.Restart]. When it starts, DefinitionError if a
     child is already supervised elsewhere, or if a service outside this supervisor
     depends on a child (put that service under the supervisor too).
     """
@@ -399,7 +403,7 @@ class Supervisor(Service):
     # --------------------------------------------------------- hearing of exits
 
     def child_exited(self, rec: Record, exc: BaseException | None) -> Iterable[Record]:
-        """The engine's ``signal_exit`` reached ``rec``, a child: the exit is ours.
+        """The engine's `signal_exit` reached `rec`, a child: the exit is ours.
 
         Returns the holders the exit still propagates to: all of them but this
         supervisor when it took the exit over, every holder when it is not supervising.
@@ -407,13 +411,13 @@ class Supervisor(Service):
         return supervised_exit(rec, exc)
 
     def child_cancelled(self, rec: Record, task: asyncio.Task[object]) -> None:
-        """A background task of ``rec`` ended cancelled while ``rec`` ran."""
+        """A background task of `rec` ended cancelled while `rec` ran."""
         supervised_cancel(rec, task)
 
     def _notify(self, child: Record, cause: BaseException | None, kind: _Exit) -> bool:
         """A child exited; queue it. False when not supervising (the exit propagates).
 
-        The exit is stamped with the run it ends (``seq``, which changes on every
+        The exit is stamped with the run it ends (`seq`, which changes on every
         start), as OTP's exit message carries the pid: a run exits once, whatever else
         its tasks do afterwards.
         """
@@ -562,7 +566,7 @@ class Supervisor(Service):
     # ------------------------------------------------------ stopping and starting
 
     async def _stop_children(self, stopping: Sequence[Record], children: set[Record]) -> None:
-        """Stop ``stopping`` (given in start order) in reverse, one by one, with the engine."""
+        """Stop `stopping` (given in start order) in reverse, one by one, with the engine."""
         own = record(self)
         running = [r for r in stopping if r.state in (_RUNNING, _STARTING) and own in r.holders]
         for rec in reversed(running):
@@ -583,13 +587,13 @@ class Supervisor(Service):
                     )
 
     async def _wait_for_outsiders(self, rec: Record, children: set[Record]) -> None:
-        """Let services outside the supervisor that depend on ``rec`` stop first.
+        """Let services outside the supervisor that depend on `rec` stop first.
 
-        Such a service attached to ``rec`` after the supervisor started (a second root,
-        say); the exit reached it, so its ``wait()`` raised or returned. It holds
-        ``rec`` until its own stop is over, and ``rec`` is stopped once nothing outside
+        Such a service attached to `rec` after the supervisor started (a second root,
+        say); the exit reached it, so its `wait()` raised or returned. It holds
+        `rec` until its own stop is over, and `rec` is stopped once nothing outside
         holds it, as a dependent stops before its dependency; at most
-        ``graceful_shutdown_timeout`` of ``rec`` (10 s at most), then ServiceStateError
+        `graceful_shutdown_timeout` of `rec` (10 s at most), then ServiceStateError
         naming them.
         """
         own = record(self)
@@ -639,7 +643,7 @@ class Supervisor(Service):
         rec.holders[own] = None
         ordering = [n for n in self._order_edges.get(rec, ()) if n not in rec.after]
         if ordering:
-            rec.after = [*rec.after, *ordering]  # a new list: ``after`` may be ``deps``
+            rec.after = [*rec.after, *ordering]  # a new list: `after` may be `deps`
         rec.restarts += 1
         why = _cause_text(kind, cause)
         detail = (
@@ -667,7 +671,7 @@ class Supervisor(Service):
         return True
 
     def _stamp_starting(self, rec: Record, run: int | None) -> None:
-        """Exits ``rec`` made while starting end the run now begun; none if it failed."""
+        """Exits `rec` made while starting end the run now begun; none if it failed."""
         pending = self._pending
         for i, (child, stamp, cause, kind) in enumerate(pending):
             if child is rec and stamp == _STARTING_RUN:
@@ -711,7 +715,7 @@ class Supervisor(Service):
 
 
 def _current(exit_: _Pending) -> bool:
-    """Whether ``exit_`` ends the child's current run (OTP: the pid still matches).
+    """Whether `exit_` ends the child's current run (OTP: the pid still matches).
 
     An exit heard while the supervisor was busy is for a run that a strategy may have
     stopped since (and maybe started again); OTP drops such an exit message, as its
@@ -722,7 +726,7 @@ def _current(exit_: _Pending) -> bool:
 
 
 def _subtree(roots: Iterable[Record]) -> set[Record]:
-    """Every record reachable from ``roots`` through dependencies, ``roots`` included."""
+    """Every record reachable from `roots` through dependencies, `roots` included."""
     seen: set[Record] = set()
     stack = list(roots)
     while stack:
@@ -735,7 +739,7 @@ def _subtree(roots: Iterable[Record]) -> set[Record]:
 
 
 def _depends_on(rec: Record, targets: set[Record]) -> bool:
-    """Whether ``rec`` depends on any of ``targets``, directly or through other services."""
+    """Whether `rec` depends on any of `targets`, directly or through other services."""
     if not targets:
         return False
     seen: set[Record] = set()
@@ -751,7 +755,7 @@ def _depends_on(rec: Record, targets: set[Record]) -> bool:
 
 
 def _dependents(order: list[Record], targets: set[Record]) -> set[Record]:
-    """The children in ``order`` that depend (transitively) on one of ``targets``."""
+    """The children in `order` that depend (transitively) on one of `targets`."""
     if not targets:
         return set()
     return {rec for rec in order if rec not in targets and _depends_on(rec, targets)}
@@ -761,7 +765,7 @@ def _dependents(order: list[Record], targets: set[Record]) -> set[Record]:
 
 
 def supervised_exit(rec: Record, exc: BaseException | None) -> Iterable[Record]:
-    """``signal_exit`` reached ``rec``, a supervised child: hand the exit to its supervisor.
+    """`signal_exit` reached `rec`, a supervised child: hand the exit to its supervisor.
 
     Returns the holders the exit still propagates to: all of them but the supervisor
     when it took the exit over, every holder when it is not supervising right now.
@@ -781,7 +785,7 @@ def supervised_exit(rec: Record, exc: BaseException | None) -> Iterable[Record]:
 
 
 def supervised_cancel(rec: Record, task: asyncio.Task[object]) -> None:
-    """A background task of a supervised child ended cancelled: a ``shutdown`` exit.
+    """A background task of a supervised child ended cancelled: a `shutdown` exit.
 
     Cancellations made by a stop (the service's own, or the loop's teardown) are not
     exits: the child is stopping already.

@@ -1,4 +1,4 @@
-"""Background work owned by services: ``@task``, ``@timer``, ``@cron`` and ``sleep``."""
+"""Background work owned by services: `@task`, `@timer`, `@cron` and `sleep`."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ class TaskSpec:
         self.tz = tz
 
     def run(self, service: ServiceBase, attr: str, rec: Record) -> Coroutine[Any, Any, None]:
-        """The coroutine to spawn when ``service`` has started."""
+        """The coroutine to spawn when `service` has started."""
         method = getattr(service, attr)
         if self.kind == "task":
             return _call(method)
@@ -69,14 +69,16 @@ def _mark(func: AsyncMethod, spec: TaskSpec, decorator: str) -> AsyncMethod:
 def task(func: AsyncMethod) -> AsyncMethod:
     """Run this async method as a background task for as long as the service runs.
 
-    It starts after the service's ``start`` hook returned and is cancelled when the
-    service stops. If it raises, the stack crashes, as with ``add_task``::
+    It starts after the service's `start` hook returned and is cancelled when the
+    service stops. If it raises, the stack crashes, as with `add_task`:
 
-        class Consumer(tether.Service):
-            @tether.task
-            async def consume(self) -> None:
-                async for message in self.queue:
-                    ...
+    ```python
+    class Consumer(tether.Service):
+        @tether.task
+        async def consume(self) -> None:
+            async for message in self.queue:
+                ...
+    ```
     """
     return _mark(func, TaskSpec("task"), "task")
 
@@ -94,23 +96,25 @@ def _check_interval(interval: object, where: str = "@timer") -> float:
 def timer(
     interval: float | Callable[[Any], float], *, immediate: bool = False
 ) -> Callable[[AsyncMethod], AsyncMethod]:
-    """Call this async method every ``interval`` seconds while the service runs.
+    """Call this async method every `interval` seconds while the service runs.
 
-    Ticks follow a fixed schedule: tick *n* is due at ``t0 + n * interval`` (``t0``
+    Ticks follow a fixed schedule: tick *n* is due at `t0 + n * interval` (`t0`
     is when the service started), so lateness never accumulates. A tick that overruns
     its interval is never stacked with the next one: the missed ticks are skipped,
-    counted (see :func:`tether.status`) and logged. With ``immediate=True`` the first
-    tick runs at ``t0`` instead of ``t0 + interval``. An exception crashes the stack.
-    ``interval`` may be a function of the service, read when it starts, for intervals
-    that come from configuration::
+    counted (see [`status`][tether.status]) and logged. With `immediate=True` the first
+    tick runs at `t0` instead of `t0 + interval`. An exception crashes the stack.
+    `interval` may be a function of the service, read when it starts, for intervals
+    that come from configuration:
 
-        class Stats(tether.Service):
-            @tether.timer(10)
-            async def report(self) -> None:
-                print(self.counters)
+    ```python
+    class Stats(tether.Service):
+        @tether.timer(10)
+        async def report(self) -> None:
+            print(self.counters)
 
-            @tether.timer(lambda self: self.config.flush_every)
-            async def flush(self) -> None: ...
+        @tether.timer(lambda self: self.config.flush_every)
+        async def flush(self) -> None: ...
+    ```
     """
     checked: float | Callable[[Any], float] = (
         interval if callable(interval) else _check_interval(interval)
@@ -125,13 +129,15 @@ def timer(
 def cron(expression: str, *, tz: dt.tzinfo | None = None) -> Callable[[AsyncMethod], AsyncMethod]:
     """Call this async method on a cron schedule while the service runs.
 
-    ``expression`` is a standard five-field cron line (``"*/5 * * * *"``) read by the
-    ``croniter`` library (``pip install tether[cron]``). Times are in ``tz``, UTC by
-    default. Runs that would overlap a slow previous run are skipped and counted::
+    `expression` is a standard five-field cron line (`"*/5 * * * *"`) read by the
+    `croniter` library (`pip install tether[cron]`). Times are in `tz`, UTC by
+    default. Runs that would overlap a slow previous run are skipped and counted:
 
-        class Reports(tether.Service):
-            @tether.cron("0 3 * * *")
-            async def nightly(self) -> None: ...
+    ```python
+    class Reports(tether.Service):
+        @tether.cron("0 3 * * *")
+        async def nightly(self) -> None: ...
+    ```
     """
     try:
         from croniter import croniter  # noqa: PLC0415 - optional extra, loaded on use
@@ -167,7 +173,7 @@ def _wake(fut: asyncio.Future[bool]) -> None:
 
 
 async def sleep_until(rec: Record, deadline: float) -> bool:
-    """Sleep until loop time ``deadline``; False at once if the service starts stopping."""
+    """Sleep until loop time `deadline`; False at once if the service starts stopping."""
     if rec.stopping:
         return False
     loop = asyncio.get_running_loop()

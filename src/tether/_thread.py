@@ -1,16 +1,16 @@
 """ServiceThread: a service graph run by the same engine in a thread with its own event loop.
 
-The ServiceThread is a node of the parent graph. Its ``start`` hook starts a thread
-whose loop starts the wrapped service as a root (``start_root``: the same engine, in
+The ServiceThread is a node of the parent graph. Its `start` hook starts a thread
+whose loop starts the wrapped service as a root (`start_root`: the same engine, in
 that loop), and returns once that start has finished there, raising what it raised.
-Its ``stop`` hook asks the thread's graph to stop, waits for the thread to end (the
+Its `stop` hook asks the thread's graph to stop, waits for the thread to end (the
 loop closed, nothing left in it) and joins it. Between the two, a watcher task turns
 the end of the thread's graph (a crash, or a stop requested inside it) into a crash or
 a stop of the parent's node, and a heartbeat task reports a thread whose loop stops
 answering.
 
-Everything between the two loops goes through ``call_soon_threadsafe`` and futures
-bridged with ``asyncio.wrap_future``: nothing polls.
+Everything between the two loops goes through `call_soon_threadsafe` and futures
+bridged with `asyncio.wrap_future`: nothing polls.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ _current: contextvars.ContextVar[ServiceThread[Any] | None] = contextvars.Contex
 
 
 class ThreadStalledError(TetherError):
-    """The event loop of a :class:`ServiceThread` stopped answering for ``stall_timeout``.
+    """The event loop of a `ServiceThread` stopped answering for `stall_timeout`.
 
     Raised as the crash of the ServiceThread in the parent graph; the message names the
     thread and where its code is stuck.
@@ -108,7 +108,7 @@ class _Run:
         self.exited: concurrent.futures.Future[BaseException | None] = _running_future()
         """Set when the thread's root stopped waiting: with its crash, or None."""
         self.ended: asyncio.Future[None] = asyncio.wrap_future(self.done, loop=parent_loop)
-        """``done`` on the parent's loop (one wrapper, shared by every waiter there)."""
+        """`done` on the parent's loop (one wrapper, shared by every waiter there)."""
         self.ended.add_done_callback(_retrieve)
         self.halt: asyncio.Event | None = None
         """Set in the thread's loop when the parent stops the thread's graph."""
@@ -130,31 +130,34 @@ class ServiceThread(Service, Generic[S]):
     """Run a service, and the graph it depends on, in a thread with its own event loop.
 
     A node of the parent graph like any service: starting it starts a thread whose loop
-    starts ``service`` and its dependencies (with the same rules: order, concurrency,
+    starts `service` and its dependencies (with the same rules: order, concurrency,
     rollback), and returns once they run, raising what their start raised. Stopping it
     stops that graph in its thread, closes the loop and joins the thread; no thread is
     left afterwards, after a crash or a failed start either. A crash in the thread (a
     task or a hook raising) crashes this node in the parent graph, so the parent's
-    ``wait()``/``run()`` raise it. Context variables and lifecycle event subscriptions
-    of the code that started the parent graph are carried into the thread::
+    `wait()`/`run()` raise it. Context variables and lifecycle event subscriptions
+    of the code that started the parent graph are carried into the thread:
 
-        class App(tether.Service):
-            def __init__(self) -> None:
-                self.render = tether.ServiceThread(Renderer())  # runs in its own loop
+    ```python
+    class App(tether.Service):
+        def __init__(self) -> None:
+            self.render = tether.ServiceThread(Renderer())  # runs in its own loop
 
-            @property
-            def dependencies(self) -> list[tether.Service]:
-                return [self.render]
+        @property
+        def dependencies(self) -> list[tether.Service]:
+            return [self.render]
 
-            async def handle(self, page: str) -> bytes:
-                return await self.render.call(self.render.service.render, page)
+        async def handle(self, page: str) -> bytes:
+            return await self.render.call(self.render.service.render, page)
+    ```
 
-    ``heartbeat`` (seconds, None for none): how often the parent checks that the
-    thread's loop still answers; one that has not answered within ``heartbeat`` is
+    `heartbeat` (seconds, None for none): how often the parent checks that the
+    thread's loop still answers; one that has not answered within `heartbeat` is
     reported with a warning naming where the thread is stuck, and a
-    ``EventKind.THREAD_STALLED`` event. With ``stall_timeout`` (seconds), a loop that has
-    not answered for that long crashes this node with :class:`ThreadStalledError`.
-    ``graceful_shutdown_timeout`` bounds the whole stop of the thread's graph.
+    `EventKind.THREAD_STALLED` event. With `stall_timeout` (seconds), a loop that has
+    not answered for that long crashes this node with
+    [`ThreadStalledError`][tether.ThreadStalledError]. `graceful_shutdown_timeout` bounds the whole
+    stop of the thread's graph.
     """
 
     def __init__(
@@ -233,7 +236,7 @@ class ServiceThread(Service, Generic[S]):
         """The ServiceThread whose thread runs the calling code, or None outside any.
 
         Code in the thread's graph uses it to reach back to the parent's loop with
-        :meth:`call_parent`.
+        `call_parent`.
         """
         return _current.get()
 
@@ -244,7 +247,7 @@ class ServiceThread(Service, Generic[S]):
     # ---------------------------------------------------------- parent side
 
     async def on_reload(self) -> None:
-        """Hook: the ``reload`` stage reaches the thread's graph, run in its loop."""
+        """Hook: the `reload` stage reaches the thread's graph, run in its loop."""
         await self.call(reload, self.service)
 
     async def start(self) -> None:
@@ -281,8 +284,8 @@ class ServiceThread(Service, Generic[S]):
     async def _end(self, run: _Run, *, cancel: bool) -> BaseException | None:
         """Make the thread end and wait for it; return what its graph raised.
 
-        ``cancel`` (a start given up on) cancels the thread's main task: its start rolls
-        back. Otherwise the thread's root is asked to stop, as ``request_stop`` does.
+        `cancel` (a start given up on) cancels the thread's main task: its start rolls
+        back. Otherwise the thread's root is asked to stop, as `request_stop` does.
         """
         run.stopping = True
         with run.lock:
@@ -304,7 +307,7 @@ class ServiceThread(Service, Generic[S]):
                     thread.name,
                     _stuck_at(thread)[0],
                 )
-        thread.join()  # it set ``done`` as its last step: this returns at once
+        thread.join()  # it set `done` as its last step: this returns at once
         return run.done.exception()
 
     def _stop_in_thread(self, run: _Run) -> None:
@@ -336,7 +339,7 @@ class ServiceThread(Service, Generic[S]):
         raise error
 
     async def _beat(self, run: _Run, interval: float) -> None:
-        """Check every ``interval`` that the thread's loop answers; report when it does not."""
+        """Check every `interval` that the thread's loop answers; report when it does not."""
         loop = run.loop
         assert loop is not None
         assert run.thread is not None
@@ -465,17 +468,19 @@ class ServiceThread(Service, Generic[S]):
     @overload
     async def call(self, function: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R: ...
     async def call(self, function: Any, /, *args: Any, **kwargs: Any) -> Any:
-        """Run ``function(*args, **kwargs)`` in the thread's loop and return its result.
+        """Run `function(*args, **kwargs)` in the thread's loop and return its result.
 
-        ``function`` may be a coroutine function (awaited there), a plain function (called
+        `function` may be a coroutine function (awaited there), a plain function (called
         there: the way to touch state the thread owns) or a coroutine object. Exceptions
         propagate to the caller; cancelling the caller cancels the call in the thread.
         Context variables of the caller are visible to it. Raises
-        :class:`~tether.ServiceStateError` if the thread is not running, or stops
+        [`ServiceStateError`][tether.ServiceStateError] if the thread is not running, or stops
         before the call finished (calls in flight are cancelled when its graph has
-        stopped)::
+        stopped):
 
-            rows = await thread.call(thread.service.query, "select 1")
+        ```python
+        rows = await thread.call(thread.service.query, "select 1")
+        ```
         """
         run = self._run
         loop = run.loop if run is not None else None
@@ -502,13 +507,15 @@ class ServiceThread(Service, Generic[S]):
         self, function: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs
     ) -> R: ...
     async def call_parent(self, function: Any, /, *args: Any, **kwargs: Any) -> Any:
-        """Run ``function(*args, **kwargs)`` in the parent's loop, from the thread.
+        """Run `function(*args, **kwargs)` in the parent's loop, from the thread.
 
-        The reverse of :meth:`call`, with the same rules; code in the thread's graph finds
-        its ServiceThread with :meth:`ServiceThread.current`::
+        The reverse of `call`, with the same rules; code in the thread's graph finds
+        its ServiceThread with `ServiceThread.current`:
 
-            here = tether.ServiceThread.current()
-            await here.call_parent(api.publish, result)
+        ```python
+        here = tether.ServiceThread.current()
+        await here.call_parent(api.publish, result)
+        ```
         """
         run = self._run
         if run is None or run.done.done():
@@ -571,7 +578,7 @@ def _check_callable(
 async def _submit(
     run: _Run, loop: asyncio.AbstractEventLoop, invoke: Coroutine[Any, Any, Any], what: str
 ) -> Any:
-    """Run ``invoke`` in ``loop`` and wait for it from the calling loop."""
+    """Run `invoke` in `loop` and wait for it from the calling loop."""
     try:
         future = asyncio.run_coroutine_threadsafe(invoke, loop)
     except RuntimeError:
@@ -611,14 +618,14 @@ _TETHER = os.path.dirname(__file__) + os.sep  # noqa: PTH120
 
 
 def _in_library(filename: str) -> bool:
-    """Whether code in ``filename`` is tether's or the standard library's, not the user's."""
+    """Whether code in `filename` is tether's or the standard library's, not the user's."""
     if filename.startswith(_TETHER):
         return True
     return filename.startswith(_STDLIB) and "site-packages" not in filename
 
 
 def _stuck_at(thread: threading.Thread) -> tuple[str, str]:
-    """Where ``thread`` runs now: ``file:line in function`` and its stack, formatted."""
+    """Where `thread` runs now: `file:line in function` and its stack, formatted."""
     ident = thread.ident
     frame: types.FrameType | None = sys._current_frames().get(ident) if ident is not None else None
     if frame is None:

@@ -45,7 +45,7 @@ def service_main(
     load: Callable[[], tuple[ServiceBase, Container | None]],
     options: dict[str, object],
 ) -> WorkerMain:
-    """The worker's body: build the graph with ``load`` and run it with the runner."""
+    """The worker's body: build the graph with `load` and run it with the runner."""
 
     def main() -> int:
         from ._runner import Runner  # noqa: PLC0415 - avoids an import cycle

@@ -1,15 +1,15 @@
 """Liveness, readiness and status endpoints that follow the lifecycle.
 
-:class:`Health` is a service that answers ``GET /livez``, ``GET /readyz`` and ``GET
-/status`` on its own port (a small HTTP server from the standard library), or mounted
-into an aiohttp or ASGI application served by :mod:`tether.ext.aiohttp` or
-:mod:`tether.ext.asgi` (``Server(app, health=health)``). It imports the standard
+[`Health`][tether.health.Health] is a service that answers `GET /livez`, `GET /readyz` and `GET
+/status` on its own port (a small HTTP server from the standard library), or mounted
+into an aiohttp or ASGI application served by [`ext.aiohttp`][tether.ext.aiohttp] or
+[`ext.asgi`][tether.ext.asgi] (`Server(app, health=health)`). It imports the standard
 library only.
 
-Readiness follows the lifecycle: 503 while the graph starts, 200 once the ``started``
+Readiness follows the lifecycle: 503 while the graph starts, 200 once the `started`
 stage ran, 503 again from the moment the graph begins to stop. That moment is the
-:data:`DRAIN` stage, placed before ``stopping`` and so before any ``stopping`` or
-``stop`` hook of any service; it then waits ``drain_delay`` seconds while every server
+[`DRAIN`][tether.health.DRAIN] stage, placed before `stopping` and so before any `stopping` or
+`stop` hook of any service; it then waits `drain_delay` seconds while every server
 keeps serving (a load balancer or Kubernetes takes that long to stop sending traffic),
 and only then do the services stop. Liveness stays 200 until the service itself stops,
 which is after everything that depends on it.
@@ -34,17 +34,19 @@ __all__ = ["DRAIN", "Health"]
 logger = logging.getLogger("tether.health")
 
 DRAIN = Stage("drain", before=STOPPING, direction="gather")
-"""The stage that begins every stop: before ``stopping``, every service at once.
+"""The stage that begins every stop: before `stopping`, every service at once.
 
-:class:`Health` turns readiness to 503 in it and waits its ``drain_delay``; the servers
-of :mod:`tether.ext` answer with ``Connection: close`` from then on, so keep-alive
-clients move to another instance. Mark a method with ``@DRAIN`` to do your own work at
-that moment (it runs beside the delay)::
+[`Health`][tether.health.Health] turns readiness to 503 in it and waits its `drain_delay`; the
+servers of `tether.ext` answer with `Connection: close` from then on, so keep-alive
+clients move to another instance. Mark a method with `@DRAIN` to do your own work at
+that moment (it runs beside the delay):
 
-    class Consumer(tether.Service):
-        @DRAIN
-        def pause(self) -> None:
-            self.accepting = False
+```python
+class Consumer(tether.Service):
+    @DRAIN
+    def pause(self) -> None:
+        self.accepting = False
+```
 """
 
 _HEAD_LIMIT = 8192
@@ -91,35 +93,37 @@ class _Reply:
 
 
 class Health(Service):
-    """``/livez``, ``/readyz`` and ``/status`` for probes, following the lifecycle.
+    """`/livez`, `/readyz` and `/status` for probes, following the lifecycle.
 
-    Give ``port`` (``0`` picks a free one; ``host`` defaults to ``127.0.0.1``, use
-    ``"0.0.0.0"`` in a container) or ``sock`` (a socket bound by someone else, such as a
+    Give `port` (`0` picks a free one; `host` defaults to `127.0.0.1`, use
+    `"0.0.0.0"` in a container) or `sock` (a socket bound by someone else, such as a
     pre-fork master) to serve the endpoints on their own port; give neither and mount
-    it into your application with ``tether.ext.aiohttp.Server(app, health=health)`` or
-    ``tether.ext.asgi.Server(app, health=health)``. ``prefix`` puts the paths under a
-    common prefix (``prefix="/_"`` serves ``/_/livez``).
+    it into your application with `tether.ext.aiohttp.Server(app, health=health)` or
+    `tether.ext.asgi.Server(app, health=health)`. `prefix` puts the paths under a
+    common prefix (`prefix="/_"` serves `/_/livez`).
 
-    * ``/livez``: 200 ``ok`` while the endpoints are served, including while stopping.
-    * ``/readyz``: 200 ``ready`` once the whole graph it belongs to has started (the
-      ``started`` stage) and while every service in it is running; otherwise 503 with
-      the reason (``starting``, ``stopping``, ``Database is stopped``).
-    * ``/status``: 200 with a JSON document: ``ready``, ``reason``, and ``services``,
-      one entry per service of the graph with ``name``, ``state``, ``uptime``
-      (seconds, null unless running), ``restarts``, ``tasks`` (running background
-      tasks), ``dependencies`` (names) and ``error`` (what ended its last run badly).
+    * `/livez`: 200 `ok` while the endpoints are served, including while stopping.
+    * `/readyz`: 200 `ready` once the whole graph it belongs to has started (the
+      `started` stage) and while every service in it is running; otherwise 503 with
+      the reason (`starting`, `stopping`, `Database is stopped`).
+    * `/status`: 200 with a JSON document: `ready`, `reason`, and `services`,
+      one entry per service of the graph with `name`, `state`, `uptime`
+      (seconds, null unless running), `restarts`, `tasks` (running background
+      tasks), `dependencies` (names) and `error` (what ended its last run badly).
 
-    When the graph begins to stop, readiness turns 503 in the :data:`DRAIN` stage,
-    before any ``stopping`` or ``stop`` hook runs anywhere, and the stop then waits
-    ``drain_delay`` seconds (default 5) while every server keeps serving, for load
+    When the graph begins to stop, readiness turns 503 in the [`DRAIN`][tether.health.DRAIN] stage,
+    before any `stopping` or `stop` hook runs anywhere, and the stop then waits
+    `drain_delay` seconds (default 5) while every server keeps serving, for load
     balancers to take this instance out. A graph that never became ready skips the
     delay. Make it a dependency of what it reports on, so that it stops last and
-    liveness stays 200 until the end: ``Server(app, health=health)`` does that (and
-    answers the endpoints on the application's port too)::
+    liveness stays 200 until the end: `Server(app, health=health)` does that (and
+    answers the endpoints on the application's port too):
 
-        health = Health(port=8081, drain_delay=10)  # or Health() to mount it only
-        api = tether.ext.aiohttp.Server(app, port=8080, health=health)
-        tether.run(api)
+    ```python
+    health = Health(port=8081, drain_delay=10)  # or Health() to mount it only
+    api = tether.ext.aiohttp.Server(app, port=8080, health=health)
+    tether.run(api)
+    ```
     """
 
     def __init__(
@@ -165,12 +169,12 @@ class Health(Service):
 
     @property
     def paths(self) -> tuple[str, ...]:
-        """The paths it answers: ``/livez``, ``/readyz`` and ``/status`` after the prefix."""
+        """The paths it answers: `/livez`, `/readyz` and `/status` after the prefix."""
         return tuple(self._routes)
 
     @property
     def ready(self) -> bool:
-        """Whether ``/readyz`` answers 200 now."""
+        """Whether `/readyz` answers 200 now."""
         return self._readiness() is None
 
     def _readiness(self) -> str | None:
@@ -206,7 +210,7 @@ class Health(Service):
         return found
 
     def snapshot(self) -> dict[str, Any]:
-        """The ``/status`` document: readiness, and every service's state and counters."""
+        """The `/status` document: readiness, and every service's state and counters."""
         services = []
         for rec in self._records():
             snap = status(rec.service)
@@ -236,9 +240,9 @@ class Health(Service):
         return _Reply(200, "application/json", body.encode())
 
     def _respond(self, method: str, path: str) -> _Reply | None:
-        """The reply for ``method path``, or None if the path is not one of the endpoints.
+        """The reply for `method path`, or None if the path is not one of the endpoints.
 
-        This is what the mounted routes and the own server call; ``GET`` and ``HEAD``
+        This is what the mounted routes and the own server call; `GET` and `HEAD`
         are answered, other methods get 405.
         """
         endpoint = self._routes.get(path)
@@ -287,7 +291,7 @@ class Health(Service):
 
     @DRAIN
     async def drain(self) -> None:
-        """The stop begins: readiness 503, then ``drain_delay`` seconds of serving."""
+        """The stop begins: readiness 503, then `drain_delay` seconds of serving."""
         was_ready = self._started and not self._draining
         self._draining = True
         if not was_ready or not self.drain_delay:
@@ -320,7 +324,7 @@ class Health(Service):
 
     @property
     def port(self) -> int | None:
-        """The port of the own server while it runs (useful with ``port=0``), else None."""
+        """The port of the own server while it runs (useful with `port=0`), else None."""
         server = self._server
         if server is None or not server.sockets:
             return None
@@ -329,7 +333,7 @@ class Health(Service):
 
     @property
     def url(self) -> str | None:
-        """``http://host:port`` of the own server while it runs, else None."""
+        """`http://host:port` of the own server while it runs, else None."""
         server = self._server
         if server is None or not server.sockets:
             return None
@@ -373,7 +377,7 @@ class Health(Service):
 
 
 def _roots_of(own: Record) -> list[Record]:
-    """The records at the top of every graph ``own`` belongs to (found via dependents)."""
+    """The records at the top of every graph `own` belongs to (found via dependents)."""
     roots: list[Record] = []
     seen = {id(own)}
     stack = [own]

@@ -45,7 +45,7 @@ USAGE_ERRORS = [
     (("run", f"{APPS}:idle", "--nope"), (), "unrecognized arguments: --nope"),
     (("run", f"{APPS}:idle", "--loop", "trio"), (), "invalid choice: 'trio'"),
     (("frobnicate", f"{APPS}:idle"), (), "invalid choice: 'frobnicate'"),
-    (("run",), (), "the following arguments are required: module:attr"),
+    (("run",), (), "name what to run: module:attr"),
     (("check", APPS), (), "is not of the form module:attr"),
     (("check", "no_such_module:app"), (), "No module named 'no_such_module'"),
     (("check", f"{APPS}:nothing_here"), (), "has no attribute 'nothing_here'"),

@@ -1,4 +1,4 @@
-"""What the server integrations share: resolving ``uses``, checking injected services."""
+"""What the server integrations share: resolving `uses`, checking injected services."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def resolve_uses(
 
 
 def running(value: T, key: Any, where: str) -> T:
-    """``value``, unless it is a service that is not running (a clear error then)."""
+    """`value`, unless it is a service that is not running (a clear error then)."""
     if isinstance(value, tether.ServiceBase) and not value.running:
         snap = tether.status(value)
         raise tether.ServiceStateError(
@@ -65,7 +65,7 @@ def running(value: T, key: Any, where: str) -> T:
 async def until_first_requests(
     connections: Callable[[], Iterable[Any]], fresh: Callable[[Any], bool], seconds: float
 ) -> None:
-    """Wait until no connection is ``fresh`` (accepted, no request read yet), or ``seconds``.
+    """Wait until no connection is `fresh` (accepted, no request read yet), or `seconds`.
 
     A connection accepted just before the listening socket closed may not have
     delivered its request yet (its client runs in another process, maybe not scheduled

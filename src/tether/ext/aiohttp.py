@@ -1,22 +1,24 @@
-"""aiohttp applications served as tether services (``pip install 'tether[aiohttp]'``).
+"""aiohttp applications served as tether services (`pip install 'tether[aiohttp]'`).
 
-:class:`Server` runs a ``web.Application`` through aiohttp's ``AppRunner`` and a site
-(host and port, or a socket bound by someone else) as a :class:`tether.Service`: it
+[`Server`][tether.ext.aiohttp.Server] runs a `web.Application` through aiohttp's `AppRunner` and a
+site (host and port, or a socket bound by someone else) as a [`Service`][tether.Service]: it
 starts after what it uses, stops before it, and stops gracefully. Handlers get
-components by type with :func:`get` (or :func:`aget`) from the container given to the
-server::
+components by type with [`get`][tether.ext.aiohttp.get] (or [`aget`][tether.ext.aiohttp.aget]) from
+the container given to the server:
 
-    from aiohttp import web
-    from tether.ext.aiohttp import Server, get
+```python
+from aiohttp import web
+from tether.ext.aiohttp import Server, get
 
-    async def count(request: web.Request) -> web.Response:
-        db = get(request, Database)            # the running Database of the graph
-        return web.json_response({"notes": await db.count()})
+async def count(request: web.Request) -> web.Response:
+    db = get(request, Database)            # the running Database of the graph
+    return web.json_response({"notes": await db.count()})
 
-    app = web.Application()
-    app.router.add_get("/count", count)
-    container = tether.Container()
-    tether.run(Server(app, port=8080, container=container, uses=[Database]), container=container)
+app = web.Application()
+app.router.add_get("/count", count)
+container = tether.Container()
+tether.run(Server(app, port=8080, container=container, uses=[Database]), container=container)
+```
 """
 
 from __future__ import annotations
@@ -49,32 +51,32 @@ _BACKLOG = 128
 class Server(tether.Service):
     """An aiohttp application served as a service, stopped gracefully.
 
-    Where it listens: ``host`` and ``port`` (default ``127.0.0.1:8080``; ``port=0``
-    picks a free port, see :attr:`port`), or ``sock``, a bound socket handed over by
+    Where it listens: `host` and `port` (default `127.0.0.1:8080`; `port=0`
+    picks a free port, see `port`), or `sock`, a bound socket handed over by
     someone else (a pre-fork master, systemd): the server listens on a duplicate and
     closes only that, so the socket stays yours. Given none of them, it serves on
-    :func:`tether.listeners` when the process was handed sockets (a pre-fork worker,
+    [`listeners`][tether.listeners] when the process was handed sockets (a pre-fork worker,
     systemd socket activation), else on the default address.
 
-    What it needs: ``uses`` lists the types its handlers get with :func:`get`; they
-    are resolved through ``container`` when the server is created and become its
+    What it needs: `uses` lists the types its handlers get with [`get`][tether.ext.aiohttp.get];
+    they are resolved through `container` when the server is created and become its
     dependencies, so they start before it and stop after it. A subclass built by the
-    container (``container.root(Api)``) gets the services injected into its
-    ``__init__`` as dependencies too. ``health`` mounts :class:`tether.health.Health`'s
-    ``/livez``, ``/readyz`` and ``/status`` into the application and makes it a
+    container (`container.root(Api)`) gets the services injected into its
+    `__init__` as dependencies too. `health` mounts [`Health`][tether.health.Health]'s
+    `/livez`, `/readyz` and `/status` into the application and makes it a
     dependency.
 
-    How it stops: from the :data:`tether.health.DRAIN` stage on, every response carries
-    ``Connection: close``, so keep-alive clients reconnect (elsewhere, once readiness
-    has taken this instance out); then the ``stop`` hook closes the listening socket,
+    How it stops: from the [`DRAIN`][tether.health.DRAIN] stage on, every response carries
+    `Connection: close`, so keep-alive clients reconnect (elsewhere, once readiness
+    has taken this instance out); then the `stop` hook closes the listening socket,
     closes idle connections, lets in-flight requests finish for up to
-    ``drain_timeout`` seconds (then cancels them) and runs the application's
-    ``on_shutdown`` and ``on_cleanup``. The application's ``on_startup`` and
-    ``cleanup_ctx`` run in ``start``, once everything it uses is running.
+    `drain_timeout` seconds (then cancels them) and runs the application's
+    `on_shutdown` and `on_cleanup`. The application's `on_startup` and
+    `cleanup_ctx` run in `start`, once everything it uses is running.
 
-    ``options`` go to ``web.AppRunner`` (``access_log_format``, ``keepalive_timeout``,
-    ``access_log=None`` to silence the access log, ...); ``name`` names the service in
-    logs (``Server[api]``). The application is modified when the server is created
+    `options` go to `web.AppRunner` (`access_log_format`, `keepalive_timeout`,
+    `access_log=None` to silence the access log, ...); `name` names the service in
+    logs (`Server[api]`). The application is modified when the server is created
     (the container, the health routes and a response hook are added), so create the
     server before the application starts.
     """
@@ -128,7 +130,7 @@ class Server(tether.Service):
 
     @property
     def dependencies(self) -> list[list[tether.ServiceBase]]:
-        """What ``uses`` resolved to, and the mounted health service: started together."""
+        """What `uses` resolved to, and the mounted health service: started together."""
         group: list[tether.ServiceBase] = list(self._uses)
         if self._health is not None:
             group.append(self._health)
@@ -136,7 +138,7 @@ class Server(tether.Service):
 
     @property
     def graceful_shutdown_timeout(self) -> float:
-        """Room for in-flight requests (twice ``drain_timeout``: wait, then cancel) and hooks."""
+        """Room for in-flight requests (twice `drain_timeout`: wait, then cancel) and hooks."""
         return 2 * self.drain_timeout + 5
 
     async def start(self) -> None:
@@ -171,7 +173,7 @@ class Server(tether.Service):
 
     @DRAIN
     def drain(self) -> None:
-        """The stop begins (the drain stage): answer with ``Connection: close`` from now on."""
+        """The stop begins (the drain stage): answer with `Connection: close` from now on."""
         self._draining = True
 
     async def stop(self) -> None:
@@ -209,13 +211,13 @@ class Server(tether.Service):
 
     @property
     def port(self) -> int | None:
-        """The port it listens on while running (useful with ``port=0``), else None."""
+        """The port it listens on while running (useful with `port=0`), else None."""
         address = self._address()
         return address[1] if isinstance(address, tuple) else None
 
     @property
     def url(self) -> str | None:
-        """``http://host:port`` it listens on while running, else None."""
+        """`http://host:port` it listens on while running, else None."""
         address = self._address()
         if address is None:
             return None
@@ -259,18 +261,18 @@ def _container(request: web.Request) -> tether.Container:
 
 
 def get(request: web.Request, key: type[T], name: str | None = None) -> T:
-    """The component of type ``key`` (and ``name``) from the server's container.
+    """The component of type `key` (and `name`) from the server's container.
 
-    For the services listed in ``uses`` (or injected into the server), this is the
-    running instance of the graph. Resolving works as ``container.get``: sync
-    providers only (see :func:`aget`). Raises :class:`tether.InjectionError` if the
-    server was created without a container, and :class:`tether.ServiceStateError` if
-    the component is a service that is not running (it was not part of the server's
-    graph).
+    For the services listed in `uses` (or injected into the server), this is the
+    running instance of the graph. Resolving works as `container.get`: sync
+    providers only (see [`aget`][tether.ext.aiohttp.aget]). Raises
+    [`InjectionError`][tether.InjectionError] if the server was created without a container, and
+    [`ServiceStateError`][tether.ServiceStateError] if the component is a service that is not
+    running (it was not part of the server's graph).
     """
     return running(_container(request).get(key, name), key, f"the handler of {request.path}")
 
 
 async def aget(request: web.Request, key: type[T], name: str | None = None) -> T:
-    """Like :func:`get`, awaiting async factories on the way (``container.aget``)."""
+    """Like `get`, awaiting async factories on the way (`container.aget`)."""
     return running(await _container(request).aget(key, name), key, f"the handler of {request.path}")

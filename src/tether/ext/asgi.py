@@ -1,25 +1,27 @@
 """ASGI applications (Starlette, FastAPI, ...) served by uvicorn as tether services.
 
-``pip install 'tether[asgi]'``. :class:`Server` runs an ASGI application with uvicorn
-as a :class:`tether.Service`: it starts after what it uses, stops before it, and stops
+`pip install 'tether[asgi]'`. [`Server`][tether.ext.asgi.Server] runs an ASGI application with
+uvicorn as a [`Service`][tether.Service]: it starts after what it uses, stops before it, and stops
 gracefully. The tether graph owns startup and shutdown; the application's own
-lifespan (Starlette's and FastAPI's ``lifespan=``) runs inside the server's ``start``,
+lifespan (Starlette's and FastAPI's `lifespan=`) runs inside the server's `start`,
 once everything the server depends on is running, and its shutdown half runs in the
-server's ``stop``, after the last request and before those services stop. Handlers
-get components by type with :func:`get`::
+server's `stop`, after the last request and before those services stop. Handlers
+get components by type with [`get`][tether.ext.asgi.get]:
 
-    from starlette.applications import Starlette
-    from starlette.responses import JSONResponse
-    from starlette.routing import Route
-    from tether.ext.asgi import Server, get
+```python
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from tether.ext.asgi import Server, get
 
-    async def count(request):
-        db = get(request, Database)            # the running Database of the graph
-        return JSONResponse({"notes": await db.count()})
+async def count(request):
+    db = get(request, Database)            # the running Database of the graph
+    return JSONResponse({"notes": await db.count()})
 
-    app = Starlette(routes=[Route("/count", count)])
-    container = tether.Container()
-    tether.run(Server(app, port=8000, container=container, uses=[Database]), container=container)
+app = Starlette(routes=[Route("/count", count)])
+container = tether.Container()
+tether.run(Server(app, port=8000, container=container, uses=[Database]), container=container)
+```
 """
 
 from __future__ import annotations
@@ -75,8 +77,8 @@ _APP_EXIT_GRACE = 5.0
 class LifespanError(tether.TetherError):
     """The application's ASGI lifespan failed without raising an exception of its own.
 
-    For example it answered ``lifespan.startup.failed`` with a message, or (with
-    ``lifespan="on"``) ended the protocol before startup completed. An exception raised
+    For example it answered `lifespan.startup.failed` with a message, or (with
+    `lifespan="on"`) ended the protocol before startup completed. An exception raised
     by the application's lifespan code propagates itself, with a note, instead.
     """
 
@@ -84,39 +86,39 @@ class LifespanError(tether.TetherError):
 class Server(tether.Service):
     """An ASGI application served by uvicorn as a service, stopped gracefully.
 
-    Where it listens: ``host`` and ``port`` (default ``127.0.0.1:8000``; ``port=0``
-    picks a free port, see :attr:`port`), or ``sock``, a bound socket handed over by
+    Where it listens: `host` and `port` (default `127.0.0.1:8000`; `port=0`
+    picks a free port, see `port`), or `sock`, a bound socket handed over by
     someone else (a pre-fork master, systemd): the server listens on a duplicate and
     closes only that, so the socket stays yours. Given none of them, it serves on
-    :func:`tether.listeners` when the process was handed sockets (a pre-fork worker,
+    [`listeners`][tether.listeners] when the process was handed sockets (a pre-fork worker,
     systemd socket activation), else on the default address.
 
-    What it needs: ``uses`` lists the types its handlers get with :func:`get`; they
-    are resolved through ``container`` when the server is created and become its
+    What it needs: `uses` lists the types its handlers get with [`get`][tether.ext.asgi.get]; they
+    are resolved through `container` when the server is created and become its
     dependencies. A subclass built by the container gets the services injected into
-    its ``__init__`` as dependencies too. ``health`` answers
-    :class:`tether.health.Health`'s ``/livez``, ``/readyz`` and ``/status`` in front of
+    its `__init__` as dependencies too. `health` answers
+    [`Health`][tether.health.Health]'s `/livez`, `/readyz` and `/status` in front of
     the application and makes it a dependency.
 
-    The lifespan (``lifespan="auto"``, the default, runs it when the application
-    supports it; ``"on"`` requires it; ``"off"`` skips it): startup runs in ``start``
+    The lifespan (`lifespan="auto"`, the default, runs it when the application
+    supports it; `"on"` requires it; `"off"` skips it): startup runs in `start`
     after every dependency is running and before the socket accepts a connection; a
     failure there fails the start with the application's own exception, and what had
-    started is stopped. Shutdown runs in ``stop`` once no request is in flight,
+    started is stopped. Shutdown runs in `stop` once no request is in flight,
     before the dependencies stop. The lifespan state (what a Starlette lifespan
-    yields) reaches every request's ``scope["state"]``, and so does the container.
-    Nothing starts twice: services the lifespan enters with ``async with`` or
-    ``container.started(...)`` are the graph's own, already running, shared.
+    yields) reaches every request's `scope["state"]`, and so does the container.
+    Nothing starts twice: services the lifespan enters with `async with` or
+    `container.started(...)` are the graph's own, already running, shared.
 
-    How it stops: from the :data:`tether.health.DRAIN` stage on, every response
-    carries ``Connection: close``; then the ``stop`` hook closes the listening socket,
-    closes idle connections, waits up to ``drain_timeout`` seconds for in-flight
+    How it stops: from the [`DRAIN`][tether.health.DRAIN] stage on, every response
+    carries `Connection: close`; then the `stop` hook closes the listening socket,
+    closes idle connections, waits up to `drain_timeout` seconds for in-flight
     requests (then cancels them), and runs the lifespan shutdown.
 
-    ``options`` go to ``uvicorn.Config`` (``http="httptools"``, ``proxy_headers``,
-    ``timeout_keep_alive``, ``access_log=False``, ...; not ``host``, ``port`` or
-    ``lifespan``, which are the server's own). uvicorn's logging is left to yours
-    (``log_config`` is not applied); it installs no signal handler. ``name`` names the
+    `options` go to `uvicorn.Config` (`http="httptools"`, `proxy_headers`,
+    `timeout_keep_alive`, `access_log=False`, ...; not `host`, `port` or
+    `lifespan`, which are the server's own). uvicorn's logging is left to yours
+    (`log_config` is not applied); it installs no signal handler. `name` names the
     service in logs.
     """
 
@@ -181,7 +183,7 @@ class Server(tether.Service):
 
     @property
     def dependencies(self) -> list[list[tether.ServiceBase]]:
-        """What ``uses`` resolved to, and the mounted health service: started together."""
+        """What `uses` resolved to, and the mounted health service: started together."""
         group: list[tether.ServiceBase] = list(self._uses)
         if self._health is not None:
             group.append(self._health)
@@ -189,7 +191,7 @@ class Server(tether.Service):
 
     @property
     def graceful_shutdown_timeout(self) -> float:
-        """Room for in-flight requests (``drain_timeout``) and the lifespan shutdown."""
+        """Room for in-flight requests (`drain_timeout`) and the lifespan shutdown."""
         return self.drain_timeout + 10
 
     async def start(self) -> None:
@@ -256,7 +258,7 @@ class Server(tether.Service):
 
     @DRAIN
     def drain(self) -> None:
-        """The stop begins (the drain stage): answer with ``Connection: close`` from now on."""
+        """The stop begins (the drain stage): answer with `Connection: close` from now on."""
         self._draining = True
 
     async def stop(self) -> None:
@@ -305,7 +307,7 @@ class Server(tether.Service):
         await self.app(scope, receive, send)
 
     def _closing(self, send: Send) -> Send:
-        """``send`` that adds ``Connection: close`` to a response head sent while draining."""
+        """`send` that adds `Connection: close` to a response head sent while draining."""
 
         async def closing(message: Message) -> None:
             if self._draining and message["type"] == "http.response.start":
@@ -319,7 +321,7 @@ class Server(tether.Service):
 
     @property
     def port(self) -> int | None:
-        """The port it listens on while running (useful with ``port=0``), else None."""
+        """The port it listens on while running (useful with `port=0`), else None."""
         if not self._sockets or self._server is None:
             return None
         address = self._sockets[0].getsockname()
@@ -327,7 +329,7 @@ class Server(tether.Service):
 
     @property
     def url(self) -> str | None:
-        """``http://host:port`` it listens on while running, else None."""
+        """`http://host:port` it listens on while running, else None."""
         if not self._sockets or self._server is None:
             return None
         return url_of(self._sockets[0])
@@ -343,8 +345,8 @@ def _fresh(protocol: Any) -> bool:
 class _SharedState:
     """What uvicorn reads of its lifespan object: the state copied into each request.
 
-    The lifespan itself is run by :class:`_Lifespan`, so that a failing startup raises
-    the application's own exception in ``start`` rather than exiting the process.
+    The lifespan itself is run by `_Lifespan`, so that a failing startup raises
+    the application's own exception in `start` rather than exiting the process.
     """
 
     def __init__(self, state: dict[str, Any]) -> None:
@@ -455,7 +457,7 @@ class _Lifespan:
 
 
 async def _finish(task: asyncio.Task[None], grace: float) -> BaseException | None:
-    """Let ``task`` end within ``grace`` seconds, else cancel it; return what it raised."""
+    """Let `task` end within `grace` seconds, else cancel it; return what it raised."""
     if not task.done():
         done, _ = await asyncio.wait((task,), timeout=grace)
         if not done:
@@ -486,25 +488,27 @@ def _container(connection: object) -> tether.Container:
 
 
 def get(connection: object, key: type[T], name: str | None = None) -> T:
-    """The component of type ``key`` (and ``name``) from the server's container.
+    """The component of type `key` (and `name`) from the server's container.
 
-    ``connection`` is a request or websocket (anything with a ``scope``, as in
-    Starlette and FastAPI) or an ASGI scope. For the services listed in ``uses`` (or
+    `connection` is a request or websocket (anything with a `scope`, as in
+    Starlette and FastAPI) or an ASGI scope. For the services listed in `uses` (or
     injected into the server), this is the running instance of the graph. Sync
-    providers only (see :func:`aget`). Raises :class:`tether.InjectionError` if the
-    application is not served with a container, and :class:`tether.ServiceStateError`
-    if the component is a service that is not running. In FastAPI, wrap it in a
-    dependency::
+    providers only (see [`aget`][tether.ext.asgi.aget]). Raises
+    [`InjectionError`][tether.InjectionError] if the application is not served with a container, and
+    [`ServiceStateError`][tether.ServiceStateError] if the component is a service that is not
+    running. In FastAPI, wrap it in a dependency:
 
-        def database(request: Request) -> Database:
-            return get(request, Database)
+    ```python
+    def database(request: Request) -> Database:
+        return get(request, Database)
 
-        @app.get("/count")
-        async def count(db: Annotated[Database, Depends(database)]) -> dict[str, int]: ...
+    @app.get("/count")
+    async def count(db: Annotated[Database, Depends(database)]) -> dict[str, int]: ...
+    ```
     """
     return running(_container(connection).get(key, name), key, "a handler")
 
 
 async def aget(connection: object, key: type[T], name: str | None = None) -> T:
-    """Like :func:`get`, awaiting async factories on the way (``container.aget``)."""
+    """Like `get`, awaiting async factories on the way (`container.aget`)."""
     return running(await _container(connection).aget(key, name), key, "a handler")

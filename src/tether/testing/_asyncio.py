@@ -30,11 +30,11 @@ _PLUGINS = pytest.StashKey[Plugins]()
 async def tether_scope(
     request: pytest.FixtureRequest, tether_container: Container, tether_config: dict[str, Any]
 ) -> AsyncIterator[Container]:
-    """A scope of ``tether_container`` for this test, closed after it.
+    """A scope of `tether_container` for this test, closed after it.
 
-    ``tether_config`` is layered over the container's config; ``tether_override``
-    markers provide fakes; ``tether_plugins`` markers load plugins. Add more overrides
-    before resolving: ``tether_scope.add(FakeMailer(), provides=Mailer)``.
+    `tether_config` is layered over the container's config; `tether_override`
+    markers provide fakes; `tether_plugins` markers load plugins. Add more overrides
+    before resolving: `tether_scope.add(FakeMailer(), provides=Mailer)`.
     """
     async with tether_container.scope() as scope:
         if tether_config:
@@ -58,11 +58,11 @@ async def tether_scope(
 
 @pytest.fixture
 def tether_plugins(request: pytest.FixtureRequest, tether_scope: Container) -> Plugins:
-    """The test's :class:`tether.Plugins`, registering into ``tether_scope``.
+    """The test's `Plugins`, registering into `tether_scope`.
 
-    The plugins of ``tether_plugins`` markers are loaded (their ``prepare`` has run);
-    load more with ``await tether_plugins.load(...)``, and run what they yielded with
-    ``await tether_start(tether_plugins)``.
+    The plugins of `tether_plugins` markers are loaded (their `prepare` has run);
+    load more with `await tether_plugins.load(...)`, and run what they yielded with
+    `await tether_start(tether_plugins)`.
     """
     plugins: Plugins | None = request.node.stash.get(_PLUGINS, None)
     if plugins is None:
@@ -77,7 +77,7 @@ async def tether_start(
 ) -> AsyncIterator[Starter]:
     """Graphs started for this test by awaiting it with a type or service; stopped after.
 
-    See :class:`tether.testing.Starter`.
+    See [`Starter`][tether.testing.Starter].
     """
     starter = Starter(tether_scope, request.node.nodeid)
     try:

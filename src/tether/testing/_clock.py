@@ -1,8 +1,8 @@
 """An event loop on virtual time: timers fire at once, in order, at exact timestamps.
 
-The loop's ``time()`` is a number that only moves forward when the loop has nothing
+The loop's `time()` is a number that only moves forward when the loop has nothing
 else to do and a timer is pending: then it jumps straight to that timer (trio's
-``MockClock`` with autojump). I/O, threads and subprocesses still run in real time.
+`MockClock` with autojump). I/O, threads and subprocesses still run in real time.
 """
 
 from __future__ import annotations
@@ -42,19 +42,19 @@ class _JumpingSelector(selectors.DefaultSelector):
 class VirtualClockLoop(asyncio.SelectorEventLoop):
     """An event loop whose clock jumps to the next timer when the loop would wait for it.
 
-    Code that sleeps, times out or runs on a schedule (``asyncio.sleep``,
-    ``asyncio.timeout``, ``@tether.timer``) then runs instantly and deterministically:
-    ``loop.time()`` reads exactly the deadline of each timer as it fires. Use it as a loop
-    factory: ``asyncio.Runner(loop_factory=VirtualClockLoop)``,
-    ``asyncio.run(main(), loop_factory=VirtualClockLoop)`` (Python 3.12+), or
-    pytest-asyncio's ``pytest_asyncio_loop_factories`` hook; :class:`VirtualClock` is
-    the same as a runner.
+    Code that sleeps, times out or runs on a schedule (`asyncio.sleep`,
+    `asyncio.timeout`, `@tether.timer`) then runs instantly and deterministically:
+    `loop.time()` reads exactly the deadline of each timer as it fires. Use it as a loop
+    factory: `asyncio.Runner(loop_factory=VirtualClockLoop)`,
+    `asyncio.run(main(), loop_factory=VirtualClockLoop)` (Python 3.12+), or
+    pytest-asyncio's `pytest_asyncio_loop_factories` hook;
+    [`VirtualClock`][tether.testing.VirtualClock] is the same as a runner.
 
-    ``start`` is the clock's first reading. ``autojump_threshold`` is how long, in real
+    `start` is the clock's first reading. `autojump_threshold` is how long, in real
     seconds, the loop waits for I/O before jumping to the next timer: 0 (the default)
     jumps as soon as nothing is ready; give threads and subprocesses an allowance if a
-    test waits on them while a timer is pending; ``math.inf`` disables jumping, so time
-    moves only through :meth:`advance`.
+    test waits on them while a timer is pending; `math.inf` disables jumping, so time
+    moves only through `advance`.
     """
 
     def __new__(cls, *, start: float = 0.0, autojump_threshold: float = 0.0) -> Self:  # noqa: ARG004
@@ -71,13 +71,13 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
         super().__init__(_JumpingSelector(self))
 
     def time(self) -> float:
-        """The virtual time: ``start`` plus every jump and :meth:`advance` so far."""
+        """The virtual time: `start` plus every jump and `advance` so far."""
         return self._now
 
     def advance(self, seconds: float) -> None:
-        """Move the clock forward by ``seconds``; timers now due fire on the next iteration.
+        """Move the clock forward by `seconds`; timers now due fire on the next iteration.
 
-        Call it from the loop's thread (or through ``loop.call_soon_threadsafe``).
+        Call it from the loop's thread (or through `loop.call_soon_threadsafe`).
         Raises ValueError for a negative value: the clock is monotonic.
         """
         if seconds < 0:
@@ -86,20 +86,22 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
 
 
 class VirtualClock:
-    """Runs coroutines on a :class:`VirtualClockLoop`, as an ``asyncio.Runner`` does.
+    """Runs coroutines on a `VirtualClockLoop`, as an `asyncio.Runner` does.
 
-    For synchronous tests of time-based code: every :meth:`run` uses the same loop until
-    :meth:`close` (or the end of a ``with`` block), which cancels what is left, shuts
+    For synchronous tests of time-based code: every `run` uses the same loop until
+    `close` (or the end of a `with` block), which cancels what is left, shuts
     down async generators and the default executor, and closes the loop. The
-    ``virtual_clock`` fixture provides one per test and has the leak check look for tasks
-    left on it before closing it::
+    `virtual_clock` fixture provides one per test and has the leak check look for tasks
+    left on it before closing it:
 
-        def test_ticks_every_ten_seconds(virtual_clock: tether.testing.VirtualClock) -> None:
-            ticker = Ticker()
-            virtual_clock.run(ticker.run())          # a minute of ticks, instantly
-            assert ticker.ticks == [10.0, 20.0, 30.0, 40.0, 50.0, 60.0]
+    ```python
+    def test_ticks_every_ten_seconds(virtual_clock: tether.testing.VirtualClock) -> None:
+        ticker = Ticker()
+        virtual_clock.run(ticker.run())          # a minute of ticks, instantly
+        assert ticker.ticks == [10.0, 20.0, 30.0, 40.0, 50.0, 60.0]
+    ```
 
-    ``start`` and ``autojump_threshold`` are passed to the loop; ``debug`` to the runner.
+    `start` and `autojump_threshold` are passed to the loop; `debug` to the runner.
     """
 
     def __init__(
@@ -115,7 +117,7 @@ class VirtualClock:
         self._runner = asyncio.Runner(debug=debug, loop_factory=make_loop)
 
     def run(self, coro: Coroutine[Any, Any, T], *, context: contextvars.Context | None = None) -> T:
-        """Run ``coro`` on the loop until it completes and return its result."""
+        """Run `coro` on the loop until it completes and return its result."""
         return self._runner.run(coro, context=context)
 
     def get_loop(self) -> VirtualClockLoop:
@@ -124,15 +126,15 @@ class VirtualClock:
         return typing.cast("VirtualClockLoop", self._made)
 
     def time(self) -> float:
-        """The loop's virtual time (``start`` until the loop exists)."""
+        """The loop's virtual time (`start` until the loop exists)."""
         return self._start if self._made is None else self._made.time()
 
     def advance(self, seconds: float) -> None:
-        """Move the clock forward by ``seconds`` (see :meth:`VirtualClockLoop.advance`)."""
+        """Move the clock forward by `seconds` (see `VirtualClockLoop.advance`)."""
         self.get_loop().advance(seconds)
 
     def close(self) -> None:
-        """Cancel what is left on the loop, shut it down and close it, as ``asyncio.run`` does."""
+        """Cancel what is left on the loop, shut it down and close it, as `asyncio.run` does."""
         self._runner.close()
 
     def __enter__(self) -> Self:

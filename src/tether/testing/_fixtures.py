@@ -1,8 +1,8 @@
 """The synchronous fixtures, and the markers that put a test in a tether scope.
 
-``tether_container`` and ``tether_config`` are the two fixtures a project overrides (in
-a ``conftest.py``) to test its own application; the async fixtures built on them live
-in ``_asyncio.py``, registered when pytest-asyncio is active.
+`tether_container` and `tether_config` are the two fixtures a project overrides (in
+a `conftest.py`) to test its own application; the async fixtures built on them live
+in `_asyncio.py`, registered when pytest-asyncio is active.
 """
 
 from __future__ import annotations
@@ -25,20 +25,22 @@ SCOPE_MARKERS = ("tether_config", "tether_override", "tether_plugins")
 def tether_container() -> Container:
     """The container tests resolve from: a new, empty one unless a conftest overrides it.
 
-    Override it to test the application's own providers::
+    Override it to test the application's own providers:
 
-        @pytest.fixture
-        def tether_container() -> tether.Container:
-            return myapp.make_container()
+    ```python
+    @pytest.fixture
+    def tether_container() -> tether.Container:
+        return myapp.make_container()
+    ```
     """
     return Container()
 
 
 @pytest.fixture
 def tether_config(request: pytest.FixtureRequest) -> dict[str, Any]:
-    """Config values for this test, layered over the container's config by ``tether_scope``.
+    """Config values for this test, layered over the container's config by `tether_scope`.
 
-    Merged from the ``tether_config`` markers on the test, its class and its module (the
+    Merged from the `tether_config` markers on the test, its class and its module (the
     closest wins, key by key). Override the fixture to set values for a whole module.
     """
     merged: dict[str, Any] = {}
@@ -57,7 +59,7 @@ def tether_config(request: pytest.FixtureRequest) -> dict[str, Any]:
 
 @pytest.fixture
 def virtual_clock() -> Iterator[VirtualClock]:
-    """A :class:`tether.testing.VirtualClock` for this test: run coroutines on virtual time.
+    """A `VirtualClock` for this test: run coroutines on virtual time.
 
     Tasks still pending on its loop when the test ends are reported by the leak check
     before the loop is closed.
@@ -68,7 +70,7 @@ def virtual_clock() -> Iterator[VirtualClock]:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """Give a test marked with a scope marker the ``tether_scope`` fixture it acts through."""
+    """Give a test marked with a scope marker the `tether_scope` fixture it acts through."""
     if not isinstance(item, pytest.Function):
         return
     marked = [name for name in SCOPE_MARKERS if item.get_closest_marker(name) is not None]

@@ -8,8 +8,8 @@ the way a developer looks for it: a task by its name, coroutine and where it is
 suspended, a thread by its name and where it runs, a child by its pid and command line,
 a socket by its addresses.
 
-Child processes are found through ``/proc`` (Linux); sockets through the process's file
-descriptor directory (``/proc/self/fd``, or ``/dev/fd`` elsewhere). Where neither
+Child processes are found through `/proc` (Linux); sockets through the process's file
+descriptor directory (`/proc/self/fd`, or `/dev/fd` elsewhere). Where neither
 exists, those kinds are not checked.
 """
 
@@ -35,7 +35,7 @@ from tether._actions import user_coroutine
 __all__ = ["KINDS", "Resources", "allowed", "current_loop", "describe", "settle", "snapshot"]
 
 KINDS = ("tasks", "threads", "processes", "sockets")
-"""The kinds of leak, as named in ``tether_allow_leaks`` markers."""
+"""The kinds of leak, as named in `tether_allow_leaks` markers."""
 
 _SocketId = tuple[int, int, int]  # fd, device, inode: a reused fd number is another socket
 _FD_DIRS = ("/proc/self/fd", "/dev/fd")
@@ -89,7 +89,7 @@ class Resources:
 
 
 def snapshot(loops: Iterable[asyncio.AbstractEventLoop], kinds: Iterable[str]) -> Resources:
-    """What is alive now, of the given kinds; tasks are those of ``loops`` still open."""
+    """What is alive now, of the given kinds; tasks are those of `loops` still open."""
     kinds = set(kinds)
     found = Resources()
     if "tasks" in kinds:
@@ -109,11 +109,11 @@ def allowed(loops: Iterable[asyncio.AbstractEventLoop]) -> Resources:
     """What lives on purpose beyond a test, though no test or fixture owns it.
 
     * The worker threads of the default executor of an event loop that is still open:
-      asyncio keeps them between ``run_in_executor``/``to_thread`` calls and joins them
-      when the loop is closed (``asyncio.run`` and ``asyncio.Runner`` shut the executor
+      asyncio keeps them between `run_in_executor`/`to_thread` calls and joins them
+      when the loop is closed (`asyncio.run` and `asyncio.Runner` shut the executor
       down), so they belong to the loop, and a loop that outlives the test outlives them.
     * The sockets of the self-pipe of the thread's current event loop (what
-      ``asyncio.get_event_loop()`` returns outside a running loop): asyncio's own, made
+      `asyncio.get_event_loop()` returns outside a running loop): asyncio's own, made
       on demand and kept between tests (pytest-asyncio before 1.1 leaves one there).
     * multiprocessing's resource tracker and fork server processes, started on first use
       and kept for the life of the interpreter.
@@ -192,7 +192,7 @@ def _sockets() -> set[_SocketId]:
 def settle(
     suspects: Resources, loops: Iterable[asyncio.AbstractEventLoop], deadline: float
 ) -> None:
-    """Give what is already finishing until ``deadline`` (``time.monotonic()``) to finish.
+    """Give what is already finishing until `deadline` (`time.monotonic()`) to finish.
 
     Open loops that are not running are run briefly, so that tasks being cancelled and
     transports being closed complete; threads are joined and child processes awaited
@@ -319,7 +319,7 @@ def _describe_child(pid: int) -> str:
 
 
 def _state(pid: int) -> str:
-    """The one-letter state of a process from /proc (``Z`` for a zombie), or ``?``."""
+    """The one-letter state of a process from /proc (`Z` for a zombie), or `?`."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as file:  # noqa: PTH123
             return file.read().rpartition(")")[2].split()[0]

@@ -2,8 +2,8 @@
 
 The check compares what is alive before a test's setup with what is alive after its
 teardown. Tasks are looked for on the event loops that fixtures provide (a fixture
-whose value is an event loop or an ``asyncio.Runner``: pytest-asyncio's loops and
-runners of any scope, and ``virtual_clock``), just before such a fixture is torn down,
+whose value is an event loop or an `asyncio.Runner`: pytest-asyncio's loops and
+runners of any scope, and `virtual_clock`), just before such a fixture is torn down,
 since closing a loop cancels what is left on it without a word. What a fixture of a
 wider scope (module, session) creates while it is set up belongs to that fixture, not to
 the test that happened to set it up.
@@ -54,7 +54,7 @@ FIXTURES = frozenset(
         "virtual_clock",
     }
 )
-"""The fixtures whose use puts a test under the leak check (in the default ``auto``)."""
+"""The fixtures whose use puts a test under the leak check (in the default `auto`)."""
 
 _DEFAULT_GRACE = 1.0
 _STATE = pytest.StashKey["_TestState"]()
@@ -111,7 +111,7 @@ def _leak_check_scope(config: pytest.Config) -> bool | None:
 
 
 def uses_tether(item: pytest.Item) -> bool:
-    """Whether ``item`` asks for one of tether's fixtures or carries one of its markers."""
+    """Whether `item` asks for one of tether's fixtures or carries one of its markers."""
     names = getattr(item, "fixturenames", ())
     if any(name in FIXTURES for name in names):
         return True
@@ -134,7 +134,7 @@ class LeakCheck:
 
     def __init__(self, config: pytest.Config, *, every_test: bool = False) -> None:
         self.every_test = every_test
-        """Check every test (``tether_leak_check = true``), not only those using tether."""
+        """Check every test (`tether_leak_check = true`), not only those using tether."""
         self.grace = _grace(config)
         self.loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
         """Event loops provided by fixtures and still open: where tasks are looked for."""
@@ -210,7 +210,7 @@ class LeakCheck:
         return functools.reduce(Resources.__or__, self.exempt.values(), Resources())
 
     def _kinds(self, item: pytest.Item) -> tuple[tuple[str, ...], str]:
-        """The kinds to check for ``item``, and what is wrong with its markers, if anything."""
+        """The kinds to check for `item`, and what is wrong with its markers, if anything."""
         allowed_kinds: set[str] = set()
         for marker in item.iter_markers("tether_allow_leaks"):
             unknown = [kind for kind in marker.args if kind not in KINDS]
@@ -230,7 +230,7 @@ class LeakCheck:
         return tuple(kind for kind in KINDS if kind not in allowed_kinds), ""
 
     def _loop_closing(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Look for the test's tasks on ``loop`` before its fixture closes it."""
+        """Look for the test's tasks on `loop` before its fixture closes it."""
         self.loops.discard(loop)
         state = self._state()
         if state is None or "tasks" not in state.kinds or loop.is_closed():

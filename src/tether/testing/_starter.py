@@ -1,4 +1,4 @@
-"""Starting graphs for a test and stopping them after it: the value of ``tether_start``."""
+"""Starting graphs for a test and stopping them after it: the value of `tether_start`."""
 
 from __future__ import annotations
 
@@ -18,14 +18,16 @@ S = TypeVar("S", bound=ServiceBase)
 class Starter:
     """Starts graphs for one test and stops them after it, last started first.
 
-    The value of the ``tether_start`` fixture. Await it with a type to resolve that type
-    in the test's scope (``tether_scope``: config, overrides and plugins of the test
+    The value of the `tether_start` fixture. Await it with a type to resolve that type
+    in the test's scope (`tether_scope`: config, overrides and plugins of the test
     applied) and start exactly the services it needs, or with a service to start that
-    service's graph; it returns what was started::
+    service's graph; it returns what was started:
 
-        async def test_lists_users(tether_start: tether.testing.Starter) -> None:
-            api = await tether_start(Api)          # Database, then Api
-            assert await api.users() == []
+    ```python
+    async def test_lists_users(tether_start: tether.testing.Starter) -> None:
+        api = await tether_start(Api)          # Database, then Api
+        assert await api.users() == []
+    ```
 
     An exception raised while starting propagates as the engine raised it (a failed
     start has already stopped what it brought up), with a note naming the test; in a
@@ -47,10 +49,10 @@ class Starter:
     @overload
     async def __call__(self, target: S, /) -> S: ...
     async def __call__(self, target: Any, name: str | None = None, /, **overrides: Any) -> Any:
-        """Start ``target`` (a type to resolve, or a service) and return what was started.
+        """Start `target` (a type to resolve, or a service) and return what was started.
 
-        ``name`` and keyword ``overrides`` are passed to the container's resolution
-        (``Container.started``) and only apply to a type.
+        `name` and keyword `overrides` are passed to the container's resolution
+        (`Container.started`) and only apply to a type.
         """
         manager: contextlib.AbstractAsyncContextManager[Any]
         if isinstance(target, ServiceBase):
@@ -84,7 +86,7 @@ class Starter:
 
     @property
     def container(self) -> Container:
-        """The scope types are resolved in (``tether_scope``)."""
+        """The scope types are resolved in (`tether_scope`)."""
         return self._container
 
     def __repr__(self) -> str:
