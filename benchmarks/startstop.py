@@ -1,13 +1,17 @@
 """Start and stop of N trivial services as a chain, a fan and a binary tree.
 
-One measurement per process: ``measure(impl, shape, n)`` builds the graph (untimed),
-times its start and its stop, then checks (untimed) that every service started and
-stopped exactly once and in dependency order, so that no implementation can look fast
-by doing less than the others.
+One measurement per process: ``measure(impl, shape, n, hooks)`` builds the graph
+(untimed), times its start and its stop, then checks (untimed) that every service
+started and stopped exactly once and in dependency order, so that no implementation can
+look fast by doing less than the others. ``memory(impl, shape, n)`` measures what an
+implementation keeps allocated per running service (its bookkeeping: the services
+themselves are built before counting begins).
 
 Every implementation's services do the same trivial thing in async hooks: ``start``
 and ``stop`` each take the next value of one shared counter, and keep it, which is
-also what the order check reads afterwards.
+also what the order check reads afterwards. With ``hooks="suspend"`` every hook then
+suspends once (``await asyncio.sleep(0)``), as a hook doing real I/O would; with
+``hooks="sync"`` no hook ever suspends.
 
 Shapes, over services numbered 0 .. N-1, service 0 the root:
 
@@ -23,10 +27,12 @@ import gc
 import importlib.util
 import itertools
 import time
+import tracemalloc
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 SHAPES = ("chain", "fan", "tree")
+HOOKS = ("suspend", "sync")
 FLOORS = ("raw-generic", "raw-bare")
 PEERS = ("facet", "mode", "aiomisc")
 IMPLS = (*FLOORS, "tether", *PEERS)
@@ -89,6 +95,20 @@ class RawService(Recorded):
 
     async def stop(self) -> None:
         self.down = next(_ticks)
+
+
+class RawSuspending(RawService):
+    """The same, each hook suspending once."""
+
+    __slots__ = ()
+
+    async def start(self) -> None:
+        self.up = next(_ticks)
+        await asyncio.sleep(0)
+
+    async def stop(self) -> None:
+        self.down = next(_ticks)
+        await asyncio.sleep(0)
 
 
 async def _start_after(service: RawService, dependencies: list[asyncio.Task[None]]) -> None:
@@ -198,8 +218,9 @@ class RawBare:
                 await asyncio.gather(*(s.stop() for s in level))
 
 
-def _build_raw(shape: str, n: int) -> list[RawService]:
-    services = [RawService() for _ in range(n)]
+def _build_raw(shape: str, n: int, suspend: bool) -> list[RawService]:
+    cls = RawSuspending if suspend else RawService
+    services = [cls() for _ in range(n)]
     for service, deps in zip(services, children(shape, n), strict=True):
         service.deps = [services[i] for i in deps]
     return services
@@ -224,7 +245,7 @@ Lifecycle = tuple[
 ]
 
 
-def _tether(shape: str, n: int) -> Lifecycle:
+def _tether(shape: str, n: int, suspend: bool) -> Lifecycle:
     import tether
 
     class TrivialService(tether.Service, Recorded):
@@ -241,14 +262,24 @@ def _tether(shape: str, n: int) -> Lifecycle:
         async def stop(self) -> None:
             self.down = next(_ticks)
 
-    services = [TrivialService() for _ in range(n)]
+    class SuspendingService(TrivialService):
+        async def start(self) -> None:
+            self.up = next(_ticks)
+            await asyncio.sleep(0)
+
+        async def stop(self) -> None:
+            self.down = next(_ticks)
+            await asyncio.sleep(0)
+
+    cls = SuspendingService if suspend else TrivialService
+    services = [cls() for _ in range(n)]
     for service, deps in zip(services, children(shape, n), strict=True):
         service.deps = _nested(services, deps, shape)
     root = services[0]
     return services, root.__aenter__, lambda: root.__aexit__(None, None, None)
 
 
-def _facet(shape: str, n: int) -> Lifecycle:
+def _facet(shape: str, n: int, suspend: bool) -> Lifecycle:
     from facet import ServiceMixin
 
     class TrivialService(ServiceMixin, Recorded):
@@ -261,9 +292,13 @@ def _facet(shape: str, n: int) -> Lifecycle:
 
         async def start(self) -> None:
             self.up = next(_ticks)
+            if suspend:
+                await asyncio.sleep(0)
 
         async def stop(self) -> None:
             self.down = next(_ticks)
+            if suspend:
+                await asyncio.sleep(0)
 
     services = [TrivialService() for _ in range(n)]
     for service, deps in zip(services, children(shape, n), strict=True):
@@ -272,7 +307,7 @@ def _facet(shape: str, n: int) -> Lifecycle:
     return services, root.__aenter__, lambda: root.__aexit__(None, None, None)
 
 
-def _mode(shape: str, n: int) -> Lifecycle:
+def _mode(shape: str, n: int, suspend: bool) -> Lifecycle:
     import mode
 
     class TrivialService(mode.Service, Recorded):
@@ -287,9 +322,13 @@ def _mode(shape: str, n: int) -> Lifecycle:
 
         async def on_started(self) -> None:
             self.up = next(_ticks)
+            if suspend:
+                await asyncio.sleep(0)
 
         async def on_stop(self) -> None:
             self.down = next(_ticks)
+            if suspend:
+                await asyncio.sleep(0)
 
     services = [TrivialService() for _ in range(n)]
     for service, deps in zip(services, children(shape, n), strict=True):
@@ -298,15 +337,19 @@ def _mode(shape: str, n: int) -> Lifecycle:
     return services, root.start, root.stop
 
 
-def _aiomisc(shape: str, n: int) -> Lifecycle:
+def _aiomisc(shape: str, n: int, suspend: bool) -> Lifecycle:
     import aiomisc
 
     class TrivialService(aiomisc.Service, Recorded):
         async def start(self) -> None:
             self.up = next(_ticks)
+            if suspend:
+                await asyncio.sleep(0)
 
         async def stop(self, exception: Exception | None = None) -> None:  # noqa: ARG002 - aiomisc passes the exception
             self.down = next(_ticks)
+            if suspend:
+                await asyncio.sleep(0)
 
     del shape  # aiomisc has no dependencies between services: it starts them all at once
     services = [TrivialService() for _ in range(n)]
@@ -314,13 +357,13 @@ def _aiomisc(shape: str, n: int) -> Lifecycle:
     return services, entrypoint.__aenter__, lambda: entrypoint.__aexit__(None, None, None)
 
 
-def _raw(impl: str, shape: str, n: int) -> Lifecycle:
-    services = _build_raw(shape, n)
+def _raw(impl: str, shape: str, n: int, suspend: bool) -> Lifecycle:
+    services = _build_raw(shape, n, suspend)
     runner = RawGeneric(services[0]) if impl == "raw-generic" else RawBare(shape, services)
     return services, runner.start, runner.stop
 
 
-_BUILDERS: dict[str, Callable[[str, int], Lifecycle]] = {
+_BUILDERS: dict[str, Callable[[str, int, bool], Lifecycle]] = {
     "tether": _tether,
     "facet": _facet,
     "mode": _mode,
@@ -346,12 +389,15 @@ def check_order(services: list[Any], shape: str, ordered: bool) -> None:
                 raise AssertionError("a service started before its dependency or stopped after")
 
 
-async def _run(impl: str, shape: str, n: int) -> dict[str, float]:
-    build_began = time.perf_counter()
+def _build(impl: str, shape: str, n: int, suspend: bool) -> Lifecycle:
     if impl in FLOORS:
-        services, start, stop = _raw(impl, shape, n)
-    else:
-        services, start, stop = _BUILDERS[impl](shape, n)
+        return _raw(impl, shape, n, suspend)
+    return _BUILDERS[impl](shape, n, suspend)
+
+
+async def _run(impl: str, shape: str, n: int, suspend: bool) -> dict[str, float]:
+    build_began = time.perf_counter()
+    services, start, stop = _build(impl, shape, n, suspend)
     built = time.perf_counter() - build_began
     gc.collect()
     began = time.perf_counter()
@@ -363,8 +409,35 @@ async def _run(impl: str, shape: str, n: int) -> dict[str, float]:
     return {"build": built, "start": started - began, "stop": stopped - started}
 
 
-def measure(impl: str, shape: str, n: int) -> dict[str, float]:
+def measure(impl: str, shape: str, n: int, hooks: str = "sync") -> dict[str, float]:
     """Seconds to build (untimed by the table), start and stop one graph, in a new loop."""
     global _ticks  # noqa: PLW0603 - one measurement per process; reset for the order check
     _ticks = itertools.count()
-    return asyncio.run(_run(impl, shape, n))
+    if hooks not in HOOKS:
+        raise ValueError(f"hooks must be one of {', '.join(HOOKS)}, got {hooks!r}")
+    return asyncio.run(_run(impl, shape, n, hooks == "suspend"))
+
+
+async def _kept(impl: str, shape: str, n: int) -> dict[str, float]:
+    services, start, stop = _build(impl, shape, n, suspend=False)
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    await start()
+    gc.collect()
+    running = tracemalloc.get_traced_memory()[0]
+    await stop()
+    tracemalloc.stop()
+    check_order(services, shape, ordered=True)
+    return {"bytes": (running - before) / n}
+
+
+def memory(impl: str, shape: str, n: int) -> dict[str, float]:
+    """Bytes an implementation keeps allocated per running service, after starting N.
+
+    The services are built before counting begins: what is counted is the bookkeeping
+    that starting them added and keeps while they run.
+    """
+    global _ticks  # noqa: PLW0603 - one measurement per process
+    _ticks = itertools.count()
+    return asyncio.run(_kept(impl, shape, n))

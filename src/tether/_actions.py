@@ -294,12 +294,24 @@ def release_holds(rec: Record, op: Operation | None = None) -> None:
     """
     for dep in rec.deps:
         holders = dep.holders
-        if rec in holders:
+        if isinstance(holders, list):
+            if rec not in holders:
+                continue
+            holders.remove(rec)
+        elif rec in holders:
             del holders[rec]
-            if dep.released is not None:
-                wake_released(dep)
-            if op is not None and not holders and dep.state is _RUNNING and not dep.root_holds:
-                op.orphans.append(dep)
+        else:
+            continue
+        if dep.released is not None:
+            wake_released(dep)
+        if (
+            op is not None
+            and not holders
+            and not dep.root_holds
+            and dep.op is None
+            and dep.state is _RUNNING
+        ):
+            op.orphans.append(dep)
 
 
 def wake_released(rec: Record) -> None:

@@ -23,6 +23,7 @@ from ._errors import DependencyCycleError, DependencyError
 from ._scheduler import OpKind
 from ._service import (
     _EMPTY,
+    _HOLDERS_AS_LIST,
     Barrier,
     Node,
     Record,
@@ -31,7 +32,9 @@ from ._service import (
     check_timeout,
     class_label,
     display_name,
+    hold,
     record,
+    unhold,
 )
 
 __all__ = ["Collection", "check", "collect", "undo"]
@@ -306,7 +309,11 @@ def _finish(
     """`rec`'s walk is complete: its edges, its holds, its count of new predecessors."""
     pending = 0
     for dep in deps:
-        dep.holders[rec] = None
+        holders = dep.holders
+        if type(holders) is list and len(holders) < _HOLDERS_AS_LIST:
+            holders.append(rec)
+        else:
+            hold(dep, rec)
         if dep.member is op:
             pending += 1
     if gate is None:
@@ -353,7 +360,7 @@ def undo(result: Collection) -> None:
     """Forget a walk that will not be used: its holds and its marks."""
     for rec in result.new:
         for dep in rec.deps:
-            dep.holders.pop(rec, None)
+            unhold(dep, rec)
         rec.member = None
         rec.gsucc = None
     for barrier in result.barriers:

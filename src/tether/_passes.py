@@ -176,8 +176,36 @@ async def start_pass(op: Operation, ready: list[Node]) -> None:
             while ready and not _failing(op):
                 if len(ready) == 1 and not op.inflight:
                     node = ready.pop()
-                    if type(node) is Record and not await _start_alone(op, node):
-                        break
+                    if type(node) is Record:
+                        # Alone: run it right here (a chain creates no task).
+                        info = node.info
+                        attr = info.start
+                        if attr is None or info.blocking:
+                            if not await _start_alone(op, node):
+                                break
+                        else:
+                            set_state(node, _STARTING)
+                            context = _copy_context()
+                            hook = getattr(node.service, attr)()
+                            try:
+                                step = context.run(hook.send, None)
+                            except StopIteration:
+                                if info.start_mode == UNKNOWN:
+                                    info.start_mode = SYNC
+                                started(op, node)
+                            except BaseException as exc:
+                                outcome = _start_failed_inline(op, node, exc)
+                                if not isinstance(outcome, int):
+                                    await outcome
+                                break
+                            else:
+                                info.start_mode = SUSPENDS
+                                try:
+                                    await resume(hook, step, context)
+                                except BaseException as exc:
+                                    await _start_rest_failed(op, node, exc)
+                                    break
+                                started(op, node)
                     _release_start(op, node, ready)
                     continue
                 batch = ready
@@ -310,18 +338,23 @@ async def _start_rest(
     try:
         await resume(hook, step, context)
     except BaseException as exc:
-        _record_start_failure(op, rec, exc)
-        if rec.tasks:
-            await _discard_then_fail(rec)
-        else:
-            set_state(rec, _FAILED)
-        if isinstance(exc, asyncio.CancelledError):
-            driver = _current_task()
-            if driver is not None and driver.cancelling():
-                raise  # cancelled from outside: the start ends here
+        await _start_rest_failed(op, rec, exc)
         return False
     started(op, rec)
     return True
+
+
+async def _start_rest_failed(op: Operation, rec: Record, exc: BaseException) -> None:
+    """A start run in the driver raised after suspending: record it, clean up."""
+    _record_start_failure(op, rec, exc)
+    if rec.tasks:
+        await _discard_then_fail(rec)
+    else:
+        set_state(rec, _FAILED)
+    if isinstance(exc, asyncio.CancelledError):
+        driver = _current_task()
+        if driver is not None and driver.cancelling():
+            raise exc  # cancelled from outside: the start ends here
 
 
 async def _start_task(op: Operation, rec: Record, probe: bool) -> None:
@@ -331,19 +364,21 @@ async def _start_task(op: Operation, rec: Record, probe: bool) -> None:
         set_state(rec, _STARTING)
         assert info.start is not None
         hook = getattr(rec.service, info.start)()
-        try:
-            step = hook.send(None)
-        except StopIteration:
-            if info.start_mode == UNKNOWN:
-                info.start_mode = SYNC
-            started(op, rec)
+        if info.start_mode == SUSPENDS:
+            await hook  # known to suspend: nothing to learn from its first step
         else:
-            info.start_mode = SUSPENDS
-            if probe:
-                probe = False
-                _probed(op, info)  # siblings go on concurrently while this one waits
-            await resume(hook, step, None)
-            started(op, rec)
+            try:
+                step = hook.send(None)
+            except StopIteration:
+                if info.start_mode == UNKNOWN:
+                    info.start_mode = SYNC
+            else:
+                info.start_mode = SUSPENDS
+                if probe:
+                    probe = False
+                    _probed(op, info)  # siblings go on concurrently while this one waits
+                await resume(hook, step, None)
+        started(op, rec)
     except BaseException as exc:
         if rec.state is _STARTING:
             _record_start_failure(op, rec, exc)
@@ -562,7 +597,28 @@ async def stop_pass(op: Operation, ready: list[Node]) -> None:
                         if op.adopted and node in op.adopted:
                             _spawn(op, node, _adopted_stop_task(op, node), eager)
                             continue
-                        await _stop_alone(op, node)
+                        info = node.info
+                        attr = info.stop
+                        if attr is None or info.blocking or node.tasks:
+                            await _stop_alone(op, node)
+                        else:
+                            # Alone: run it right here (a chain creates no task).
+                            mark_stopping(node)
+                            context = _copy_context()
+                            try:
+                                hook = getattr(node.service, attr)()
+                                step = context.run(hook.send, None)
+                            except StopIteration:
+                                if info.stop_mode == UNKNOWN:
+                                    info.stop_mode = SYNC
+                                finish_stop(op, node)
+                            except BaseException as exc:
+                                stop_failed(op, node, exc)
+                                finish_stop(op, node)
+                            else:
+                                info.stop_mode = SUSPENDS
+                                node.deadline = _deadline(op, node)
+                                await _stop_rest_inline(op, node, hook, step, context)
                     _release_stop(op, node, ready)
                     if op.orphans and not op.done:
                         _adopt(op, ready)
@@ -634,8 +690,12 @@ def _stoppable(op: Operation, node: Node) -> bool:
     return type(node) is not Record or (node.state is _RUNNING and node.task is None)
 
 
-def _deadline(op: Operation, rec: Record) -> float:
-    """When `rec`'s stop must be over; arms the operation's watchdog for it."""
+def _deadline(op: Operation, rec: Record, began: float | None = None) -> float:
+    """When `rec`'s stop (begun at loop time `began`, or now) must be over.
+
+    Arms the operation's watchdog for it. Computed only once a stop turns out to take
+    time (its hook suspended, or it has tasks to wait for).
+    """
     info = rec.info
     timeout = info.timeout
     if timeout is None:
@@ -644,7 +704,7 @@ def _deadline(op: Operation, rec: Record) -> float:
         return _INF
     loop = op.loop
     assert loop is not None
-    deadline = loop.time() + timeout
+    deadline = (loop.time() if began is None else began) + timeout
     if deadline < op.armed:
         _arm(op, deadline)
     return deadline
@@ -665,7 +725,6 @@ def _begin_stop(op: Operation, rec: Record, eager: bool) -> int | Coroutine[Any,
     mode = info.stop_mode
     if mode == SYNC:
         mark_stopping(rec)
-        limit = _deadline(op, rec)
         context = _copy_context()
         try:
             hook = getattr(rec.service, attr)()
@@ -678,7 +737,7 @@ def _begin_stop(op: Operation, rec: Record, eager: bool) -> int | Coroutine[Any,
             finish_stop(op, rec)
             return _DONE
         info.stop_mode = SUSPENDS
-        rec.deadline = limit
+        rec.deadline = _deadline(op, rec)
         return _stop_rest_inline(op, rec, hook, step, context)
     if mode == UNKNOWN and not eager and not _probe_or_defer(op, info, rec):
         return _DEFERRED
@@ -701,7 +760,7 @@ async def _stop_alone(op: Operation, rec: Record) -> None:
         await _stop_blocking(op, rec)
         finish_stop(op, rec)
         return
-    limit = _deadline(op, rec)
+    began = op.loop.time() if op.loop is not None else 0.0
     context = _copy_context()
     try:
         hook = getattr(rec.service, attr)()
@@ -713,11 +772,11 @@ async def _stop_alone(op: Operation, rec: Record) -> None:
         stop_failed(op, rec, exc)
     else:
         info.stop_mode = SUSPENDS
-        rec.deadline = limit
+        rec.deadline = _deadline(op, rec)
         await _stop_rest_inline(op, rec, hook, step, context)
         return
     if rec.tasks:
-        await stop_tasks(op, rec, limit, check_grace(rec.service))
+        await stop_tasks(op, rec, _deadline(op, rec, began), check_grace(rec.service))
     finish_stop(op, rec)
 
 
@@ -783,28 +842,34 @@ async def _stop_task(op: Operation, rec: Record, probe: bool) -> None:
     info = rec.info
     attr = info.stop
     task = _current_task()
-    limit = _INF
+    loop = op.loop
+    assert loop is not None
+    began = loop.time()
     try:
         if attr is not None and info.blocking:
             await _stop_blocking(op, rec)
         elif attr is not None:
-            limit = _deadline(op, rec)
+            step: Any = _NOT_STEPPED
             try:
                 hook = getattr(rec.service, attr)()
-                step = hook.send(None)
+                if info.stop_mode != SUSPENDS:
+                    step = hook.send(None)
+                    info.stop_mode = SUSPENDS
+                    if probe:
+                        probe = False
+                        _probed(op, info)
             except StopIteration:
                 if info.stop_mode == UNKNOWN:
                     info.stop_mode = SYNC
             except BaseException as exc:
                 stop_failed(op, rec, exc)
             else:
-                info.stop_mode = SUSPENDS
-                if probe:
-                    probe = False
-                    _probed(op, info)
-                rec.deadline = limit
+                rec.deadline = _deadline(op, rec, began)
                 try:
-                    await resume(hook, step, None)
+                    if step is _NOT_STEPPED:
+                        await hook  # known to suspend: nothing to learn from its first step
+                    else:
+                        await resume(hook, step, None)
                 except asyncio.CancelledError as exc:
                     if rec.task is not task:
                         return  # abandoned: the stop went on without it
@@ -818,9 +883,7 @@ async def _stop_task(op: Operation, rec: Record, probe: bool) -> None:
                 finally:
                     rec.deadline = _INF
         if rec.tasks:
-            if limit == _INF and attr is None:
-                limit = _deadline(op, rec)
-            await stop_tasks(op, rec, limit, check_grace(rec.service))
+            await stop_tasks(op, rec, _deadline(op, rec, began), check_grace(rec.service))
     finally:
         if probe:
             _probed(op, info)
@@ -829,6 +892,9 @@ async def _stop_task(op: Operation, rec: Record, probe: bool) -> None:
     rec.task = None
     finish_stop(op, rec)
     op.report(rec)
+
+
+_NOT_STEPPED: Final = object()
 
 
 async def _adopted_stop_task(op: Operation, rec: Record) -> None:

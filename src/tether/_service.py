@@ -123,43 +123,60 @@ class Supervising(Protocol):
         ...
 
 
+class RunExtras:
+    """The per-run state most services never need, kept apart to keep records small."""
+
+    __slots__ = (
+        "crash_raised",
+        "exit_event",
+        "prune_at",
+        "skipped_ticks",
+        "sleepers",
+        "thread_exit",
+    )
+
+    def __init__(self) -> None:
+        self.crash_raised = False
+        self.exit_event: asyncio.Event | None = None
+        self.thread_exit: threading.Event | None = None
+        self.sleepers: set[asyncio.Future[bool]] | None = None
+        self.prune_at = 64
+        self.skipped_ticks = 0
+
+
 class Record(Node):
     """Everything the engine knows about one service; lives in the service's __dict__.
 
-    Containers that most services never need (tasks, sleepers, events) are created on
-    first use: a graph of 100,000 services should not cost 500,000 allocations.
+    Containers that most services never need (tasks, events, the per-run extras) are
+    created on first use: a graph of 100,000 services should not cost 500,000
+    allocations, and a running service should keep little memory.
     """
 
     __slots__ = (
         "changed_at",
         "crash",
-        "crash_raised",
         "deadline",
         "deps",
         "error",
-        "exit_event",
         "exit_requested",
+        "extras",
         "holders",
         "implicit",
         "info",
         "loop",
         "mark",
         "op",
-        "prune_at",
         "released",
         "restarts",
         "root_holds",
         "seq",
         "service",
-        "skipped_ticks",
-        "sleepers",
         "started_at",
         "state",
         "stopping",
         "supervisor",
         "task",
         "tasks",
-        "thread_exit",
     )
 
     service: ServiceBase
@@ -170,28 +187,23 @@ class Record(Node):
     mark: object
     """Scratch of the synchronous walks (collecting a graph, planning a stop)."""
     deps: list[Record]
-    holders: dict[Record, None]
+    holders: list[Record] | dict[Record, None]
     """The dependents that hold this service: from the moment their start is planned
-    until their stop has finished. A service stops when nothing holds it."""
+    until their stop has finished. A service stops when nothing holds it any more. A
+    list while short, a dict past that (see `hold` and `unhold`)."""
     implicit: tuple[ServiceBase, ...]
     """Dependencies added by tether itself (the injector), besides `dependencies`."""
     root_holds: int
     tasks: set[asyncio.Task[Any]] | None
-    prune_at: int
-    """`add_task` forgets finished tasks when `tasks` grows to this size."""
     exit_requested: bool
     crash: BaseException | None
-    crash_raised: bool
-    exit_event: asyncio.Event | None
-    thread_exit: threading.Event | None
+    extras: RunExtras | None
     stopping: bool
-    sleepers: set[asyncio.Future[bool]] | None
     loop: asyncio.AbstractEventLoop | None
     started_at: float | None
     released: list[asyncio.Future[None]] | None
     """Resolved, then cleared, when a holder lets go of this service (`wait_released`)."""
     restarts: int
-    skipped_ticks: int
     error: BaseException | None
     supervisor: Supervising | None
     """The supervisor this service is a child of, while that supervisor runs."""
@@ -217,22 +229,17 @@ class Record(Node):
         self.state = ServiceState.CREATED
         self.op = None
         self.mark = None
-        self.holders = {}
+        self.holders = []
         self.implicit = ()
         self.root_holds = 0
         self.tasks = None
-        self.prune_at = 64
         self.exit_requested = False
         self.crash = None
-        self.crash_raised = False
-        self.exit_event = None
-        self.thread_exit = None
+        self.extras = None
         self.stopping = False
-        self.sleepers = None
         self.loop = None
         self.started_at = None
         self.restarts = 0
-        self.skipped_ticks = 0
         self.error = None
         self.supervisor = None
         self.released = None
@@ -242,18 +249,67 @@ class Record(Node):
     def reset_for_run(self) -> None:
         """Fresh per-run state: each run begins with new tasks, flags and events."""
         self.tasks = None
-        self.prune_at = 64
         self.exit_requested = False
         self.crash = None
-        self.crash_raised = False
-        self.exit_event = None
+        self.extras = None
         if self.info.blocking:
-            self.thread_exit = threading.Event()
+            self.more().thread_exit = threading.Event()
         self.stopping = False
-        self.sleepers = None
         self.started_at = None
-        self.skipped_ticks = 0
         self.error = None
+
+    def more(self) -> RunExtras:
+        """This run's extras, created on first use."""
+        extras = self.extras
+        if extras is None:
+            extras = self.extras = RunExtras()
+        return extras
+
+    # The extras read as attributes of the record (None, False or 0 until set).
+
+    @property
+    def exit_event(self) -> asyncio.Event | None:
+        return None if self.extras is None else self.extras.exit_event
+
+    @exit_event.setter
+    def exit_event(self, value: asyncio.Event | None) -> None:
+        self.more().exit_event = value
+
+    @property
+    def thread_exit(self) -> threading.Event | None:
+        return None if self.extras is None else self.extras.thread_exit
+
+    @property
+    def sleepers(self) -> set[asyncio.Future[bool]] | None:
+        return None if self.extras is None else self.extras.sleepers
+
+    @sleepers.setter
+    def sleepers(self, value: set[asyncio.Future[bool]] | None) -> None:
+        self.more().sleepers = value
+
+    @property
+    def crash_raised(self) -> bool:
+        return False if self.extras is None else self.extras.crash_raised
+
+    @crash_raised.setter
+    def crash_raised(self, value: bool) -> None:
+        self.more().crash_raised = value
+
+    @property
+    def prune_at(self) -> int:
+        return 64 if self.extras is None else self.extras.prune_at
+
+    @prune_at.setter
+    def prune_at(self, value: int) -> None:
+        self.more().prune_at = value
+
+    @property
+    def skipped_ticks(self) -> int:
+        return 0 if self.extras is None else self.extras.skipped_ticks
+
+    @skipped_ticks.setter
+    def skipped_ticks(self, value: int) -> None:
+        self.more().skipped_ticks = value
 
     @property
     def name(self) -> str:
@@ -261,6 +317,36 @@ class Record(Node):
 
     def __repr__(self) -> str:
         return f"<Record {self.name} {self.state.value}>"
+
+
+_HOLDERS_AS_LIST: Final = 8
+"""Up to this many holders are a list (small); past it, a dict (fast to remove from)."""
+
+
+def hold(dep: Record, rec: Record) -> None:
+    """`rec` holds `dep` (it depends on it and has not finished stopping)."""
+    holders = dep.holders
+    if isinstance(holders, list):
+        if len(holders) < _HOLDERS_AS_LIST:
+            holders.append(rec)
+            return
+        holders = dep.holders = dict.fromkeys(holders)
+    holders[rec] = None
+
+
+def unhold(dep: Record, rec: Record) -> bool:
+    """`rec` lets go of `dep`; False if it did not hold it."""
+    holders = dep.holders
+    if isinstance(holders, list):
+        try:
+            holders.remove(rec)
+        except ValueError:
+            return False
+        return True
+    if rec in holders:
+        del holders[rec]
+        return True
+    return False
 
 
 _EMPTY: list[Any] = []  # shared by records that have no dependencies; never mutated

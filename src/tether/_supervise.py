@@ -27,7 +27,17 @@ from ._engine import claim, signal_exit, start_root, stop_root, unclaim, wait_re
 from ._errors import DefinitionError, ServiceStateError, TetherError
 from ._events import EventKind, LifecycleEvent, publish, publishing
 from ._scheduler import Operation
-from ._service import Node, Record, Service, ServiceBase, ServiceState, display_name, record
+from ._service import (
+    Node,
+    Record,
+    Service,
+    ServiceBase,
+    ServiceState,
+    display_name,
+    hold,
+    record,
+    unhold,
+)
 
 __all__ = [
     "Backoff",
@@ -571,7 +581,7 @@ class Supervisor(Service):
         running = [r for r in stopping if r.state in (_RUNNING, _STARTING) and own in r.holders]
         for rec in reversed(running):
             await self._wait_for_outsiders(rec, children)
-            del rec.holders[own]
+            unhold(rec, own)
             rec.root_holds += 1
             try:
                 await stop_root(rec.service, None)
@@ -640,7 +650,7 @@ class Supervisor(Service):
             return False
         self._stamp_starting(rec, rec.seq)
         rec.root_holds -= 1
-        rec.holders[own] = None
+        hold(rec, own)
         ordering = [n for n in self._order_edges.get(rec, ()) if n not in rec.after]
         if ordering:
             rec.after = [*rec.after, *ordering]  # a new list: `after` may be `deps`
