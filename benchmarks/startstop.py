@@ -420,6 +420,8 @@ def measure(impl: str, shape: str, n: int, hooks: str = "sync") -> dict[str, flo
 
 async def _kept(impl: str, shape: str, n: int) -> dict[str, float]:
     services, start, stop = _build(impl, shape, n, suspend=False)
+    for service in services:  # the services' own fields are not the engine's bookkeeping
+        service.up = service.down = -1
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]

@@ -298,7 +298,7 @@ def release_holds(rec: Record, op: Operation | None = None) -> None:
             if rec not in holders:
                 continue
             holders.remove(rec)
-        elif rec in holders:
+        elif isinstance(holders, dict) and rec in holders:
             del holders[rec]
         else:
             continue

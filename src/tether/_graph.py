@@ -40,6 +40,7 @@ from ._service import (
 __all__ = ["Collection", "check", "collect", "undo"]
 
 _RUNNING = ServiceState.RUNNING
+_NONE: list[Record] = []  # the deps of a leaf, while it is walked; never mutated
 _START = OpKind.START
 
 
@@ -210,7 +211,7 @@ def _walk_frames(stack: list[list[Any]], op: object, result: Collection) -> None
                         group.append(dep)
                         child_items = _items(dep)
                         if not child_items:  # a leaf: done without a frame of its own
-                            _finish(dep, _EMPTY, gate, op, result)
+                            _finish(dep, _NONE, gate, op, result)
                             continue
                         child = dep
                         break
@@ -245,7 +246,7 @@ def _walk_frames(stack: list[list[Any]], op: object, result: Collection) -> None
                 elif _enter(dep, op, result):
                     child_items = _items(dep)
                     if not child_items:  # a leaf: done without a frame of its own
-                        _finish(dep, _EMPTY, gate, op, result)
+                        _finish(dep, _NONE, gate, op, result)
                         gate = dep
                         continue
                     child = dep
@@ -316,17 +317,18 @@ def _finish(
             hold(dep, rec)
         if dep.member is op:
             pending += 1
+    kept = tuple(deps) if deps else _EMPTY  # a tuple: smaller than the list it was
     if gate is None:
-        rec.after = deps
+        rec.after = kept
     else:
-        rec.after = [*deps, gate]
+        rec.after = (*kept, gate)
         pending += 1
         succ = gate.gsucc
         if succ is None:
             gate.gsucc = [rec]
         else:
             succ.append(rec)
-    rec.deps = deps
+    rec.deps = kept
     rec.pending = pending
     rec.mark = result.done
     result.new.append(rec)

@@ -186,8 +186,8 @@ class Record(Node):
     """The operation that owns the service right now (starting, stopping, reloading)."""
     mark: object
     """Scratch of the synchronous walks (collecting a graph, planning a stop)."""
-    deps: list[Record]
-    holders: list[Record] | dict[Record, None]
+    deps: tuple[Record, ...]
+    holders: tuple[()] | list[Record] | dict[Record, None]
     """The dependents that hold this service: from the moment their start is planned
     until their stop has finished. A service stops when nothing holds it any more. A
     list while short, a dict past that (see `hold` and `unhold`)."""
@@ -229,7 +229,7 @@ class Record(Node):
         self.state = ServiceState.CREATED
         self.op = None
         self.mark = None
-        self.holders = []
+        self.holders = ()
         self.implicit = ()
         self.root_holds = 0
         self.tasks = None
@@ -326,6 +326,9 @@ _HOLDERS_AS_LIST: Final = 8
 def hold(dep: Record, rec: Record) -> None:
     """`rec` holds `dep` (it depends on it and has not finished stopping)."""
     holders = dep.holders
+    if isinstance(holders, tuple):
+        dep.holders = [rec]
+        return
     if isinstance(holders, list):
         if len(holders) < _HOLDERS_AS_LIST:
             holders.append(rec)
@@ -337,6 +340,8 @@ def hold(dep: Record, rec: Record) -> None:
 def unhold(dep: Record, rec: Record) -> bool:
     """`rec` lets go of `dep`; False if it did not hold it."""
     holders = dep.holders
+    if isinstance(holders, tuple):
+        return False
     if isinstance(holders, list):
         try:
             holders.remove(rec)
@@ -349,7 +354,7 @@ def unhold(dep: Record, rec: Record) -> bool:
     return False
 
 
-_EMPTY: list[Any] = []  # shared by records that have no dependencies; never mutated
+_EMPTY: tuple[Any, ...] = ()  # the edges of records that have no dependencies
 
 
 def record(service: ServiceBase) -> Record:
