@@ -119,7 +119,11 @@ def started(op: Operation, rec: Record) -> None:
             add_task(rec, spec.run(rec.service, attr, rec), f"{rec.name}.{attr}")
     rec.started_at = _monotonic()
     rec.seq = next(_start_sequence)
-    set_state(rec, _RUNNING)
+    if op.subs:
+        set_state(rec, _RUNNING)
+    else:
+        rec.state = _RUNNING
+        rec.changed_at = 0.0
     op.started.append(rec)
 
 
@@ -255,21 +259,28 @@ def _retrieve(fut: asyncio.Future[Any]) -> None:
 # -------------------------------------------------------------------------- stop
 
 
-def mark_stopping(rec: Record) -> None:
+def mark_stopping(rec: Record, op: Operation | None = None) -> None:
     """A service's stop begins: wake its sleepers and waiters, state STOPPING."""
     rec.stopping = True
-    sleepers = rec.sleepers
-    if sleepers:
-        for fut in sleepers:
-            if not fut.done():
-                fut.set_result(False)
+    extras = rec.extras
+    if extras is not None:
+        sleepers = extras.sleepers
+        if sleepers:
+            for fut in sleepers:
+                if not fut.done():
+                    fut.set_result(False)
     if not rec.exit_requested:
         rec.exit_requested = True
-        if rec.exit_event is not None:
-            rec.exit_event.set()
-        if rec.thread_exit is not None:
-            rec.thread_exit.set()
-    set_state(rec, _STOPPING)
+        if extras is not None:
+            if extras.exit_event is not None:
+                extras.exit_event.set()
+            if extras.thread_exit is not None:
+                extras.thread_exit.set()
+    if op is None or op.subs:
+        set_state(rec, _STOPPING)
+    else:
+        rec.state = _STOPPING
+        rec.changed_at = 0.0
 
 
 def finish_stop(op: Operation | None, rec: Record) -> None:
@@ -282,7 +293,12 @@ def finish_stop(op: Operation | None, rec: Record) -> None:
     """
     if rec.crash is not None and rec.error is None:
         rec.error = rec.crash
-    set_state(rec, _FAILED if rec.error is not None else _STOPPED)
+    state = _FAILED if rec.error is not None else _STOPPED
+    if op is None or op.subs:
+        set_state(rec, state)
+    else:
+        rec.state = state
+        rec.changed_at = 0.0
     release_holds(rec, op)
 
 

@@ -197,7 +197,8 @@ def _walk_frames(stack: list[list[Any]], op: object, result: Collection) -> None
             if members is not None:
                 assert group is not None
                 while j < len(members):
-                    dep = record(members[j])
+                    member = members[j]
+                    dep = member.__dict__.get("_tether") or record(member)
                     j += 1
                     deps.append(dep)
                     mark = dep.mark
@@ -229,7 +230,7 @@ def _walk_frames(stack: list[list[Any]], op: object, result: Collection) -> None
             item = items[i]
             i += 1
             if isinstance(item, ServiceBase):
-                dep = record(item)
+                dep = item.__dict__.get("_tether") or record(item)
                 deps.append(dep)
                 mark = dep.mark
                 if mark is done:

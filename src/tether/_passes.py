@@ -184,7 +184,11 @@ async def start_pass(op: Operation, ready: list[Node]) -> None:
                             if not await _start_alone(op, node):
                                 break
                         else:
-                            set_state(node, _STARTING)
+                            if op.subs:
+                                set_state(node, _STARTING)
+                            else:
+                                node.state = _STARTING
+                                node.changed_at = 0.0
                             context = _copy_context()
                             hook = getattr(node.service, attr)()
                             try:
@@ -603,7 +607,7 @@ async def stop_pass(op: Operation, ready: list[Node]) -> None:
                             await _stop_alone(op, node)
                         else:
                             # Alone: run it right here (a chain creates no task).
-                            mark_stopping(node)
+                            mark_stopping(node, op)
                             context = _copy_context()
                             try:
                                 hook = getattr(node.service, attr)()
@@ -715,16 +719,16 @@ def _begin_stop(op: Operation, rec: Record, eager: bool) -> int | Coroutine[Any,
     info = rec.info
     attr = info.stop
     if rec.tasks or (attr is not None and info.blocking):
-        mark_stopping(rec)
+        mark_stopping(rec, op)
         _spawn(op, rec, _stop_task(op, rec, probe=False), eager)
         return _SPAWNED
     if attr is None:
-        mark_stopping(rec)
+        mark_stopping(rec, op)
         finish_stop(op, rec)
         return _DONE
     mode = info.stop_mode
     if mode == SYNC:
-        mark_stopping(rec)
+        mark_stopping(rec, op)
         context = _copy_context()
         try:
             hook = getattr(rec.service, attr)()
@@ -741,14 +745,14 @@ def _begin_stop(op: Operation, rec: Record, eager: bool) -> int | Coroutine[Any,
         return _stop_rest_inline(op, rec, hook, step, context)
     if mode == UNKNOWN and not eager and not _probe_or_defer(op, info, rec):
         return _DEFERRED
-    mark_stopping(rec)
+    mark_stopping(rec, op)
     _spawn(op, rec, _stop_task(op, rec, probe=mode == UNKNOWN and not eager), eager)
     return _SPAWNED
 
 
 async def _stop_alone(op: Operation, rec: Record) -> None:
     """Stop `rec` right here in the driver."""
-    mark_stopping(rec)
+    mark_stopping(rec, op)
     info = rec.info
     attr = info.stop
     if attr is None:
@@ -909,7 +913,7 @@ async def _adopted_stop_task(op: Operation, rec: Record) -> None:
                 await call_hook(rec, stage, attr, guard=True)
             except BaseException as exc:
                 op.errors.append(exc)
-    mark_stopping(rec)
+    mark_stopping(rec, op)
     await _stop_task(op, rec, probe=False)
 
 

@@ -28,6 +28,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine, Generator, Iterable
 from typing import Any, Final
 
+from ._events import _subscribers
 from ._service import Barrier, ClassInfo, Node, Record
 from ._stages import Direction
 
@@ -92,6 +93,7 @@ class Operation:
         "requeue",
         "self_cancels",
         "started",
+        "subs",
         "tasks",
         "timer",
         "waiters",
@@ -105,6 +107,8 @@ class Operation:
         self.barriers: list[Barrier] = []
         self.infos: set[ClassInfo] = set()
         self.started: list[Record] = []
+        self.subs = bool(_subscribers.get())
+        """Whether anyone listens to lifecycle events here (read once: hot paths skip them)."""
         self.errors: list[BaseException] = []
         self.failure: BaseException | None = None
         self.aborted = False
