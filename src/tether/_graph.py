@@ -108,27 +108,29 @@ def _describe(item: object) -> str:
     return f"{item!r} ({type(item).__name__}), not a service"
 
 
-def _members(parent: Record, index: int, item: object) -> list[Any]:
+def _members(parent: Record, index: int, item: object) -> list[Any] | tuple[Any, ...]:
+    """The members of a nested list (checked one by one as the walk reaches them)."""
+    if type(item) is list or type(item) is tuple:
+        return item
     if isinstance(item, str | bytes) or not isinstance(item, Iterable):
         raise DependencyError(
             f"{display_name(parent.service)}.dependencies[{index}] is {_describe(item)}. "
             f"Each item must be a service, or a list of services to start concurrently."
         )
-    members = list(item)
-    for position, member in enumerate(members):
-        if isinstance(member, ServiceBase):
-            continue
-        where = f"{display_name(parent.service)}.dependencies[{index}][{position}]"
-        if isinstance(member, str | bytes) or not isinstance(member, Iterable):
-            raise DependencyError(
-                f"{where} is {_describe(member)}. Members of a nested list must be services."
-            )
-        raise DependencyError(
-            f"{where} is a nested {type(member).__name__}; only one level of nesting is "
-            f"allowed: top-level items start in order, members of a nested list "
-            f"concurrently."
+    return list(item)
+
+
+def _member_error(parent: Record, index: int, position: int, member: object) -> DependencyError:
+    where = f"{display_name(parent.service)}.dependencies[{index}][{position}]"
+    if isinstance(member, str | bytes) or not isinstance(member, Iterable):
+        return DependencyError(
+            f"{where} is {_describe(member)}. Members of a nested list must be services."
         )
-    return members
+    return DependencyError(
+        f"{where} is a nested {type(member).__name__}; only one level of nesting is "
+        f"allowed: top-level items start in order, members of a nested list "
+        f"concurrently."
+    )
 
 
 def collect(root: Record, op: object) -> Collection:
@@ -185,7 +187,7 @@ def _walk_frames(stack: list[list[Any]], op: object, result: Collection) -> None
         rec: Record = frame[0]
         items = frame[1]
         i: int = frame[2]
-        members: list[Any] | None = frame[3]
+        members: list[Any] | tuple[Any, ...] | None = frame[3]
         j: int = frame[4]
         gate: Node | None = frame[6]
         deps: list[Record] = frame[7]
@@ -198,6 +200,8 @@ def _walk_frames(stack: list[list[Any]], op: object, result: Collection) -> None
                 assert group is not None
                 while j < len(members):
                     member = members[j]
+                    if not isinstance(member, ServiceBase):
+                        raise _member_error(rec, i - 1, j, member)
                     dep = member.__dict__.get("_tether") or record(member)
                     j += 1
                     deps.append(dep)
@@ -208,7 +212,12 @@ def _walk_frames(stack: list[list[Any]], op: object, result: Collection) -> None
                             shared = True
                     elif mark is op:
                         raise _cycle_error(stack, dep)
-                    elif _enter(dep, op, result):
+                    elif (
+                        dep.op is None and dep.state is not _RUNNING and dep.info.error is None
+                    ) or _enter(dep, op, result):
+                        dep.mark = op
+                        dep.member = op
+                        dep.gsucc = None
                         group.append(dep)
                         child_items = _items(dep)
                         if not child_items:  # a leaf: done without a frame of its own
@@ -244,7 +253,12 @@ def _walk_frames(stack: list[list[Any]], op: object, result: Collection) -> None
                         )
                 elif mark is op:
                     raise _cycle_error(stack, dep)
-                elif _enter(dep, op, result):
+                elif (
+                    dep.op is None and dep.state is not _RUNNING and dep.info.error is None
+                ) or _enter(dep, op, result):
+                    dep.mark = op
+                    dep.member = op
+                    dep.gsucc = None
                     child_items = _items(dep)
                     if not child_items:  # a leaf: done without a frame of its own
                         _finish(dep, _NONE, gate, op, result)
@@ -312,7 +326,9 @@ def _finish(
     pending = 0
     for dep in deps:
         holders = dep.holders
-        if type(holders) is list and len(holders) < _HOLDERS_AS_LIST:
+        if holders is _EMPTY:
+            dep.holders = [rec]
+        elif type(holders) is list and len(holders) < _HOLDERS_AS_LIST:
             holders.append(rec)
         else:
             hold(dep, rec)

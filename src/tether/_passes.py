@@ -621,8 +621,23 @@ async def stop_pass(op: Operation, ready: list[Node]) -> None:
                                 finish_stop(op, node)
                             else:
                                 info.stop_mode = SUSPENDS
-                                node.deadline = _deadline(op, node)
-                                await _stop_rest_inline(op, node, hook, step, context)
+                                limit = node.deadline = _deadline(op, node)
+                                op.inline = node
+                                op.inline_coro = hook
+                                error: BaseException | None = None
+                                try:
+                                    await resume(hook, step, context)
+                                except BaseException as exc:
+                                    error = _inline_error(op, node, exc)
+                                op.inline = op.inline_coro = None
+                                node.deadline = _INF
+                                if op.self_cancels:  # it finished despite our cancellation
+                                    _withdraw(op, op.driver)  # type: ignore[arg-type]
+                                if error is not None:
+                                    stop_failed(op, node, error)
+                                if node.tasks:
+                                    await stop_tasks(op, node, limit, check_grace(node.service))
+                                finish_stop(op, node)
                     _release_stop(op, node, ready)
                     if op.orphans and not op.done:
                         _adopt(op, ready)
@@ -803,11 +818,8 @@ async def _stop_rest_inline(
     error: BaseException | None = None
     try:
         await resume(hook, step, context)
-    except asyncio.CancelledError as exc:
-        error = _ours(op, driver, rec, exc)
     except BaseException as exc:
-        # A hook the watchdog abandoned was closed: awaiting it raises at once.
-        error = _ours(op, driver, rec, exc) if op.self_cancels else exc
+        error = _inline_error(op, rec, exc)
     finally:
         op.inline = None
         op.inline_coro = None
@@ -819,6 +831,18 @@ async def _stop_rest_inline(
     if rec.tasks:
         await stop_tasks(op, rec, limit, check_grace(rec.service))
     finish_stop(op, rec)
+
+
+def _inline_error(op: Operation, rec: Record, exc: BaseException) -> BaseException:
+    """What an inline stop hook raised means: a timeout (ours), or its own error.
+
+    A hook the watchdog abandoned was closed: awaiting it raised at once.
+    """
+    if isinstance(exc, asyncio.CancelledError) or op.self_cancels:
+        driver = op.driver
+        assert driver is not None
+        return _ours(op, driver, rec, exc)
+    return exc
 
 
 def _withdraw(op: Operation, driver: asyncio.Task[Any]) -> int:

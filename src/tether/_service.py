@@ -229,7 +229,7 @@ class Record(Node):
         self.state = ServiceState.CREATED
         self.op = None
         self.mark = None
-        self.holders = ()
+        self.holders = _EMPTY
         self.implicit = ()
         self.root_holds = 0
         self.tasks = None
