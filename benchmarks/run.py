@@ -8,9 +8,11 @@
 Method: every measurement runs in a fresh worker process (this script with ``--worker``)
 so that garbage and memory left by one do not skew the next; implementations are
 interleaved within each repetition, and the table shows medians. Start/stop ratios are
-against the *generic* raw-asyncio floor (every service in its own task awaiting its
-dependencies' tasks): that is "the same work" the DESIGN targets refer to. The bare floor
-(shape-specific awaits and gathers) is shown beside it so readers see both.
+against the *bare* floor: what a person writes by hand knowing the shape (a chain
+awaited in sequence, a fan's leaves in one gather, a tree one gather per level). The
+generic raw-asyncio version (a task per service awaiting its dependencies' tasks) is
+shown beside it for reference. Hooks run twice: suspending once each (as hooks doing
+I/O do), and never suspending.
 
 Progress goes to stderr; the table (or the JSON) to stdout.
 """
@@ -42,7 +44,7 @@ HERE = Path(__file__).resolve()
 # PYTHONDONTWRITEBYTECODE set, as some shells and CI images do) every fresh interpreter
 # compiles tether from source and `import tether` measures the compiler.
 WORKER_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-WORKLOADS = ("startstop", "import", "add_task", "timer", "prefork")
+WORKLOADS = ("startstop", "memory", "import", "add_task", "timer", "prefork")
 SMOKE_SKIPS = ("prefork",)
 """Workloads a plain --smoke run leaves out (tens of seconds of servers); name them to run."""
 
@@ -54,6 +56,7 @@ class Plan:
     smoke: bool
     sizes: list[int]
     shapes: list[str]
+    hooks: list[str]
     impls: list[str]
     repeats: dict[int, int]
     timeout: float
@@ -73,6 +76,7 @@ class Plan:
             smoke=False,
             sizes=[1_000, 10_000, 100_000],
             shapes=list(startstop.SHAPES),
+            hooks=list(startstop.HOOKS),
             impls=list(startstop.IMPLS),
             # More repeats where one run is short and noise weighs more.
             repeats={1_000: 9, 10_000: 5, 100_000: 3},
@@ -93,6 +97,7 @@ class Plan:
             smoke=True,
             sizes=[50],
             shapes=list(startstop.SHAPES),
+            hooks=list(startstop.HOOKS),
             impls=list(startstop.IMPLS),
             repeats={},
             timeout=30.0,
@@ -127,7 +132,9 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     """Run one measurement in this (fresh) process."""
     kind = spec["workload"]
     if kind == "startstop":
-        return startstop.measure(spec["impl"], spec["shape"], spec["n"])
+        return startstop.measure(spec["impl"], spec["shape"], spec["n"], spec["hooks"])
+    if kind == "memory":
+        return startstop.memory(spec["impl"], spec["shape"], spec["n"])
     if kind == "add_task":
         return micro.add_task(spec["impl"], spec["count"], spec["rounds"])
     if kind == "timer":
@@ -180,40 +187,60 @@ def rotated(items: list[str], by: int) -> list[str]:
 
 
 def bench_startstop(plan: Plan) -> list[dict[str, Any]]:
-    """Every (shape, N, implementation): its runs, medians, or why it has none."""
+    """Every (hooks, shape, N, implementation): its runs, medians, or why it has none."""
     rows: list[dict[str, Any]] = []
     impls = [i for i in plan.impls if startstop.installed(i)]
     plan.missing = [i for i in plan.impls if i not in impls]
+    for hooks in plan.hooks:
+        for shape in plan.shapes:
+            gave_up: dict[str, str] = {}  # impl -> why, carried to the larger sizes
+            for n in plan.sizes:
+                runs: dict[str, list[dict[str, float]]] = {i: [] for i in impls}
+                errors: dict[str, str] = {}
+                for impl, why in gave_up.items():
+                    errors[impl] = f"({why})"
+                repeats = plan.repeats_for(n)
+                for rep in range(repeats):
+                    for impl in rotated(impls, rep):
+                        if impl in errors:
+                            continue
+                        spec = {
+                            "workload": "startstop",
+                            "impl": impl,
+                            "shape": shape,
+                            "n": n,
+                            "hooks": hooks,
+                        }
+                        result = run_worker(spec, plan.timeout)
+                        label = f"  {hooks:7} {shape:5} {n:>7,} {impl:11} {rep + 1}/{repeats}"
+                        if "error" in result:
+                            errors[impl] = gave_up[impl] = result["error"]
+                            progress(f"{label}: {errors[impl]}")
+                            continue
+                        runs[impl].append(result)
+                        total = result["start"] + result["stop"]
+                        progress(f"{label}: {total * 1e3:9.1f} ms")
+                rows.extend(_startstop_rows(hooks, shape, n, impls, runs, errors))
+    return rows
+
+
+def bench_memory(plan: Plan) -> list[dict[str, Any]]:
+    """Bytes kept per running service, tether beside the bare floor, at the middle size."""
+    n = plan.sizes[len(plan.sizes) // 2]
+    rows = []
     for shape in plan.shapes:
-        gave_up: dict[str, str] = {}  # impl -> why, carried to the larger sizes
-        for n in plan.sizes:
-            runs: dict[str, list[dict[str, float]]] = {i: [] for i in impls}
-            errors: dict[str, str] = {}
-            for impl, why in gave_up.items():
-                errors[impl] = f"({why})"
-            repeats = plan.repeats_for(n)
-            for rep in range(repeats):
-                for impl in rotated(impls, rep):
-                    if impl in errors:
-                        continue
-                    spec = {"workload": "startstop", "impl": impl, "shape": shape, "n": n}
-                    result = run_worker(spec, plan.timeout)
-                    if "error" in result:
-                        errors[impl] = gave_up[impl] = result["error"]
-                        progress(
-                            f"  {shape:5} {n:>7,} {impl:11} {rep + 1}/{repeats}: {errors[impl]}"
-                        )
-                        continue
-                    runs[impl].append(result)
-                    total = result["start"] + result["stop"]
-                    progress(
-                        f"  {shape:5} {n:>7,} {impl:11} {rep + 1}/{repeats}: {total * 1e3:9.1f} ms"
-                    )
-            rows.extend(_startstop_rows(shape, n, impls, runs, errors))
+        for impl in ("raw-bare", "tether"):
+            result = run_worker(
+                {"workload": "memory", "impl": impl, "shape": shape, "n": n}, plan.timeout
+            )
+            shown = result.get("error") or f"{result['bytes']:.0f} bytes"
+            progress(f"  memory {shape:5} {n:>7,} {impl:11}: {shown}")
+            rows.append({"shape": shape, "n": n, "impl": impl, **result})
     return rows
 
 
 def _startstop_rows(
+    hooks: str,
     shape: str,
     n: int,
     impls: list[str],
@@ -223,7 +250,13 @@ def _startstop_rows(
     medians: dict[str, float] = {}
     rows: list[dict[str, Any]] = []
     for impl in impls:
-        row: dict[str, Any] = {"shape": shape, "n": n, "impl": impl, "runs": runs[impl]}
+        row: dict[str, Any] = {
+            "hooks": hooks,
+            "shape": shape,
+            "n": n,
+            "impl": impl,
+            "runs": runs[impl],
+        }
         if impl in errors:
             row["error"] = errors[impl]
         elif runs[impl]:
@@ -348,6 +381,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, help="seconds one run may take (default 30)")
     parser.add_argument("--sizes", help="comma-separated N for start/stop, e.g. 1000,10000")
     parser.add_argument("--shapes", help=f"comma-separated, from {','.join(startstop.SHAPES)}")
+    parser.add_argument("--hooks", help=f"comma-separated, from {','.join(startstop.HOOKS)}")
     parser.add_argument("--impls", help=f"comma-separated, from {','.join(startstop.IMPLS)}")
     parser.add_argument("--repeats", type=int, help="repetitions of every start/stop run")
     parser.add_argument("--workloads", help=f"comma-separated, from {','.join(WORKLOADS)}")
@@ -381,6 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.sizes is not None:
         plan.sizes = [int(s.replace("_", "")) for s in args.sizes.split(",")]
     plan.shapes = _choose(args.shapes, startstop.SHAPES, "shape") or plan.shapes
+    plan.hooks = _choose(args.hooks, startstop.HOOKS, "hooks") or plan.hooks
     plan.impls = _choose(args.impls, startstop.IMPLS, "implementation") or plan.impls
     plan.workloads = _choose(args.workloads, WORKLOADS, "workload") or plan.workloads
     if args.repeats is not None:
@@ -405,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     began = time.perf_counter()
     steps: dict[str, Callable[[Plan], Any]] = {
         "startstop": bench_startstop,
+        "memory": bench_memory,
         "import": bench_import,
         "add_task": bench_add_task,
         "timer": bench_timer,

@@ -32,16 +32,21 @@ def test_smoke_run_prints_the_table_of_every_workload_with_its_targets() -> None
     assert done.returncode == 0, done.stderr
     table = done.stdout
     for line in (
-        "Start + stop of N trivial services",
-        "raw generic = THE FLOOR OF THE TARGETS",
+        "Start + stop of N trivial services, every hook suspending once",
+        "Start + stop of N trivial services, hooks that never suspend",
+        "raw bare    = THE FLOOR OF THE TARGETS",
+        "Memory kept per running service",
         "import tether (over asyncio)",
         "add_task spawn + completion",
         "timer @10 ms: mean lateness",
     ):
         assert line in table
     rows = [line.split() for line in table.splitlines()]
-    assert [r[0] for r in rows if r[1:2] == ["50"]] == ["chain", "fan", "tree"]
+    assert [r[0] for r in rows if r[1:2] == ["50"]] == ["chain", "fan", "tree"] * 3
+    assert "<= 2.0x" in table
     assert "<= 1.5x" in table
+    assert "<= 5.00 us/svc" in table
+    assert "<= 700 B" in table
     assert "< 15 ms" in table
 
 
@@ -53,7 +58,9 @@ def test_json_output_records_medians_ratios_and_a_stdlib_only_import() -> None:
     )
     assert done.returncode == 0, done.stderr
     results: dict[str, Any] = json.loads(done.stdout)
-    (ours,) = [row for row in results["startstop"] if row["impl"] == "tether"]
+    ours_both = [row for row in results["startstop"] if row["impl"] == "tether"]
+    assert sorted(row["hooks"] for row in ours_both) == ["suspend", "sync"]
+    ours = ours_both[0]
     assert "error" not in ours
     assert ours["total"] == ours["runs"][0]["start"] + ours["runs"][0]["stop"]
     assert ours["x_raw-generic"] > 0
