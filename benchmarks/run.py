@@ -220,7 +220,7 @@ def bench_startstop(plan: Plan) -> list[dict[str, Any]]:
                         runs[impl].append(result)
                         total = result["start"] + result["stop"]
                         progress(f"{label}: {total * 1e3:9.1f} ms")
-                rows.extend(_startstop_rows(hooks, shape, n, impls, runs, errors))
+                rows.extend(_startstop_rows((hooks, shape, n), impls, runs, errors))
     return rows
 
 
@@ -240,13 +240,12 @@ def bench_memory(plan: Plan) -> list[dict[str, Any]]:
 
 
 def _startstop_rows(
-    hooks: str,
-    shape: str,
-    n: int,
+    key: tuple[str, str, int],
     impls: list[str],
     runs: dict[str, list[dict[str, float]]],
     errors: dict[str, str],
 ) -> list[dict[str, Any]]:
+    hooks, shape, n = key
     medians: dict[str, float] = {}
     rows: list[dict[str, Any]] = []
     for impl in impls:

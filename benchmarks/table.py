@@ -176,9 +176,7 @@ def render_memory(rows: list[dict[str, Any]]) -> list[str]:
             return str(row.get("error", f"{row['bytes']:.0f} B")) if row else "-"
 
         ok = "bytes" in ours and ours["bytes"] <= TARGET_MEMORY
-        body.append(
-            [shape, f"{n:,}", cell(bare), cell(ours), f"<= {TARGET_MEMORY} B", verdict(ok)]
-        )
+        body.append([shape, f"{n:,}", cell(bare), cell(ours), f"<= {TARGET_MEMORY} B", verdict(ok)])
     return [
         "Memory kept per running service (bytes allocated by starting N, while they run)",
         *render_table(header, body),

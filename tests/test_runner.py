@@ -177,3 +177,14 @@ def test_exit_codes_are_the_documented_ones() -> None:
         "STARTUP_FAILED": 3,
         "FORCED": 70,
     }
+
+
+def test_launch_takes_the_keywords_of_run() -> None:
+    """`Service.launch`'s keywords, declared by the engine without importing the runner,
+    are exactly `tether.run`'s options."""
+    import inspect
+
+    from tether._service import Launcher
+
+    declared = set(inspect.signature(Launcher.__call__).parameters) - {"self"}
+    assert declared == set(RunOptions.__annotations__)

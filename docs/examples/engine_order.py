@@ -8,12 +8,12 @@ log: list[str] = []
 
 
 class Step(tether.Service):
-    def __init__(self, name: str, *deps: object) -> None:
+    def __init__(self, name: str, *deps: tether.ServiceBase | list[tether.ServiceBase]) -> None:
         self.name = name
         self.deps = list(deps)
 
     @property
-    def dependencies(self) -> list[object]:
+    def dependencies(self) -> list[tether.ServiceBase | list[tether.ServiceBase]]:
         return self.deps
 
     async def start(self) -> None:

@@ -9,8 +9,8 @@ import math
 import threading
 import time
 import types
-from collections.abc import Callable, Coroutine, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol, Self, TypeAlias, Unpack
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol, Self, TypeAlias
 
 from ._errors import DefinitionError, HookError, ServiceStateError
 from ._hooknames import problems as hook_name_problems
@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable
     from typing import TypeVar
 
-    from ._runner import RunOptions
     from ._scheduler import Operation
 
     _S = TypeVar("_S", bound="ServiceBase")
@@ -557,9 +556,22 @@ DependencyItem: TypeAlias = "ServiceBase | Iterable[ServiceBase]"
 
 
 class Launcher(Protocol):
-    """What `Service.launch` is: `tether.run` bound to a service."""
+    """What `Service.launch` is: `tether.run` bound to a service.
 
-    def __call__(self, **options: Unpack[RunOptions]) -> NoReturn: ...
+    Its keywords are those of `tether.run` (the runner's `RunOptions`; a test keeps the
+    two the same): the engine names them without importing the runner.
+    """
+
+    def __call__(
+        self,
+        *,
+        loop: str = ...,
+        shutdown_timeout: float = ...,
+        log_level: str | int = ...,
+        log_format: str = ...,
+        repl: bool | Mapping[str, Any] = ...,
+        container: Any = ...,
+    ) -> NoReturn: ...
 
 
 _launcher: list[Callable[..., NoReturn]] = []
@@ -581,7 +593,7 @@ class _Launch:
     """
 
     def __get__(self, instance: ServiceBase | None, owner: type[ServiceBase]) -> Launcher:
-        def launch(**options: Unpack[RunOptions]) -> NoReturn:
+        def launch(**options: Any) -> NoReturn:
             run = _launcher[0]
             if instance is not None:
                 run(instance, **options)
