@@ -46,7 +46,8 @@ async def serve_and_signal(original: bool, sig: signal.Signals) -> tuple[list[st
     await proc.start()
     try:
         await proc.until(
-            lambda: sum(line.startswith("serving ") for line in proc.stdout) == 2,
+            # Two workers print to one pipe: their lines may interleave mid-line.
+            lambda: len(re.findall(r"serving \d+", "".join(proc.stdout))) == 2,
             "two workers serving",
             30,
         )
