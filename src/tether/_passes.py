@@ -50,6 +50,7 @@ from ._stages import STOP, phase_stages
 __all__ = ["count_stop_preds", "start_pass", "stop_pass"]
 
 _STARTING: Final = ServiceState.STARTING
+_STOPPING: Final = ServiceState.STOPPING
 _RUNNING: Final = ServiceState.RUNNING
 _FAILED: Final = ServiceState.FAILED
 _INF: Final = math.inf
@@ -607,7 +608,12 @@ async def stop_pass(op: Operation, ready: list[Node]) -> None:
                             await _stop_alone(op, node)
                         else:
                             # Alone: run it right here (a chain creates no task).
-                            mark_stopping(node, op)
+                            if node.extras is None and not op.subs:
+                                node.stopping = node.exit_requested = True
+                                node.state = _STOPPING
+                                node.changed_at = 0.0
+                            else:
+                                mark_stopping(node, op)
                             context = _copy_context()
                             try:
                                 hook = getattr(node.service, attr)()
