@@ -305,31 +305,15 @@ async def _discard_then_fail(rec: Record) -> bool:
 
 
 async def _start_alone(op: Operation, rec: Record) -> bool:
-    """Start `rec` right here in the driver; True if it started."""
-    info = rec.info
-    attr = info.start
+    """Start, in the driver, a service with no start hook or a blocking one.
+
+    (An async hook alone is run by `start_pass` itself, without this call.)
+    """
     set_state(rec, _STARTING)
-    if attr is None:
+    if rec.info.start is None:
         started(op, rec)
         return True
-    if info.blocking:
-        return await _start_blocking(op, rec)
-    context = _copy_context()
-    hook = getattr(rec.service, attr)()
-    try:
-        step = context.run(hook.send, None)
-    except StopIteration:
-        if info.start_mode == UNKNOWN:
-            info.start_mode = SYNC
-        started(op, rec)
-        return True
-    except BaseException as exc:
-        outcome = _start_failed_inline(op, rec, exc)
-        if not isinstance(outcome, int):
-            await outcome
-        return False
-    info.start_mode = SUSPENDS
-    return await _start_rest(op, rec, hook, step, context)
+    return await _start_blocking(op, rec)
 
 
 async def _start_rest(
