@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import tether
-from tether._service import record
+from tether._core._base import record
 
 from .conftest import bounded
 

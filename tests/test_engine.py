@@ -8,6 +8,7 @@ import gc
 import pytest
 
 import tether
+from tether._core._base import class_info
 
 from .conftest import WAIT, Log, Node, SlowNode, bounded
 
@@ -272,14 +273,14 @@ async def test_a_class_that_stops_finishing_at_once_is_still_started_correctly(l
                 await asyncio.sleep(0)
             await super().start()
 
-    tether._service.class_info(Sometimes).start_mode = 1  # learned: never suspends
+    class_info(Sometimes).start_mode = 1  # learned: never suspends
     suspend = True
     members = [Sometimes(f"s{i}", log) for i in range(3)]
     async with Node("root", log, [members, Node("after", log)]):
         assert all(m.running for m in members)
     assert log.of("start")[-2:] == ["after", "root"]
     assert sorted(log.of("start")[:3]) == ["s0", "s1", "s2"]
-    assert tether._service.class_info(Sometimes).start_mode == -1
+    assert class_info(Sometimes).start_mode == -1
 
 
 async def test_hooks_run_in_a_copy_of_the_starters_context(log: Log) -> None:

@@ -209,7 +209,7 @@ def test_facet_style_attribute_named_like_a_stage_is_not_a_hook() -> None:
 
 async def test_implicit_dependencies_start_first_and_concurrently(log: Log) -> None:
     """Dependencies added by tether (the injector) start before the service, concurrently."""
-    from tether._service import add_implicit_dependencies
+    from tether._core._base import add_implicit_dependencies
 
     db, cache, listed = Node("db", log), Node("cache", log), Node("listed", log)
     api = Node("api", log, [listed, db])

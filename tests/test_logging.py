@@ -14,8 +14,8 @@ import pytest
 
 import tether
 from tests.conftest import Log, Node
-from tether import _logging
-from tether._logging import (
+from tether._process import _logging
+from tether._process._logging import (
     JsonFormatter,
     LifecycleLogger,
     configured,

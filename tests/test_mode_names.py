@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 import tether
-from tether._logging import PLAIN_FORMAT, JsonFormatter
+from tether._process._logging import PLAIN_FORMAT, JsonFormatter
 
 from .conftest import Log, Node, bounded
 
@@ -69,7 +69,7 @@ async def test_log_carries_the_service_as_a_field_with_structlog(
 ) -> None:
     """tether's structlog JSON formatter renders the same `service` key."""
     pytest.importorskip("structlog")
-    from tether._logging import make_formatter
+    from tether._process._logging import make_formatter
 
     stream, handler = captured
     handler.setFormatter(make_formatter("json", stream))

@@ -13,7 +13,7 @@ import pytest
 
 import tether
 from tests.conftest import Log, Node, bounded
-from tether._notify import Notifier, Progress, watchdog_interval
+from tether._process._notify import Notifier, Progress, watchdog_interval
 
 
 def receiver(tmp_path: Path, abstract: bool) -> tuple[socket.socket, str]:

@@ -14,7 +14,7 @@ import sys
 import pytest
 
 import tether
-from tether._runner import RunOptions, loop_factory
+from tether._process._runner import RunOptions, loop_factory
 
 
 class SelfStopping(tether.Service):
@@ -184,7 +184,7 @@ def test_launch_takes_the_keywords_of_run() -> None:
     are exactly `tether.run`'s options."""
     import inspect
 
-    from tether._service import Launcher
+    from tether._core._base import Launcher
 
     declared = set(inspect.signature(Launcher.__call__).parameters) - {"self"}
     assert declared == set(RunOptions.__annotations__)

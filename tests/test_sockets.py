@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import tether
-from tether._sockets import (
+from tether._prefork._sockets import (
     BindError,
     Listener,
     Sockets,

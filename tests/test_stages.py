@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import tether
-from tether._engine import run_exit, run_init
+from tether._core._engine import run_exit, run_init
 
 from .conftest import WAIT, Log, bounded
 

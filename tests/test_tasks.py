@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import pytest
 
 import tether
-import tether._tasks
+import tether._core._tasks
 from tether.testing import VirtualClock
 
 from .conftest import WAIT, bounded
@@ -258,7 +258,7 @@ def _follow_virtual_clock(monkeypatch: pytest.MonkeyPatch) -> None:
         elapsed = asyncio.get_running_loop().time() - 1000.0
         return (base + dt.timedelta(seconds=elapsed)).astimezone(tz)
 
-    monkeypatch.setattr(tether._tasks, "_now", now)
+    monkeypatch.setattr(tether._core._tasks, "_now", now)
 
 
 def test_cron_runs_on_its_schedule(monkeypatch: pytest.MonkeyPatch) -> None:
