@@ -40,17 +40,17 @@ from ._core._version import __version__ as __version__
 # Loaded on first use (PEP 562): `import tether` pays only for the core. Each name maps
 # to its module; the type checker sees ordinary imports.
 _LAZY = {
-    "Backoff": "_supervision._supervisor",
+    "Backoff": "_supervision._policy",
     "Config": "_inject._config",
     "Container": "_inject._container",
     "ExitCode": "_process._runner",
     "Lazy": "_supervision._lazy",
     "Plugins": "_inject._plugins",
-    "Restart": "_supervision._supervisor",
-    "RestartIntensityError": "_supervision._supervisor",
+    "Restart": "_supervision._policy",
+    "RestartIntensityError": "_supervision._policy",
     "Secret": "_inject._convert",
     "ServiceThread": "_supervision._thread",
-    "Strategy": "_supervision._supervisor",
+    "Strategy": "_supervision._policy",
     "Supervisor": "_supervision._supervisor",
     "ThreadStalledError": "_supervision._thread",
     "graph": "_process._picture",
@@ -72,13 +72,8 @@ if _TYPE_CHECKING:
     from ._process._picture import graph, status_tree
     from ._process._runner import ExitCode, run
     from ._supervision._lazy import Lazy
-    from ._supervision._supervisor import (
-        Backoff,
-        Restart,
-        RestartIntensityError,
-        Strategy,
-        Supervisor,
-    )
+    from ._supervision._policy import Backoff, Restart, RestartIntensityError, Strategy
+    from ._supervision._supervisor import Supervisor
     from ._supervision._thread import ServiceThread, ThreadStalledError
 
 __all__ = [

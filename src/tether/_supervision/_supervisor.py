@@ -1,4 +1,4 @@
-"""Supervision: restart types, strategies, restart intensity and backoff, as Erlang/OTP has them.
+"""The Supervisor: a service that restarts its children as Erlang/OTP does (see `_policy`).
 
 A [`Supervisor`][tether.Supervisor] is a service whose dependencies are its children, started one
 after another in the order given. While it runs, an exit of a child (a crash, a stop it
@@ -16,30 +16,36 @@ round to finish, as it would for any busy service.
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import math
 from collections import deque
 from collections.abc import Iterable, Sequence
-from typing import Final, TypeVar
+from typing import Final
 
 from tether._core._base import ServiceBase, record
 from tether._core._engine import claim, signal_exit, start_root, stop_root, unclaim, wait_released
-from tether._core._errors import DefinitionError, ServiceStateError, TetherError
+from tether._core._errors import DefinitionError, ServiceStateError
 from tether._core._events import EventKind, LifecycleEvent, publish, publishing
 from tether._core._records import Node, Record, ServiceState, display_name, hold, unhold
 from tether._core._scheduler import Operation
 from tether._core._service import Service
 
-__all__ = [
-    "Backoff",
-    "Restart",
-    "RestartIntensityError",
-    "Strategy",
-    "Supervisor",
-    "supervised_cancel",
-    "supervised_exit",
-]
+from ._policy import (
+    Backoff,
+    ExitKind,
+    Restart,
+    RestartIntensityError,
+    Strategy,
+    affected,
+    cause_text,
+    choice,
+    depends_on,
+    restart_type,
+    restarts_after,
+    subtree,
+)
+
+__all__ = ["Supervisor", "supervised_cancel", "supervised_exit"]
 
 logger = logging.getLogger("tether.supervise")
 
@@ -47,174 +53,7 @@ _RUNNING: Final = ServiceState.RUNNING
 _STARTING: Final = ServiceState.STARTING
 
 
-class Restart(enum.StrEnum):
-    """When a supervisor restarts a child that exited (Erlang/OTP's restart types).
-
-    Set it as a `restart` attribute on the service (a class attribute, or on the
-    instance); the default is `PERMANENT`, as in OTP.
-    """
-
-    PERMANENT = "permanent"
-    """Always restarted, whatever ended it."""
-    TRANSIENT = "transient"
-    """Restarted only after an abnormal exit (an exception); a stop it requested
-    itself or a cancellation leaves it down."""
-    TEMPORARY = "temporary"
-    """Never restarted; once it has exited it stays down until its supervisor restarts."""
-
-
-class Strategy(enum.StrEnum):
-    """Which children a supervisor restarts when one fails (Erlang/OTP's strategies)."""
-
-    ONE_FOR_ONE = "one_for_one"
-    """Only the failed child (and the children that depend on it)."""
-    ONE_FOR_ALL = "one_for_all"
-    """Every child: all are stopped in reverse start order, then started in order."""
-    REST_FOR_ONE = "rest_for_one"
-    """The failed child and those after it in the list: stopped in reverse order,
-    started in order."""
-
-
-class RestartIntensityError(TetherError):
-    """A supervisor exceeded its restart intensity and gave up.
-
-    Its children have all been stopped, in reverse order. Like OTP's supervisor, it
-    then exits with reason `shutdown`: a parent supervisor restarts it if it is
-    `PERMANENT` (and counts that restart), leaves it down if `TRANSIENT` or
-    `TEMPORARY`; at the root, `wait()`/`run()` raise this error and
-    `tether.run` exits with code 1. `__cause__` is the last child failure; when
-    that child is a supervisor that gave up, it is that supervisor's own error, whose
-    `__cause__` goes on down, so the chain leads from the outermost supervisor to the
-    first failure (and the message names it).
-    """
-
-
-class _Exit(enum.StrEnum):
-    """How a child exited, as OTP names the exit reason."""
-
-    EXCEPTION = "exception"
-    NORMAL = "normal"
-    SHUTDOWN = "shutdown"
-
-
-class Backoff:
-    """Exponential delay before restarting: `initial * factor**(n-1)`, at most `maximum`.
-
-    `n` is the number of restarts within the supervisor's intensity window
-    (`max_seconds`), this one included, so the delay grows while failures repeat
-    and falls back to `initial` once they stop. Times are in seconds:
-
-    ```python
-    tether.Supervisor([worker], max_restarts=10, max_seconds=60,
-                      backoff=tether.Backoff(initial=0.1, maximum=5.0))
-    ```
-    """
-
-    __slots__ = ("factor", "initial", "maximum")
-
-    initial: float
-    maximum: float
-    factor: float
-
-    def __init__(self, initial: float = 0.1, maximum: float = 10.0, factor: float = 2.0) -> None:
-        given: tuple[tuple[str, object], ...] = (
-            ("initial", initial),
-            ("maximum", maximum),
-            ("factor", factor),
-        )
-        for label, value in given:
-            if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-                raise TypeError(f"Backoff({label}=...) must be a number, got {value!r}.")
-            if value < 0 or math.isinf(value):
-                raise ValueError(
-                    f"Backoff({label}=...) must be a finite number, 0 or more, got {value!r}."
-                )
-        if factor < 1:
-            raise ValueError(f"Backoff(factor=...) must be 1 or more, got {factor!r}.")
-        if maximum < initial:
-            raise ValueError(
-                f"Backoff(maximum={maximum!r}) is smaller than initial={initial!r}; "
-                f"the cap must be at least the first delay."
-            )
-        self.initial = float(initial)
-        self.maximum = float(maximum)
-        self.factor = float(factor)
-
-    def delay(self, n: int) -> float:
-        """The delay before the `n`-th restart (1-based) within the window."""
-        if n <= 1:
-            return self.initial
-        exponent = min(n - 1, 1024)  # beyond this the cap has long been reached
-        try:
-            return min(self.maximum, self.initial * self.factor**exponent)
-        except OverflowError:
-            return self.maximum
-
-    def __repr__(self) -> str:
-        return f"Backoff(initial={self.initial}, maximum={self.maximum}, factor={self.factor})"
-
-
-_Choice = TypeVar("_Choice", Strategy, Restart)
-
-
-def _choice(kind: type[_Choice], label: str, value: object) -> _Choice:
-    if isinstance(value, kind):
-        return value
-    names = ", ".join(repr(member.value) for member in kind)
-    if isinstance(value, str):
-        if value in kind._value2member_map_:
-            return kind(value)
-        raise ValueError(
-            f"Supervisor({label}={value!r}) is not a known {label}; use one of {names} "
-            f"(or tether.{kind.__name__})."
-        )
-    raise TypeError(
-        f"Supervisor({label}=...) takes a tether.{kind.__name__} or one of {names}, "
-        f"got {value!r} ({type(value).__name__})."
-    )
-
-
-def restart_type(service: ServiceBase) -> Restart:
-    """The `restart` attribute of `service` (PERMANENT when absent), validated."""
-    value: object = getattr(service, "restart", Restart.PERMANENT)
-    if isinstance(value, Restart):
-        return value
-    if isinstance(value, str) and value in Restart._value2member_map_:
-        return Restart(value)
-    raise DefinitionError(
-        f"{display_name(service)}.restart is {value!r} ({type(value).__name__}); under a "
-        f"supervisor it says when to restart the service and must be "
-        f"tether.Restart.PERMANENT, TRANSIENT or TEMPORARY. A method or attribute of "
-        f"your own named `restart` conflicts with it: rename it."
-    )
-
-
-def _restarts_after(kind: Restart, exit_kind: _Exit) -> bool:
-    if kind is Restart.PERMANENT:
-        return True
-    if kind is Restart.TRANSIENT:
-        return exit_kind is _Exit.EXCEPTION
-    return False
-
-
-def _cause_text(exit_kind: _Exit, cause: BaseException | None) -> str:
-    if isinstance(cause, RestartIntensityError):
-        first: BaseException = cause
-        while isinstance(first, RestartIntensityError) and first.__cause__ is not None:
-            first = first.__cause__
-        if first is cause:
-            return "it gave up"
-        return f"it gave up after {type(first).__name__}: {first}"
-    if cause is None or exit_kind is not _Exit.EXCEPTION:
-        return {
-            _Exit.NORMAL: "it requested its own stop",
-            _Exit.SHUTDOWN: "a task of it was cancelled",
-            _Exit.EXCEPTION: "it failed",
-        }[exit_kind]
-    return f"{type(cause).__name__}: {cause}"
-
-
-_Pending = tuple[Record, int | None, BaseException | None, _Exit]
+_Pending = tuple[Record, int | None, BaseException | None, ExitKind]
 """An exit heard: the child, the run it exited from (`seq`; None for a failed
 restart; `_STARTING_RUN` while that run starts), its cause and kind."""
 
@@ -305,7 +144,7 @@ class Supervisor(Service):
                 )
             seen.add(id(child))
             restart_type(child)
-        strategy = _choice(Strategy, "strategy", strategy)
+        strategy = choice(Strategy, "strategy", strategy)
         if isinstance(max_restarts, bool) or not isinstance(max_restarts, int):
             raise TypeError(
                 f"Supervisor(max_restarts={max_restarts!r}) must be an int (0 or more)."
@@ -325,7 +164,7 @@ class Supervisor(Service):
             )
         if backoff is not None and not isinstance(backoff, Backoff):
             raise TypeError(f"Supervisor(backoff={backoff!r}) must be a tether.Backoff or None.")
-        restart = _choice(Restart, "restart", restart)
+        restart = choice(Restart, "restart", restart)
         self.children: tuple[ServiceBase, ...] = tuple(listed)
         self.strategy: Strategy = strategy
         self.max_restarts: int = max_restarts
@@ -360,7 +199,7 @@ class Supervisor(Service):
         """Take charge of the children (they run already) and start supervising."""
         own = record(self)
         records = [record(child) for child in self.children]
-        inside = _subtree(records)
+        inside = subtree(records)
         inside.add(own)
         for rec in records:
             other = rec.supervisor
@@ -416,7 +255,7 @@ class Supervisor(Service):
         """A background task of `rec` ended cancelled while `rec` ran."""
         supervised_cancel(rec, task)
 
-    def _notify(self, child: Record, cause: BaseException | None, kind: _Exit) -> bool:
+    def _notify(self, child: Record, cause: BaseException | None, kind: ExitKind) -> bool:
         """A child exited; queue it. False when not supervising (the exit propagates).
 
         The exit is stamped with the run it ends (`seq`, which changes on every
@@ -461,7 +300,7 @@ class Supervisor(Service):
         while remaining:
             rest = set(remaining)
             for rec in remaining:
-                if not _depends_on(rec, rest - {rec}):
+                if not depends_on(rec, rest - {rec}):
                     order.append(rec)
                     remaining.remove(rec)
                     break
@@ -472,20 +311,8 @@ class Supervisor(Service):
         failed, _, cause, kind = exit_
         order = self._order()
         children = set(order)
-        index = {rec: i for i, rec in enumerate(order)}
-        restart = _restarts_after(restart_type(failed.service), kind)
-        down: set[Record] = set()
-        chosen: set[Record] = set()
-        if restart:
-            if self.strategy is Strategy.ONE_FOR_ONE:
-                chosen = {failed}
-            elif self.strategy is Strategy.ONE_FOR_ALL:
-                chosen = children.copy()
-            else:
-                chosen = set(order[index[failed] :])
-            chosen |= _dependents(order, chosen)
-        else:
-            down = {failed} | _dependents(order, {failed})
+        restart = restarts_after(restart_type(failed.service), kind)
+        chosen, down = affected(self.strategy, order, failed, restart=restart)
         chosen |= self._resume
         chosen -= down
         if not await self._claim():
@@ -498,7 +325,7 @@ class Supervisor(Service):
                 logger.info(
                     "%s exited (%s); %s leaves it down (restart=%s)",
                     failed.name,
-                    _cause_text(kind, cause),
+                    cause_text(kind, cause),
                     display_name(self),
                     restart_type(failed.service).value,
                 )
@@ -623,7 +450,7 @@ class Supervisor(Service):
                 ) from None
 
     async def _start_child(
-        self, rec: Record, failed: Record, cause: BaseException | None, kind: _Exit
+        self, rec: Record, failed: Record, cause: BaseException | None, kind: ExitKind
     ) -> bool:
         """Start one child again with the engine's start; False if its start failed."""
         own = record(self)
@@ -638,7 +465,7 @@ class Supervisor(Service):
             logger.exception("%s: %s failed to start again", display_name(self), rec.name)
             rec.supervisor = self
             self._stamp_starting(rec, None)
-            self._pending.insert(0, (rec, None, exc, _Exit.EXCEPTION))
+            self._pending.insert(0, (rec, None, exc, ExitKind.EXCEPTION))
             return False
         self._stamp_starting(rec, rec.seq)
         rec.root_holds -= 1
@@ -647,7 +474,7 @@ class Supervisor(Service):
         if ordering:
             rec.after = [*rec.after, *ordering]  # a new list: `after` may be `deps`
         rec.restarts += 1
-        why = _cause_text(kind, cause)
+        why = cause_text(kind, cause)
         detail = (
             f"{why}"
             if rec is failed
@@ -665,7 +492,7 @@ class Supervisor(Service):
                 LifecycleEvent(
                     kind=EventKind.RESTART,
                     service=rec.service,
-                    error=cause if kind is _Exit.EXCEPTION else None,
+                    error=cause if kind is ExitKind.EXCEPTION else None,
                     count=rec.restarts,
                     detail=detail,
                 )
@@ -688,18 +515,18 @@ class Supervisor(Service):
         order: list[Record],
         children: set[Record],
         cause: BaseException | None,
-        kind: _Exit,
+        kind: ExitKind,
         failed: Record,
     ) -> None:
         """Intensity exceeded: stop every child in reverse order, then exit (escalate)."""
         error = RestartIntensityError(
             f"{display_name(self)} gave up: {len(self._history)} restarts within "
             f"{self.max_seconds:g}s exceed max_restarts={self.max_restarts}; the last "
-            f"was {failed.name} ({_cause_text(kind, cause)}). Its children were stopped; "
+            f"was {failed.name} ({cause_text(kind, cause)}). Its children were stopped; "
             f"the failure goes to its parent."
         )
         if cause is not None and (
-            kind is _Exit.EXCEPTION or isinstance(cause, RestartIntensityError)
+            kind is ExitKind.EXCEPTION or isinstance(cause, RestartIntensityError)
         ):
             # A child supervisor's give-up carries its own cause: the chain leads from
             # the outermost error down to the first failure.
@@ -727,42 +554,6 @@ def _current(exit_: _Pending) -> bool:
     return run is None or (rec.state is _RUNNING and rec.seq == run)
 
 
-def _subtree(roots: Iterable[Record]) -> set[Record]:
-    """Every record reachable from `roots` through dependencies, `roots` included."""
-    seen: set[Record] = set()
-    stack = list(roots)
-    while stack:
-        rec = stack.pop()
-        if rec in seen:
-            continue
-        seen.add(rec)
-        stack.extend(rec.deps)
-    return seen
-
-
-def _depends_on(rec: Record, targets: set[Record]) -> bool:
-    """Whether `rec` depends on any of `targets`, directly or through other services."""
-    if not targets:
-        return False
-    seen: set[Record] = set()
-    stack = list(rec.deps)
-    while stack:
-        dep = stack.pop()
-        if dep in targets:
-            return True
-        if dep not in seen:
-            seen.add(dep)
-            stack.extend(dep.deps)
-    return False
-
-
-def _dependents(order: list[Record], targets: set[Record]) -> set[Record]:
-    """The children in `order` that depend (transitively) on one of `targets`."""
-    if not targets:
-        return set()
-    return {rec for rec in order if rec not in targets and _depends_on(rec, targets)}
-
-
 # ------------------------------------------------------------ the engine's hooks
 
 
@@ -775,11 +566,11 @@ def supervised_exit(rec: Record, exc: BaseException | None) -> Iterable[Record]:
     supervisor = rec.supervisor
     assert isinstance(supervisor, Supervisor)
     if exc is None:
-        kind = _Exit.NORMAL
+        kind = ExitKind.NORMAL
     elif isinstance(exc, RestartIntensityError | asyncio.CancelledError):
-        kind = _Exit.SHUTDOWN
+        kind = ExitKind.SHUTDOWN
     else:
-        kind = _Exit.EXCEPTION
+        kind = ExitKind.EXCEPTION
     if not supervisor._notify(rec, exc, kind):
         return rec.holders
     own = record(supervisor)
@@ -797,5 +588,5 @@ def supervised_cancel(rec: Record, task: asyncio.Task[object]) -> None:
         return
     supervisor = rec.supervisor
     assert isinstance(supervisor, Supervisor)
-    if supervisor._notify(rec, None, _Exit.SHUTDOWN):
+    if supervisor._notify(rec, None, ExitKind.SHUTDOWN):
         signal_exit(rec, None)
