@@ -2,6 +2,9 @@
 
 The passes of `_passes` and the generic stage driver of `_scheduler` decide *when*
 a service's work runs; this module is *what* that work is.
+
+Longer than 600 lines because every change of one service's state is made here and
+nowhere else: hooks, holds, tasks, crashes and exits.
 """
 
 from __future__ import annotations

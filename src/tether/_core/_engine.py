@@ -13,6 +13,9 @@ How operations compose (the rules `docs/engine.md` states for users):
   finished stopping. A service stops when nothing holds it any more, so it never
   stops under a dependent still running or stopping, and it stops exactly when the
   last root that needs it leaves.
+
+Longer than 600 lines because the operations (start, stop, rollback, reload, the
+blocking graphs) follow the one set of rules above and are read against each other.
 """
 
 from __future__ import annotations

@@ -11,6 +11,9 @@ Worker and master talk the systemd notify protocol: each worker's `NOTIFY_SOCKET
 names a datagram socket of the master, so the runner's own `READY=1` (sent after the
 `started` stage) tells the master the worker serves, and its `WATCHDOG=1` pings,
 sent from the worker's event loop, are the heartbeat (a blocked loop stops them).
+
+Longer than 600 lines because `Workers` is one state machine over one set of worker
+processes: forking, supervising, reloading them one by one and stopping them.
 """
 
 from __future__ import annotations

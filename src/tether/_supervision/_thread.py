@@ -11,6 +11,9 @@ answering.
 
 Everything between the two loops goes through `call_soon_threadsafe` and futures
 bridged with `asyncio.wrap_future`: nothing polls.
+
+Longer than 600 lines because a ServiceThread is one object living in two event
+loops: its start, stop, watcher, heartbeat and the calls between them read together.
 """
 
 from __future__ import annotations
