@@ -7,8 +7,7 @@ from typing import Any
 import pytest
 
 import tether
-
-from .conftest import Log, Node
+from tests.conftest import Log, Node
 
 
 class Api(Node):

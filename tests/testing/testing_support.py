@@ -20,7 +20,7 @@ asyncio_default_fixture_loop_scope = function
 def _ini(extra: str, mode: str) -> str:
     # A short grace keeps the runs of leaking tests fast; ``extra`` may set its own. The
     # generated tests mostly do not use tether's fixtures: they opt in to the check on
-    # every test (tests/test_testing_optin.py holds the default, `auto`).
+    # every test (tests/testing/test_optin.py holds the default, `auto`).
     grace = "" if "tether_leak_grace" in extra else "tether_leak_grace = 0.05"
     check = "" if "tether_leak_check" in extra else "tether_leak_check = true"
     return INI.format(mode=mode, extra=f"{grace}\n{check}\n{extra}")
@@ -97,6 +97,6 @@ def readme_example(name: str) -> str:
     """The code block of README.md marked ``<!-- testing-example: name -->``."""
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     after = readme.split(f"<!-- testing-example: {name} -->\n```python\n", 1)[1]
     return after.split("```", 1)[0]

@@ -8,9 +8,8 @@ from typing import Any
 import pytest
 
 import tether
+from tests.conftest import WAIT, Log, bounded
 from tether._core._engine import run_exit, run_init
-
-from .conftest import WAIT, Log, bounded
 
 
 class Staged(tether.Service):

@@ -3,8 +3,7 @@
 import pytest
 
 import tether
-
-from .conftest import Log, SlowNode
+from tests.conftest import Log, SlowNode
 
 
 class Database(tether.Service):

@@ -12,7 +12,7 @@ import os
 
 from aiohttp import web
 
-from tests.process.prefork_app import busy, slow_start
+from tests.prefork.prefork_app import busy, slow_start
 from tether.ext.aiohttp import Server
 
 

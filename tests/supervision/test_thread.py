@@ -15,8 +15,7 @@ from typing import Any
 import pytest
 
 import tether
-
-from .conftest import WAIT, Log, Node, bounded
+from tests.conftest import WAIT, Log, Node, bounded
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="unset")
 
@@ -466,7 +465,7 @@ async def test_blocking_hooks_of_every_stage_leave_the_loop_running(log: Log) ->
 
 def test_the_readme_example_runs_as_written(tmp_path: Path) -> None:
     """The README's threads example, run as a program, prints what the README says."""
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     code = readme.split("<!-- threads-example: app.py -->\n```python\n", 1)[1].split("```")[0]
     (tmp_path / "app.py").write_text(code)
     done = subprocess.run(  # noqa: S603 - the running interpreter, the README's code

@@ -8,9 +8,8 @@ from typing import Any
 import pytest
 
 import tether
+from tests.conftest import WAIT, Log, Node, SlowNode, bounded
 from tether import Service as ServiceMixin  # facet programs import it under this name
-
-from .conftest import WAIT, Log, Node, SlowNode, bounded
 
 
 class Simple(ServiceMixin):

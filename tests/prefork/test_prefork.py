@@ -1,6 +1,6 @@
 """Pre-fork workers as real processes: real signals, real sockets on loopback, real load.
 
-The master is ``tether run tests.process.prefork_app:app --workers N --bind ...``; the
+The master is ``tether run tests.prefork.prefork_app:app --workers N --bind ...``; the
 load is a small asyncio client (one request per connection) that tells apart a
 connection refused (fine once the server is gone) from one accepted and then failed
 (never fine). Every loop is bounded in count and time.
@@ -26,8 +26,8 @@ import pytest
 from tests.conftest import bounded
 from tests.process.harness import ROOT, FakeSystemd, Tether
 
-APP = "tests.process.prefork_app:app"
-AIOHTTP_APP = "tests.process.prefork_aiohttp:app"
+APP = "tests.prefork.prefork_app:app"
+AIOHTTP_APP = "tests.prefork.prefork_aiohttp:app"
 PLAIN = ("--log-format", "plain")
 LOOPS = ["asyncio", "uvloop"]
 
@@ -425,7 +425,7 @@ async def test_aiohttp_server_without_address_serves_every_bound_socket(tmp_path
     path = tmp_path / "app.sock"
     args = ["--bind", "tcp://127.0.0.1:0", "--bind", f"unix:{path}"]
     async with Tether(
-        "run", "tests.process.prefork_aiohttp:app", *PLAIN, "--workers", "2", *args
+        "run", "tests.prefork.prefork_aiohttp:app", *PLAIN, "--workers", "2", *args
     ) as proc:
         port = await port_of(proc)
         await ready_count(proc, 2)

@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 
 import tether
+from tests.conftest import bounded
 from tether._core._base import record
-
-from .conftest import bounded
 
 
 class Owner(tether.Service):

@@ -8,9 +8,8 @@ import gc
 import pytest
 
 import tether
+from tests.conftest import WAIT, Log, Node, SlowNode, bounded
 from tether._core._base import class_info
-
-from .conftest import WAIT, Log, Node, SlowNode, bounded
 
 
 async def test_cancelling_a_start_rolls_back_and_propagates(log: Log) -> None:

@@ -13,10 +13,9 @@ from pathlib import Path
 import pytest
 
 import tether
+from tests.conftest import Log, Node
+from tests.testing.testing_support import run, setup
 from tether.testing import Starter
-
-from .conftest import Log, Node
-from .testing_support import run, setup
 
 
 @tether.section("db")

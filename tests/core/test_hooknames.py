@@ -19,10 +19,9 @@ from typing import Any
 import pytest
 
 import tether
+from tests.conftest import Log, Node
 
-from .conftest import Log, Node
-
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 
 
 class ModeStyle(tether.Service):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .testing_support import run, setup
+from tests.testing.testing_support import run, setup
 
 LINUX_PROC = Path("/proc/self/task").is_dir()
 

@@ -11,9 +11,8 @@ import pytest
 
 import tether
 import tether._core._tasks
+from tests.conftest import WAIT, bounded
 from tether.testing import VirtualClock
-
-from .conftest import WAIT, bounded
 
 T = TypeVar("T")
 

@@ -7,8 +7,7 @@ from typing import Generic, TypeVar
 import pytest
 
 import tether
-
-from .conftest import bounded
+from tests.conftest import bounded
 
 T = TypeVar("T")
 

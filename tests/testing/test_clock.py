@@ -10,9 +10,8 @@ import time
 import pytest
 
 import tether
+from tests.testing.testing_support import readme_example, run, setup
 from tether.testing import VirtualClock, VirtualClockLoop
-
-from .testing_support import readme_example, run, setup
 
 
 def test_sleeps_take_no_real_time_and_land_on_their_deadlines() -> None:

@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 
 import tether
+from tests.conftest import Log, Node, bounded
 
-from .conftest import Log, Node, bounded
-
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Database(tether.Service):

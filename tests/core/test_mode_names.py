@@ -11,9 +11,8 @@ from collections.abc import Iterator
 import pytest
 
 import tether
+from tests.conftest import Log, Node, bounded
 from tether._process._logging import PLAIN_FORMAT, JsonFormatter
-
-from .conftest import Log, Node, bounded
 
 
 class Cache(tether.Service):

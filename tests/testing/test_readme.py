@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .testing_support import readme_example, run, setup
+from tests.testing.testing_support import readme_example, run, setup
 
 
 def test_the_readme_testing_example_passes(pytester: pytest.Pytester) -> None:

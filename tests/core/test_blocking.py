@@ -9,9 +9,8 @@ from typing import Any
 import pytest
 
 import tether
+from tests.conftest import Log, Node, bounded
 from tether import BlockingService as BlockingServiceMixin
-
-from .conftest import Log, Node, bounded
 
 
 class BNode(BlockingServiceMixin):

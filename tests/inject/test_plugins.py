@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 import tether
-
-from .conftest import Log, bounded
+from tests.conftest import Log, bounded
 
 Write = Callable[[str, str], None]
 

@@ -19,10 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tether
+from tests.conftest import Log
 from tether import Restart, Strategy
 from tether.testing import VirtualClockLoop
-
-from .conftest import Log
 
 EXITS = ("exception", "normal", "shutdown")
 

@@ -6,8 +6,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 import tether
-
-from .conftest import bounded
+from tests.conftest import bounded
 
 
 class Database:
