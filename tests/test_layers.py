@@ -20,6 +20,7 @@ imports are read from the source with `ast`, so nothing here imports tether.
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from collections import deque
@@ -250,6 +251,22 @@ def test_import_tether_loads_the_core_only() -> None:
     assert loaded
     assert [m for m in loaded if layer_of(m) not in (0, layer_of("tether"))] == []
     assert [m for m in loaded if layer_of(m) == layer_of("tether")] == ["tether"]
+
+
+def test_the_architecture_page_names_every_module_and_only_real_ones() -> None:
+    """docs/architecture.md lists each layer's modules, and the paths it names exist."""
+    page = (SRC.parent / "docs" / "architecture.md").read_text()
+    for path in re.findall(r"`(_(?:core|inject|supervision|process|prefork)/_\w+)(?:\.py)?`", page):
+        assert (SRC / "tether" / f"{path}.py").exists(), f"the page names {path}, which is gone"
+    folders = ("_core", "_inject", "_supervision", "_process", "_prefork")
+    missing = [
+        name
+        for name in all_modules()
+        if name.count(".") == 2
+        and name.split(".")[1] in folders
+        and f"`{name.rsplit('.', 1)[1]}`" not in page
+    ]
+    assert not missing, f"docs/architecture.md does not name {missing}"
 
 
 # --------------------------------------------------------------- the check itself
