@@ -131,7 +131,7 @@ def prefork(
     if log_format not in LOG_FORMATS:
         raise ValueError(f"log_format must be one of {', '.join(LOG_FORMATS)}, got {log_format!r}.")
     make_formatter(log_format, sys.stderr)  # ImportError now, not in every worker
-    from tether._process._runner import loop_factory  # noqa: PLC0415 - avoids an import cycle
+    from tether._process._runner import loop_factory  # noqa: PLC0415 - when a master runs
 
     loop_factory(loop)
     if threading.current_thread() is not threading.main_thread():

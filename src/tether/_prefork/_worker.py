@@ -48,7 +48,7 @@ def service_main(
     """The worker's body: build the graph with `load` and run it with the runner."""
 
     def main() -> int:
-        from tether._process._runner import Runner  # noqa: PLC0415 - avoids an import cycle
+        from tether._process._runner import Runner  # noqa: PLC0415 - in a worker only
 
         service, container = load()
         runner = Runner(service, container=container, **options)  # type: ignore[arg-type]
