@@ -1,8 +1,9 @@
 """The engine's records: what it keeps per service, its ordering barriers, and names.
 
 A `Record` lives in the service's `__dict__`, created on first use (services are
-mixins with no `__init__` of tether's). The engine's modules read and write records;
-nothing here imports the engine, the service classes or anything above them.
+mixins with no `__init__` of tether's); a `ClassInfo` is kept on each service class.
+The engine's modules read and write them. At runtime this module imports only the
+errors: the service and operation types it names are imported for type checking.
 """
 
 from __future__ import annotations
