@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 import tether
-from tether._cli import TargetError, main, resolve
+from tether._cli import main
+from tether._process._target import TargetError, resolve
 
 ROOT = Path(__file__).parents[1]
 

@@ -139,23 +139,28 @@ def test_import_tether_imports_no_integration() -> None:
 
 
 def test_optional_parts_load_on_first_use() -> None:
-    """`import tether` loads the core only; the runner, supervision, threads, pre-fork and
-    pictures load when one of their names is first used, and then work as imported."""
+    """`import tether` loads the core only; injection, the runner, supervision, threads,
+    pre-fork and pictures load when one of their names is first used, and then work as
+    imported."""
     optional = (
-        "tether._runner",
-        "tether._supervise",
-        "tether._thread",
-        "tether._lazy",
-        "tether._master",
-        "tether._sockets",
-        "tether._plugins",
-        "tether._picture",
+        "tether._inject._container",
+        "tether._inject._config",
+        "tether._inject._convert",
+        "tether._inject._plugins",
+        "tether._process._runner",
+        "tether._supervision._supervisor",
+        "tether._supervision._thread",
+        "tether._supervision._lazy",
+        "tether._prefork._master",
+        "tether._prefork._sockets",
+        "tether._process._picture",
     )
     code = (
         "import sys, tether\n"
         f"print(sorted(m for m in sys.modules if m in {optional!r}))\n"
         "from tether import Supervisor, run\n"
-        "print(Supervisor.__module__, run.__module__, 'tether._supervise' in sys.modules)\n"
+        "print(Supervisor.__module__, run.__module__,"
+        " 'tether._supervision._supervisor' in sys.modules)\n"
         "print('prefork' in dir(tether), tether.prefork is tether.prefork)\n"
         "try:\n"
         "    tether.no_such_name\n"

@@ -11,11 +11,10 @@ from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 from typing import NoReturn as _NoReturn
 
-from ._config import Config, section
-from ._container import Container
-from ._convert import Secret
-from ._engine import reload
-from ._errors import (
+from ._core._base import ServiceBase
+from ._core._base import set_launcher as _set_launcher
+from ._core._engine import reload
+from ._core._errors import (
     ConfigError,
     DefinitionError,
     DependencyCycleError,
@@ -29,51 +28,53 @@ from ._errors import (
     StopTimeoutError,
     TetherError,
 )
-from ._events import EventKind, LifecycleEvent, subscribe
-from ._graph import check
-from ._hooknames import not_a_hook
-from ._service import (
-    BlockingService,
-    Service,
-    ServiceBase,
-    ServiceState,
-    ServiceStatus,
-    status,
-)
-from ._service import set_launcher as _set_launcher
-from ._stages import EXIT, INIT, RELOAD, START, STARTED, STOP, STOPPING, Direction, Stage
-from ._tasks import cron, task, timer
+from ._core._events import EventKind, LifecycleEvent, subscribe
+from ._core._graph import check
+from ._core._hooknames import not_a_hook
+from ._core._records import ServiceState
+from ._core._service import BlockingService, Service, ServiceStatus, status
+from ._core._stages import EXIT, INIT, RELOAD, START, STARTED, STOP, STOPPING, Direction, Stage
+from ._core._tasks import cron, task, timer
+from ._core._version import __version__ as __version__
 
 # Loaded on first use (PEP 562): `import tether` pays only for the core. Each name maps
 # to its module; the type checker sees ordinary imports.
 _LAZY = {
-    "Backoff": "_supervise",
-    "ExitCode": "_runner",
-    "Lazy": "_lazy",
-    "Plugins": "_plugins",
-    "Restart": "_supervise",
-    "RestartIntensityError": "_supervise",
-    "ServiceThread": "_thread",
-    "Strategy": "_supervise",
-    "Supervisor": "_supervise",
-    "ThreadStalledError": "_thread",
-    "graph": "_picture",
-    "listeners": "_sockets",
-    "prefork": "_master",
-    "run": "_runner",
-    "status_tree": "_picture",
-    "stop_serving": "_sockets",
+    "Backoff": "_supervision._policy",
+    "Config": "_inject._config",
+    "Container": "_inject._container",
+    "ExitCode": "_process._runner",
+    "Lazy": "_supervision._lazy",
+    "Plugins": "_inject._plugins",
+    "Restart": "_supervision._policy",
+    "RestartIntensityError": "_supervision._policy",
+    "Secret": "_inject._convert",
+    "ServiceThread": "_supervision._thread",
+    "Strategy": "_supervision._policy",
+    "Supervisor": "_supervision._supervisor",
+    "ThreadStalledError": "_supervision._thread",
+    "graph": "_process._picture",
+    "listeners": "_prefork._sockets",
+    "prefork": "_prefork._master",
+    "run": "_process._runner",
+    "section": "_inject._config",
+    "status_tree": "_process._picture",
+    "stop_serving": "_prefork._sockets",
 }
 
 if _TYPE_CHECKING:
-    from ._lazy import Lazy
-    from ._master import prefork
-    from ._picture import graph, status_tree
-    from ._plugins import Plugins
-    from ._runner import ExitCode, run
-    from ._sockets import listeners, stop_serving
-    from ._supervise import Backoff, Restart, RestartIntensityError, Strategy, Supervisor
-    from ._thread import ServiceThread, ThreadStalledError
+    from ._inject._config import Config, section
+    from ._inject._container import Container
+    from ._inject._convert import Secret
+    from ._inject._plugins import Plugins
+    from ._prefork._master import prefork
+    from ._prefork._sockets import listeners, stop_serving
+    from ._process._picture import graph, status_tree
+    from ._process._runner import ExitCode, run
+    from ._supervision._lazy import Lazy
+    from ._supervision._policy import Backoff, Restart, RestartIntensityError, Strategy
+    from ._supervision._supervisor import Supervisor
+    from ._supervision._thread import ServiceThread, ThreadStalledError
 
 __all__ = [
     "EXIT",
@@ -134,8 +135,6 @@ __all__ = [
     "timer",
 ]
 
-__version__ = "0.1.0.dev0"
-
 
 def _as_public(obj: object) -> None:
     """Re-exported classes and functions say they live in `tether`, as users import them."""
@@ -145,7 +144,7 @@ def _as_public(obj: object) -> None:
 
 def _launch(service: ServiceBase, **options: _Any) -> _NoReturn:
     """`Service.launch`: the runner, loaded when a service first runs as the process."""
-    from ._runner import run as run_process  # noqa: PLC0415 - the runner loads only when used
+    from ._process._runner import run as run_process  # noqa: PLC0415 - the runner loads only when used
 
     run_process(service, **options)
 

@@ -24,10 +24,12 @@ import logging
 import socket
 from typing import Any
 
-from ._listen import DEFAULT_HOST, check_address, check_seconds, completed, url_of
-from ._picture import graph_records
-from ._service import Record, Service, ServiceState, record, status
-from ._stages import STOPPING, Stage
+from ._core._base import record
+from ._core._records import Record, ServiceState
+from ._core._service import Service, status
+from ._core._stages import STOPPING, Stage
+from ._process._listen import DEFAULT_HOST, check_address, check_seconds, completed, url_of
+from ._process._picture import graph_records
 
 __all__ = ["DRAIN", "Health"]
 

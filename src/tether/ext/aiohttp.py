@@ -31,8 +31,8 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 import tether
-from tether._listen import DEFAULT_HOST, check_address, check_seconds, completed
-from tether._sockets import backlog_of
+from tether._prefork._sockets import backlog_of
+from tether._process._listen import DEFAULT_HOST, check_address, check_seconds, completed
 from tether.ext._common import FIRST_REQUEST_GRACE, resolve_uses, running, until_first_requests
 from tether.health import DRAIN, Health
 

@@ -36,8 +36,15 @@ from typing import Any, Literal, TypeVar
 import uvicorn
 
 import tether
-from tether._listen import DEFAULT_HOST, bind, check_address, check_seconds, completed, url_of
-from tether._sockets import backlog_of
+from tether._prefork._sockets import backlog_of
+from tether._process._listen import (
+    DEFAULT_HOST,
+    bind,
+    check_address,
+    check_seconds,
+    completed,
+    url_of,
+)
 from tether.ext._common import FIRST_REQUEST_GRACE, resolve_uses, running, until_first_requests
 from tether.health import DRAIN, Health
 

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from tether._config import Config
-from tether._container import Container
-from tether._plugins import Plugins
+from tether._inject._config import Config
+from tether._inject._container import Container
+from tether._inject._plugins import Plugins
 
 from ._starter import Starter
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tether._container import Container
+from tether._inject._container import Container
 
 from ._clock import VirtualClock
 

@@ -30,7 +30,7 @@ import types
 from collections.abc import Iterable
 from typing import Any
 
-from tether._actions import user_coroutine
+from tether._core._actions import user_coroutine
 
 __all__ = ["KINDS", "Resources", "allowed", "current_loop", "describe", "settle", "snapshot"]
 

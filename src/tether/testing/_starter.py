@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 from typing import Any, TypeVar, overload
 
-from tether._container import Container, Uses
-from tether._providers import type_label
-from tether._service import Service, ServiceBase, display_name
+from tether._core._base import ServiceBase
+from tether._core._records import display_name
+from tether._core._service import Service
+from tether._inject._container import Container, Uses
+from tether._inject._providers import type_label
 
 __all__ = ["Starter"]
 

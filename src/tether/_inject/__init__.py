@@ -1,0 +1,4 @@
+"""Injection and configuration: providers, the container, config and conversion, plugins.
+
+Imports the core only.
+"""

@@ -1,0 +1,4 @@
+"""Supervision: supervisors and their restart policies, service threads, lazy services.
+
+Imports the core and injection.
+"""

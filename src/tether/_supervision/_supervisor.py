@@ -1,0 +1,592 @@
+"""The Supervisor: a service that restarts its children as Erlang/OTP does (see `_policy`).
+
+A [`Supervisor`][tether.Supervisor] is a service whose dependencies are its children, started one
+after another in the order given. While it runs, an exit of a child (a crash, a stop it
+requested, a cancelled task) reaches the supervisor instead of crashing the stack: the
+engine's `signal_exit` hands it over through `supervised_exit`. The supervisor's
+own task then restarts children with the engine's operations (`stop_root` and
+`start_root` on each child, its hold turned into a root hold for the while), so
+ordering, rollback, timeouts and events are the engine's own.
+
+While it stops or starts children, the supervisor claims its own record with an
+operation: anything that wants to stop or reload the supervisor meanwhile waits for the
+round to finish, as it would for any busy service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections import deque
+from collections.abc import Iterable, Sequence
+from typing import Final
+
+from tether._core._base import ServiceBase, record
+from tether._core._engine import claim, signal_exit, start_root, stop_root, unclaim, wait_released
+from tether._core._errors import DefinitionError, ServiceStateError
+from tether._core._events import EventKind, LifecycleEvent, publish, publishing
+from tether._core._records import Node, Record, ServiceState, display_name, hold, unhold
+from tether._core._scheduler import Operation
+from tether._core._service import Service
+
+from ._policy import (
+    Backoff,
+    ExitKind,
+    Restart,
+    RestartIntensityError,
+    Strategy,
+    affected,
+    cause_text,
+    choice,
+    depends_on,
+    restart_type,
+    restarts_after,
+    subtree,
+)
+
+__all__ = ["Supervisor", "supervised_cancel", "supervised_exit"]
+
+logger = logging.getLogger("tether.supervise")
+
+_RUNNING: Final = ServiceState.RUNNING
+_STARTING: Final = ServiceState.STARTING
+
+
+_Pending = tuple[Record, int | None, BaseException | None, ExitKind]
+"""An exit heard: the child, the run it exited from (`seq`; None for a failed
+restart; `_STARTING_RUN` while that run starts), its cause and kind."""
+
+_STARTING_RUN: Final = -1
+
+
+class Supervisor(Service):
+    """A service that starts `children` in order and restarts them as Erlang/OTP does.
+
+    Children start one after another in the order given (each after the previous one
+    runs) and stop in reverse. When a child exits while the supervisor runs, the
+    supervisor handles it instead of the crash reaching the services above:
+
+    * whether the child is restarted depends on its `restart` attribute
+      ([`Restart`][tether.Restart], `PERMANENT` by default) and on how it exited: an exception
+      in a background task (or in `start` on a restart) is abnormal; a stop the
+      child requested itself (`request_stop()`) is `normal`; a background task
+      cancelled by anything but a stop is `shutdown`;
+    * which children restart depends on `strategy` ([`Strategy`][tether.Strategy]); children
+      that depend on a restarted child (directly or through services of their own)
+      are stopped before it and started after it, whatever the strategy;
+    * at most `max_restarts` restarts within `max_seconds` (OTP's intensity and
+      period; default 1 in 5 s, as OTP). One more stops every child in reverse order
+      and raises [`RestartIntensityError`][tether.RestartIntensityError] to the supervisor's parent;
+    * `backoff` (a [`Backoff`][tether.Backoff]) delays each restart, growing with the restarts
+      in the window;
+    * exits are handled one at a time, in the order they happened (OTP's mailbox); an
+      exit of a child that a strategy has stopped since is ignored, as OTP ignores an
+      `EXIT` whose pid no longer matches;
+    * a service outside the supervisor that depends on a child (attached after the
+      supervisor started) stops before the child does; if it still holds the child
+      after the child's `graceful_shutdown_timeout` (10 s at most), the supervisor
+      fails with ServiceStateError naming it.
+
+    Every restart is logged with its cause and counted in [`status`][tether.status].
+    A supervisor is a child like any other for a parent supervisor:
+
+    ```python
+    app = tether.Supervisor(
+        [Database(), tether.Supervisor([Consumer(), Publisher()], strategy="one_for_all")],
+        strategy=tether.Strategy.REST_FOR_ONE, max_restarts=3, max_seconds=10,
+    )
+    tether.run(app)
+    ```
+
+    Raises TypeError or ValueError at once for children that are not services (or
+    are listed twice), an unknown strategy, a negative `max_restarts` or a
+    `max_seconds` that is not positive; DefinitionError for a child whose
+    `restart` is not a [`Restart`][tether.Restart]. When it starts, DefinitionError if a
+    child is already supervised elsewhere, or if a service outside this supervisor
+    depends on a child (put that service under the supervisor too).
+    """
+
+    def __init__(
+        self,
+        children: Iterable[ServiceBase],
+        *,
+        strategy: Strategy | str = Strategy.ONE_FOR_ONE,
+        max_restarts: int = 1,
+        max_seconds: float = 5.0,
+        backoff: Backoff | None = None,
+        restart: Restart | str = Restart.PERMANENT,
+        name: str | None = None,
+    ) -> None:
+        given: object = children
+        if isinstance(given, ServiceBase | str | bytes) or not isinstance(given, Iterable):
+            raise TypeError(
+                f"Supervisor(children) takes a list of services, got {given!r} "
+                f"({type(given).__name__})."
+            )
+        listed = list(given)
+        seen: set[int] = set()
+        for position, child in enumerate(listed):
+            if not isinstance(child, ServiceBase):
+                hint = (
+                    f" It is a class; did you mean {child.__qualname__}()?"
+                    if isinstance(child, type)
+                    else ""
+                )
+                raise TypeError(
+                    f"Supervisor children[{position}] is {child!r} ({type(child).__name__}), "
+                    f"not a service.{hint} A supervisor starts its children one after "
+                    f"another, so nested lists are not allowed either."
+                )
+            if id(child) in seen:
+                raise ValueError(
+                    f"Supervisor children[{position}] ({display_name(child)}) is listed twice."
+                )
+            seen.add(id(child))
+            restart_type(child)
+        strategy = choice(Strategy, "strategy", strategy)
+        if isinstance(max_restarts, bool) or not isinstance(max_restarts, int):
+            raise TypeError(
+                f"Supervisor(max_restarts={max_restarts!r}) must be an int (0 or more)."
+            )
+        if max_restarts < 0:
+            raise ValueError(f"Supervisor(max_restarts={max_restarts!r}) must be 0 or more.")
+        seconds: object = max_seconds
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, int | float)
+            or not seconds > 0
+            or math.isinf(max_seconds)
+        ):
+            raise ValueError(
+                f"Supervisor(max_seconds={max_seconds!r}) must be a positive, finite "
+                f"number of seconds."
+            )
+        if backoff is not None and not isinstance(backoff, Backoff):
+            raise TypeError(f"Supervisor(backoff={backoff!r}) must be a tether.Backoff or None.")
+        restart = choice(Restart, "restart", restart)
+        self.children: tuple[ServiceBase, ...] = tuple(listed)
+        self.strategy: Strategy = strategy
+        self.max_restarts: int = max_restarts
+        self.max_seconds: float = float(max_seconds)
+        self.backoff: Backoff | None = backoff
+        self.restart: Restart = restart
+        if name is not None:
+            self.name = name
+        self._history: deque[float] = deque()
+        self._pending: list[_Pending] = []
+        self._wake: asyncio.Event | None = None
+        self._removed: set[Record] = set()
+        self._resume: set[Record] = set()
+        self._order_edges: dict[Record, list[Node]] = {}
+        self._active = False
+        self._held: Operation | None = None
+
+    @property
+    def dependencies(self) -> list[ServiceBase]:
+        """The children, started one after another in the order given."""
+        return list(self.children)
+
+    def __repr__(self) -> str:
+        return (
+            f"<{display_name(self)} {record(self).state.value} strategy={self.strategy.value} "
+            f"children={len(self.children)} intensity={self.max_restarts}/{self.max_seconds}s>"
+        )
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Take charge of the children (they run already) and start supervising."""
+        own = record(self)
+        records = [record(child) for child in self.children]
+        inside = subtree(records)
+        inside.add(own)
+        for rec in records:
+            other = rec.supervisor
+            if other is not None and other is not self:
+                raise DefinitionError(
+                    f"{rec.name} is supervised by {display_name(other)} already; a service "
+                    f"has one supervisor. Give {display_name(self)} a service of its own."
+                )
+            outside = [h.name for h in rec.holders if h not in inside]
+            if outside:
+                raise DefinitionError(
+                    f"{', '.join(sorted(outside))} depend(s) on {rec.name}, a child of "
+                    f"{display_name(self)}, from outside the supervisor: restarting "
+                    f"{rec.name} would leave them using a dead dependency. Make them "
+                    f"children of {display_name(self)} (after {rec.name}), so they are "
+                    f"restarted with it."
+                )
+        self._history.clear()
+        self._pending.clear()
+        self._removed.clear()
+        self._resume.clear()
+        self._wake = asyncio.Event()
+        for rec in records:
+            rec.supervisor = self
+        # The edges that order each child after the one listed before it (beyond its
+        # own dependencies): a restart starts a child as a root of its own, which
+        # forgets them, and without them the stop would not run in reverse start order.
+        self._order_edges = {
+            rec: [node for node in rec.after if node not in rec.deps] for rec in records
+        }
+        self._active = True
+        self.add_task(self._supervise(), name=f"{display_name(self)} supervision")
+
+    async def stop(self) -> None:
+        """Stop supervising; the engine then stops the children in reverse order."""
+        self._active = False
+        for child in self.children:
+            rec = record(child)
+            if rec.supervisor is self:
+                rec.supervisor = None
+
+    # --------------------------------------------------------- hearing of exits
+
+    def child_exited(self, rec: Record, exc: BaseException | None) -> Iterable[Record]:
+        """The engine's `signal_exit` reached `rec`, a child: the exit is ours.
+
+        Returns the holders the exit still propagates to: all of them but this
+        supervisor when it took the exit over, every holder when it is not supervising.
+        """
+        return supervised_exit(rec, exc)
+
+    def child_cancelled(self, rec: Record, task: asyncio.Task[object]) -> None:
+        """A background task of `rec` ended cancelled while `rec` ran."""
+        supervised_cancel(rec, task)
+
+    def _notify(self, child: Record, cause: BaseException | None, kind: ExitKind) -> bool:
+        """A child exited; queue it. False when not supervising (the exit propagates).
+
+        The exit is stamped with the run it ends (`seq`, which changes on every
+        start), as OTP's exit message carries the pid: a run exits once, whatever else
+        its tasks do afterwards.
+        """
+        own = record(self)
+        if not self._active or own.state is not _RUNNING or own.stopping:
+            return False
+        run = child.seq if child.state is not _STARTING else _STARTING_RUN
+        for queued in self._pending:
+            if queued[0] is child and queued[1] == run:
+                return True
+        self._pending.append((child, run, cause, kind))
+        if self._wake is not None:
+            self._wake.set()
+        return True
+
+    # ---------------------------------------------------------------- the loop
+
+    async def _supervise(self) -> None:
+        assert self._wake is not None
+        wake = self._wake
+        while True:
+            await wake.wait()
+            wake.clear()
+            while self._pending:
+                exit_ = self._pending.pop(0)
+                if not _current(exit_):
+                    continue
+                if not await self._handle(exit_):
+                    return
+
+    def _order(self) -> list[Record]:
+        """The children in start order: as listed, each after the children it needs.
+
+        This is the order the engine starts them in the first time; restarts keep it,
+        and stops run it backwards, whenever each child was last restarted (as OTP).
+        """
+        remaining = [record(child) for child in self.children]
+        order: list[Record] = []
+        while remaining:
+            rest = set(remaining)
+            for rec in remaining:
+                if not depends_on(rec, rest - {rec}):
+                    order.append(rec)
+                    remaining.remove(rec)
+                    break
+        return order
+
+    async def _handle(self, exit_: _Pending) -> bool:
+        """React to one exit; False once the supervisor gave up or is being stopped."""
+        failed, _, cause, kind = exit_
+        order = self._order()
+        children = set(order)
+        restart = restarts_after(restart_type(failed.service), kind)
+        chosen, down = affected(self.strategy, order, failed, restart=restart)
+        chosen |= self._resume
+        chosen -= down
+        if not await self._claim():
+            return False
+        try:
+            if restart and self._count_restart():
+                await self._give_up(order, children, cause, kind, failed)
+                return False
+            if not restart:
+                logger.info(
+                    "%s exited (%s); %s leaves it down (restart=%s)",
+                    failed.name,
+                    cause_text(kind, cause),
+                    display_name(self),
+                    restart_type(failed.service).value,
+                )
+            stopping = [r for r in order if r in chosen or r in down]
+            await self._stop_children(stopping, children)
+            for rec in stopping:
+                if restart_type(rec.service) is Restart.TEMPORARY:
+                    self._removed.add(rec)
+        finally:
+            self._release()
+        to_start = [r for r in order if r in chosen and r not in self._removed]
+        self._resume = set(to_start)
+        if not to_start:
+            return True
+        if self.backoff is not None and restart:
+            await asyncio.sleep(self.backoff.delay(len(self._history)))
+        if not await self._claim():
+            return False
+        try:
+            for rec in to_start:
+                if not await self._start_child(rec, failed, cause, kind):
+                    return True  # its failure is queued: the next round goes on from here
+                self._resume.discard(rec)
+        finally:
+            if self._release():
+                await asyncio.sleep(0)  # let the operation waiting for us go first
+        return True
+
+    def _count_restart(self) -> bool:
+        """Record one restart now; True if that exceeds the intensity (OTP's add_restart)."""
+        now = asyncio.get_running_loop().time()
+        history = self._history
+        threshold = now - self.max_seconds
+        while history and history[0] < threshold:
+            history.popleft()
+        history.append(now)
+        return len(history) > self.max_restarts
+
+    # --------------------------------------------------------- claiming ourselves
+
+    async def _claim(self) -> bool:
+        """Own our record for a round of stops and starts; False if we are being stopped."""
+        own = record(self)
+        if not self._supervising():
+            return False
+        held = await claim(own)
+        if held is None:
+            return False
+        if not self._supervising():
+            unclaim(own, held)
+            return False
+        self._held = held
+        return True
+
+    def _supervising(self) -> bool:
+        own = record(self)
+        return self._active and not own.stopping and own.state is _RUNNING
+
+    def _release(self) -> bool:
+        """Give our record back; True if an operation was waiting for it."""
+        held = self._held
+        if held is None:
+            return False
+        self._held = None
+        return unclaim(record(self), held)
+
+    # ------------------------------------------------------ stopping and starting
+
+    async def _stop_children(self, stopping: Sequence[Record], children: set[Record]) -> None:
+        """Stop `stopping` (given in start order) in reverse, one by one, with the engine."""
+        own = record(self)
+        running = [r for r in stopping if r.state in (_RUNNING, _STARTING) and own in r.holders]
+        for rec in reversed(running):
+            await self._wait_for_outsiders(rec, children)
+            unhold(rec, own)
+            rec.root_holds += 1
+            try:
+                await stop_root(rec.service, None)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if exc is not rec.error and exc is not rec.crash:
+                    logger.exception(
+                        "%s: error while stopping %s for a restart",
+                        display_name(self),
+                        rec.name,
+                        exc_info=exc,
+                    )
+
+    async def _wait_for_outsiders(self, rec: Record, children: set[Record]) -> None:
+        """Let services outside the supervisor that depend on `rec` stop first.
+
+        Such a service attached to `rec` after the supervisor started (a second root,
+        say); the exit reached it, so its `wait()` raised or returned. It holds
+        `rec` until its own stop is over, and `rec` is stopped once nothing outside
+        holds it, as a dependent stops before its dependency; at most
+        `graceful_shutdown_timeout` of `rec` (10 s at most), then ServiceStateError
+        naming them.
+        """
+        own = record(self)
+        loop = asyncio.get_running_loop()
+        bound = min(10.0, float(rec.service.graceful_shutdown_timeout))
+        deadline: float | None = None
+        while True:
+            outside = [h for h in rec.holders if h is not own and h not in children]
+            if not outside:
+                return
+            if deadline is None:
+                deadline = loop.time() + bound
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await wait_released(rec)
+            except TimeoutError:
+                names = ", ".join(sorted({h.name for h in outside}))
+                stopping = all(h.state is ServiceState.STOPPING for h in outside)
+                state = "is still stopping" if stopping else "still depend(s) on it"
+                raise ServiceStateError(
+                    f"{display_name(self)} cannot restart {rec.name}: {names}, outside "
+                    f"the supervisor, {state} {bound:g}s after "
+                    f"being told it exited. Stop such a service when its wait() returns "
+                    f"or raises, or make it a child of {display_name(self)}."
+                ) from None
+
+    async def _start_child(
+        self, rec: Record, failed: Record, cause: BaseException | None, kind: ExitKind
+    ) -> bool:
+        """Start one child again with the engine's start; False if its start failed."""
+        own = record(self)
+        if own in rec.holders and rec.state is _RUNNING:
+            return True
+        rec.supervisor = self
+        try:
+            await start_root(rec.service)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.exception("%s: %s failed to start again", display_name(self), rec.name)
+            rec.supervisor = self
+            self._stamp_starting(rec, None)
+            self._pending.insert(0, (rec, None, exc, ExitKind.EXCEPTION))
+            return False
+        self._stamp_starting(rec, rec.seq)
+        rec.root_holds -= 1
+        hold(rec, own)
+        ordering = [n for n in self._order_edges.get(rec, ()) if n not in rec.after]
+        if ordering:
+            rec.after = [*rec.after, *ordering]  # a new list: `after` may be `deps`
+        rec.restarts += 1
+        why = cause_text(kind, cause)
+        detail = (
+            f"{why}"
+            if rec is failed
+            else f"{failed.name} exited ({why}); strategy {self.strategy.value}"
+        )
+        logger.warning(
+            "%s restarted by %s (restart %d): %s",
+            rec.name,
+            display_name(self),
+            rec.restarts,
+            detail,
+        )
+        if publishing():
+            publish(
+                LifecycleEvent(
+                    kind=EventKind.RESTART,
+                    service=rec.service,
+                    error=cause if kind is ExitKind.EXCEPTION else None,
+                    count=rec.restarts,
+                    detail=detail,
+                )
+            )
+        return True
+
+    def _stamp_starting(self, rec: Record, run: int | None) -> None:
+        """Exits `rec` made while starting end the run now begun; none if it failed."""
+        pending = self._pending
+        for i, (child, stamp, cause, kind) in enumerate(pending):
+            if child is rec and stamp == _STARTING_RUN:
+                if run is None:
+                    del pending[i]
+                else:
+                    pending[i] = (child, run, cause, kind)
+                return
+
+    async def _give_up(
+        self,
+        order: list[Record],
+        children: set[Record],
+        cause: BaseException | None,
+        kind: ExitKind,
+        failed: Record,
+    ) -> None:
+        """Intensity exceeded: stop every child in reverse order, then exit (escalate)."""
+        error = RestartIntensityError(
+            f"{display_name(self)} gave up: {len(self._history)} restarts within "
+            f"{self.max_seconds:g}s exceed max_restarts={self.max_restarts}; the last "
+            f"was {failed.name} ({cause_text(kind, cause)}). Its children were stopped; "
+            f"the failure goes to its parent."
+        )
+        if cause is not None and (
+            kind is ExitKind.EXCEPTION or isinstance(cause, RestartIntensityError)
+        ):
+            # A child supervisor's give-up carries its own cause: the chain leads from
+            # the outermost error down to the first failure.
+            error.__cause__ = cause
+        logger.error("%s", error)
+        await self._stop_children(order, children)
+        self._active = False
+        for rec in order:
+            if rec.supervisor is self:
+                rec.supervisor = None
+        own = record(self)
+        own.crash = own.crash or error
+        self._release()
+        signal_exit(own, error)
+
+
+def _current(exit_: _Pending) -> bool:
+    """Whether `exit_` ends the child's current run (OTP: the pid still matches).
+
+    An exit heard while the supervisor was busy is for a run that a strategy may have
+    stopped since (and maybe started again); OTP drops such an exit message, as its
+    pid no longer names the child, and so do we.
+    """
+    rec, run = exit_[0], exit_[1]
+    return run is None or (rec.state is _RUNNING and rec.seq == run)
+
+
+# ------------------------------------------------------------ the engine's hooks
+
+
+def supervised_exit(rec: Record, exc: BaseException | None) -> Iterable[Record]:
+    """`signal_exit` reached `rec`, a supervised child: hand the exit to its supervisor.
+
+    Returns the holders the exit still propagates to: all of them but the supervisor
+    when it took the exit over, every holder when it is not supervising right now.
+    """
+    supervisor = rec.supervisor
+    assert isinstance(supervisor, Supervisor)
+    if exc is None:
+        kind = ExitKind.NORMAL
+    elif isinstance(exc, RestartIntensityError | asyncio.CancelledError):
+        kind = ExitKind.SHUTDOWN
+    else:
+        kind = ExitKind.EXCEPTION
+    if not supervisor._notify(rec, exc, kind):
+        return rec.holders
+    own = record(supervisor)
+    return [h for h in rec.holders if h is not own]
+
+
+def supervised_cancel(rec: Record, task: asyncio.Task[object]) -> None:
+    """A background task of a supervised child ended cancelled: a `shutdown` exit.
+
+    Cancellations made by a stop (the service's own, or the loop's teardown) are not
+    exits: the child is stopping already.
+    """
+    del task
+    if rec.state is not _RUNNING or rec.stopping or rec.op is not None:
+        return
+    supervisor = rec.supervisor
+    assert isinstance(supervisor, Supervisor)
+    if supervisor._notify(rec, None, ExitKind.SHUTDOWN):
+        signal_exit(rec, None)
