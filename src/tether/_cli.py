@@ -311,13 +311,6 @@ def _prefork_options(parser: argparse.ArgumentParser) -> None:
 def _prefork(args: argparse.Namespace) -> NoReturn:
     from ._prefork._master import prefork  # noqa: PLC0415 - only the pre-fork mode needs it
 
-    if args.container is not None:
-        _fail(
-            ExitCode.USAGE,
-            "--container is for a single process for now; with --workers or --bind each "
-            "worker finds the module's `container` (a tether.Container, or a function "
-            "returning one): define it there instead.",
-        )
     if args.shutdown_timeout is not None:
         _fail(
             ExitCode.USAGE,
@@ -345,6 +338,7 @@ def _prefork(args: argparse.Namespace) -> NoReturn:
             loop=args.loop,
             log_level=args.log_level,
             log_format=args.log_format,
+            container=args.container,
             overrides=args.config,
         )
     except (TetherError, ValueError, TypeError, ImportError) as exc:
@@ -360,6 +354,12 @@ def _check_target(args: argparse.Namespace) -> None:
             ExitCode.USAGE,
             f"--plugin is for run and repl (plugins load when the graph starts); "
             f"`tether {args.command}` needs module:attr.",
+        )
+    if args.plugin and getattr(args, "container", None) is not None:
+        _fail(
+            ExitCode.USAGE,
+            "--container names the container a module:attr is built through; "
+            "--plugin apps make their own (tether.Plugins): give one or the other.",
         )
     if not args.plugin and not args.target:
         _fail(ExitCode.USAGE, f"name what to {args.command}: module:attr, e.g. {EXAMPLE}.")

@@ -182,19 +182,30 @@ def test_a_container_option_that_leads_nowhere_is_a_usage_error(
     assert "--container" in result.stderr
 
 
-def test_container_option_with_workers_is_refused_naming_the_convention(app_dir: Path) -> None:
-    """Pre-fork workers find the module's `container`; the option is refused there."""
-    result = _command(
+async def test_container_option_reaches_every_pre_fork_worker(app_dir: Path) -> None:
+    """--container with --workers: each worker builds the app through the named factory."""
+    async with _tether(
         app_dir,
         "run",
         "factory_app:Api",
         "--workers",
         "2",
+        "--bind",
+        "tcp://127.0.0.1:0",
         "--container",
         "factory_app:make_container",
-    )
-    assert result.returncode == 2, result.stderr
-    assert "define it there instead" in result.stderr
+        "--log-format",
+        "plain",
+        env={"APP_DB_POOL_SIZE": "5"},
+    ) as proc:
+        await proc.until(
+            lambda: "".join(proc.stdout).count("url=postgres://from-toml pool=5") == 2,
+            "two workers built through the named container",
+            30,
+        )
+        proc.send(signal.SIGTERM)
+        assert await proc.exit_code() == 0, proc.output
+    assert "defaults only" not in proc.output
 
 
 def test_a_container_factory_that_needs_arguments_is_a_usage_error(app_dir: Path) -> None:
@@ -203,3 +214,10 @@ def test_a_container_factory_that_needs_arguments_is_a_usage_error(app_dir: Path
     result = _command(app_dir, "check", "factory_app:Api", "--container", "factory_app:make_with")
     assert result.returncode == 2, result.stderr
     assert "--container factory_app:make_with is a function that needs arguments" in result.stderr
+
+
+def test_container_option_with_a_plugin_app_is_a_usage_error(app_dir: Path) -> None:
+    """--plugin apps make their own container: naming one as well is refused, said why."""
+    result = _command(app_dir, "run", "--plugin", "factory_app", "--container", "x:y")
+    assert result.returncode == 2, result.stderr
+    assert "give one or the other" in result.stderr

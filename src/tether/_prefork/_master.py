@@ -32,16 +32,22 @@ _OWNER = "tether.prefork"
 
 
 def _loader(
-    app: App, *, preload: bool, overrides: Iterable[str], container: Container | None
+    app: App, *, preload: bool, overrides: Iterable[str], container: Container | str | None
 ) -> Callable[[], tuple[ServiceBase, Container | None]]:
     if isinstance(app, str):
         from tether._process._target import resolve  # noqa: PLC0415 - only an app given by name
 
         spec, extra = app, list(overrides)
+        named = container if isinstance(container, str) else None
         if preload:
-            service, built = resolve(spec, extra)
+            service, built = resolve(spec, extra, named)
             return lambda: (service, built)
-        return lambda: resolve(spec, extra)
+        return lambda: resolve(spec, extra, named)
+    if isinstance(container, str):
+        raise TypeError(
+            f"tether.prefork: container={container!r} names a container, which only an app "
+            f"given as 'module:attr' is built through; pass the container itself."
+        )
     if isinstance(app, ServiceBase):
         return lambda: (app, container)
     if isinstance(app, type) and issubclass(app, ServiceBase):
@@ -78,7 +84,7 @@ def prefork(
     loop: LoopChoice = "auto",
     log_level: str | int = "info",
     log_format: LogFormat = "auto",
-    container: Container | None = None,
+    container: Container | str | None = None,
     overrides: Iterable[str] = (),
 ) -> NoReturn:
     """Run `app` in `workers` processes sharing the listening sockets; exit with a code.
@@ -93,7 +99,10 @@ def prefork(
     `app` is `"module:attr"` (as for the `tether` command: imported in each
     worker, so a reload runs new code; `preload=True` imports it once in the master
     instead), a function returning the root service (called in each worker), or a
-    service instance (forked as it is).
+    service instance (forked as it is). `container` is the container the workers
+    release once their graph has stopped; for an app given by name it may be
+    `"module:attr"` too, naming the application's container (or a function returning
+    it) to build the app through in each worker, as `tether run --container` does.
 
     Signals go to the master: SIGTERM and SIGINT stop gracefully (new connections are
     refused, each worker drains; what runs `graceful_timeout` seconds later is
@@ -178,7 +187,7 @@ def _run_master(
     graceful: float,
     heartbeat: float,
     boot: float,
-    container: Container | None,
+    container: Container | str | None,
     overrides: Iterable[str],
 ) -> int:
     # The master's machinery is imported when a master runs: `import tether` stays cheap.
