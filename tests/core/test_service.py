@@ -763,3 +763,43 @@ async def test_hundred_thousand_chain_has_no_recursion_limit() -> None:
     async with services[-1]:
         assert services[0].running
     assert not services[0].running
+
+
+def test_cancel_grace_is_how_long_a_cancelled_stop_may_take() -> None:
+    """Past graceful_shutdown_timeout the hook is cancelled; it then has cancel_grace
+    seconds to finish its cleanup: within it, a timeout; past it, abandoned."""
+    from tether.testing import VirtualClock
+
+    def run(grace: float) -> tuple[str, list[str]]:
+        log = Log()
+
+        class SlowCleanup(Node):
+            graceful_shutdown_timeout = 1.0
+            cancel_grace = grace
+
+            async def stop(self) -> None:
+                try:
+                    await asyncio.sleep(3600)
+                except asyncio.CancelledError:
+                    await asyncio.sleep(2.0)  # its cleanup takes two seconds
+                    self.log.append("cleaned up")
+                    raise
+
+        async def main() -> str:
+            try:
+                async with Node("root", log, [SlowCleanup("slow", log)]):
+                    pass
+            except tether.StopTimeoutError as exc:
+                return str(exc)
+            return "no error"
+
+        with VirtualClock() as clock:
+            return clock.run(main()), list(log)
+
+    message, log = run(grace=5.0)
+    assert "it was cancelled" in message
+    assert "cleaned up" in log
+    message, log = run(grace=0.5)
+    assert "abandoned" in message
+    assert "cancel_grace=0.5s" in message
+    assert "cleaned up" not in log
