@@ -19,7 +19,7 @@ import sys
 import time
 import types
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypedDict, cast
 
 from tether._core._base import ServiceBase, record
 from tether._core._engine import reload, run_exit, run_init, start_root, stop_root
@@ -27,6 +27,7 @@ from tether._core._engine import wait as wait_for_stop
 from tether._core._events import subscribe
 from tether._core._records import display_name
 from tether._core._stages import RELOAD
+from tether._supervision._thread import use_loop_factory
 
 from ._deadline import FORCED_EXIT, Deadline, culprits, force_exit
 from ._logging import (
@@ -49,8 +50,11 @@ __all__ = ["ExitCode", "RunOptions", "Runner", "run"]
 
 logger = logging.getLogger("tether.runner")
 
-LoopChoice = Literal["auto", "asyncio", "uvloop"]
-LOOPS: tuple[LoopChoice, ...] = ("auto", "asyncio", "uvloop")
+LoopName = Literal["auto", "asyncio", "uvloop"]
+LoopFactory = Callable[[], asyncio.AbstractEventLoop]
+LoopChoice = LoopName | str | LoopFactory
+"""A loop by name, `module:attr` naming a factory, or the factory itself."""
+LOOPS: tuple[LoopName, ...] = ("auto", "asyncio", "uvloop")
 DEFAULT_SHUTDOWN_TIMEOUT = 30.0
 
 
@@ -94,13 +98,30 @@ class _Phase(enum.Enum):
     EXIT = "exiting"
 
 
-def loop_factory(choice: LoopChoice) -> Callable[[], asyncio.AbstractEventLoop] | None:
+def loop_factory(choice: LoopChoice) -> LoopFactory | None:
     """The event loop factory for `choice`; None means asyncio's default loop.
 
-    `auto` picks uvloop when it is installed, the standard loop otherwise.
+    `auto` picks uvloop when it is installed, the standard loop otherwise. A callable
+    (`rloop.new_event_loop`, a loop class, a function of your own) or a string
+    `module:attr` naming one is a factory: it is called with no argument once the
+    `init` stage has run, and must return an asyncio event loop.
     """
+    given: object = choice
+    if callable(given):
+        return _checked(given, _describe_factory(given))
+    if isinstance(given, asyncio.AbstractEventLoop):
+        raise TypeError(
+            f"loop= takes a factory that makes an event loop, got the loop {choice!r}; pass "
+            f"its class or a function that creates one (tether creates and closes the loop)."
+        )
+    if isinstance(given, str) and ":" in given:
+        return _checked(_find_factory(given), given)
     if choice not in LOOPS:
-        raise ValueError(f"loop must be one of {', '.join(LOOPS)}, got {choice!r}.")
+        raise ValueError(
+            f"loop must be one of {', '.join(LOOPS)}, a module:attr naming a loop factory "
+            f"(e.g. rloop:new_event_loop), or a callable returning an event loop; "
+            f"got {choice!r}."
+        )
     if choice == "asyncio":
         return None
     try:
@@ -112,8 +133,54 @@ def loop_factory(choice: LoopChoice) -> Callable[[], asyncio.AbstractEventLoop] 
                 "(or choose loop='asyncio')."
             ) from None
         return None
-    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    factory: LoopFactory = uvloop.new_event_loop
     return factory
+
+
+def _describe_factory(factory: Callable[..., object]) -> str:
+    module = getattr(factory, "__module__", None)
+    name = getattr(factory, "__qualname__", None) or getattr(factory, "__name__", None)
+    return f"{module}:{name}" if module and name else repr(factory)
+
+
+def _find_factory(spec: str) -> Callable[[], object]:
+    """The callable `module:attr` names; ValueError saying why it is not one."""
+    from ._target import TargetError, find_object  # noqa: PLC0415 - only for a named factory
+
+    try:
+        found = find_object(spec)
+    except TargetError as exc:
+        raise ValueError(f"loop={spec!r}: {exc}") from None
+    except ImportError as exc:
+        raise ImportError(f"loop={spec!r}: importing it failed: {exc}") from exc
+    if not callable(found):
+        raise ValueError(  # noqa: TRY004 - a wrong value of loop=, as the other loop errors
+            f"loop={spec!r} names {found!r} ({type(found).__name__}), which is not callable; "
+            f"name a function or class that returns an event loop, e.g. rloop:new_event_loop."
+        )
+    return cast("Callable[[], object]", found)
+
+
+def _checked(factory: Callable[[], object], shown: str) -> LoopFactory:
+    """`factory`, checked to return an event loop when it is called."""
+
+    def make_loop() -> asyncio.AbstractEventLoop:
+        loop = factory()
+        if not isinstance(loop, asyncio.AbstractEventLoop):
+            raise TypeError(
+                f"the loop factory {shown} returned {loop!r} ({type(loop).__name__}), not an "
+                f"asyncio event loop; loop= takes a callable that creates and returns one."
+            )
+        return loop
+
+    make_loop.__qualname__ = make_loop.__name__ = f"checked({shown})"
+    make_loop.__wrapped__ = factory  # type: ignore[attr-defined]
+    return make_loop
+
+
+def _wakes_itself(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether the loop sets its own signal wakeup descriptor when it runs (uvloop does)."""
+    return type(loop).__module__.partition(".")[0] == "uvloop"
 
 
 def _check_service(service: object) -> ServiceBase:
@@ -241,13 +308,21 @@ class Runner:
         return code
 
     def _loop_phase(self) -> int:
+        runner = asyncio.Runner(loop_factory=self.factory)
+        try:
+            loop = runner.get_loop()
+        except Exception as exc:
+            runner.close()
+            logger.exception(
+                "%s: creating the event loop failed; nothing was started", self.name, exc_info=exc
+            )
+            return ExitCode.STARTUP_FAILED
         unwake = None
         try:
-            with asyncio.Runner(loop_factory=self.factory) as runner:
-                loop = runner.get_loop()
+            with runner:
                 loop.set_exception_handler(log_loop_exception)
                 self.loop = loop
-                if type(loop).__module__.partition(".")[0] != "uvloop":  # uvloop wakes itself
+                if not _wakes_itself(loop):
                     unwake = wake_loop_on_signals(loop)
                 code = runner.run(self._serve())
                 # Leaving the Runner cancels leftover tasks, shuts down async generators
@@ -260,6 +335,7 @@ class Runner:
 
     async def _serve(self) -> int:
         loop = asyncio.get_running_loop()
+        use_loop_factory(self.factory)  # a ServiceThread makes its loop the same way
         self.main_task = asyncio.current_task()
         if self.main_task is not None:
             self.main_task.set_name("tether.runner")
@@ -296,7 +372,10 @@ class Runner:
             logger.info("%s: %s arrived during init; not starting", name, self.stop_signal.name)
             return ExitCode.OK
         self.phase = _Phase.STARTING
-        loop_name = type(loop).__module__.split(".")[0]
+        kind = type(loop)
+        loop_name = kind.__module__.split(".")[0]
+        if loop_name not in ("asyncio", "uvloop"):
+            loop_name = f"{kind.__module__}.{kind.__qualname__}"
         logger.info("%s: starting (pid %d, %s event loop)", name, os.getpid(), loop_name)
         if self.notifier is not None:
             self.notifier.status(f"starting {name}")
@@ -511,7 +590,10 @@ def run(
 
     The phases, in order: the `init` stage (sync, before any event loop exists); the
     event loop (`loop="auto"` picks uvloop when installed, `"asyncio"` or
-    `"uvloop"` force one); the `start` and `started` stages; running until the
+    `"uvloop"` force one; any other loop through its factory: a callable such as
+    `rloop.new_event_loop`, or a string `"module:attr"` naming one; a
+    [`ServiceThread`][tether.ServiceThread] makes its loop the same way); the `start`
+    and `started` stages; running until the
     root stops, crashes or a signal arrives; the `stopping` and `stop` stages; the
     loop closed; the `exit` stage (sync). Then it raises `SystemExit` with an
     [`ExitCode`][tether.ExitCode]: 0 clean stop, 1 crash while running, 3 failure during startup,

@@ -118,8 +118,11 @@ def wake_loop_on_signals(loop: asyncio.AbstractEventLoop) -> Callable[[], None] 
     delivered to another thread (an executor's worker, say) does not interrupt the main
     thread's `select`, and an idle loop would sleep on with the signal pending: asyncio
     sets a wakeup descriptor only for `loop.add_signal_handler`. This sets one, read
-    by the loop, unless one is set already (uvloop sets its own). Returns the undo, or
-    None when nothing was done (not the main thread, or a wakeup descriptor exists).
+    by the loop, unless one is set already (uvloop sets its own). A loop that cannot
+    watch a descriptor (`add_reader` raises NotImplementedError, as on a proactor
+    loop) is woken by a small thread that reads it and calls `call_soon_threadsafe`.
+    Returns the undo, or None when nothing was done (not the main thread, or a wakeup
+    descriptor exists).
     """
     if threading.current_thread() is not threading.main_thread():
         return None
@@ -143,14 +146,40 @@ def wake_loop_on_signals(loop: asyncio.AbstractEventLoop) -> Callable[[], None] 
             while reader.recv(4096):
                 pass
 
-    loop.add_reader(reader.fileno(), drain)
+    relay: threading.Thread | None = None
+    try:
+        loop.add_reader(reader.fileno(), drain)
+    except NotImplementedError:
+        reader.setblocking(True)  # noqa: FBT003 - the socket API
+        relay = threading.Thread(
+            target=_relay, args=(reader, loop), name="tether signal wakeup", daemon=True
+        )
+        relay.start()
+        logger.debug("%s cannot watch descriptors: a thread wakes it on signals", type(loop))
 
     def undo() -> None:
         with contextlib.suppress(ValueError):
             if signal.set_wakeup_fd(-1) != writer.fileno():
                 logger.debug("the signal wakeup descriptor was replaced meanwhile")
-        loop.remove_reader(reader.fileno())
+        if relay is None:
+            loop.remove_reader(reader.fileno())
+        else:
+            writer.shutdown(socket.SHUT_WR)  # the relay reads the end and returns
+            relay.join()
         reader.close()
         writer.close()
 
     return undo
+
+
+def _relay(reader: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
+    """Wake `loop` each time a signal arrives, until the writing end is shut down."""
+    while reader.recv(4096):
+        try:
+            loop.call_soon_threadsafe(_wake)
+        except RuntimeError:  # the loop closed: nothing left to wake
+            return
+
+
+def _wake() -> None:
+    """Nothing: running any Python code in the main thread runs the pending handlers."""
