@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from typing import Any
 
@@ -175,3 +176,35 @@ def test_what_is_not_a_factory_or_a_reactor_is_refused() -> None:
         Listener(object(), reactor=Reactor())
     with pytest.raises(TypeError, match=r"reactor= takes the tether\.ext\.twisted\.Reactor"):
         Listener(server.Site(Work()), reactor=object())  # type: ignore[arg-type, unused-ignore]
+
+
+async def test_a_default_reactor_that_never_ran_is_replaced_saying_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Making a Site imports twisted.internet.reactor, which installs Twisted's default
+    reactor; the Reactor service replaces it (it never ran) and logs a warning."""
+    from twisted.internet import epollreactor
+
+    caplog.set_level(logging.INFO, logger="tether.ext.twisted")
+    sys.modules.pop("twisted.internet.reactor", None)
+    default = epollreactor.EPollReactor()
+    try:
+        from twisted.internet.main import installReactor
+
+        installReactor(default)
+        site = server.Site(Work())
+        listener = Listener(site, reactor=Reactor(), port=0)
+        async with listener:
+            assert (await fetch(f"{listener.url}/work/9")).text == "9"
+            assert sys.modules["twisted.internet.reactor"] is listener.reactor.reactor
+    finally:
+        default.waker.connectionLost(None)
+    assert "replacing Twisted's EPollReactor" in caplog.text
+
+
+async def test_a_reactor_that_ran_is_not_replaced() -> None:
+    """One that runs (or ran) belongs to someone: the start fails, naming the way out."""
+    first = Reactor()
+    async with first:
+        with pytest.raises(tether.DefinitionError, match=r"Reactor\(install=False\)"):
+            await Reactor().__aenter__()

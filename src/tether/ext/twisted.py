@@ -71,15 +71,18 @@ class Reactor(tether.Service):
 
     `start` makes a reactor on the running loop and starts it (Twisted's `startup`
     triggers run); with `install` (the default) it becomes the process's
-    `twisted.internet.reactor` first, replacing the one of an earlier run. A
-    reactor of another kind installed already (something imported
-    `twisted.internet.reactor` before, which installs Twisted's default) is an error
-    that says so; `install=False` then leaves it alone, and the Twisted code given
-    this reactor (`reactor.reactor`) uses it. `stop` stops the reactor as Twisted
-    does (its `before`, `during` and `after` shutdown triggers, Deferreds awaited),
-    which disconnects what is still connected, and leaves the loop running. Make it
-    a dependency of the services that use Twisted, as [`Listener`][tether.ext.twisted.Listener]
-    does, so that it starts before them and stops after them.
+    `twisted.internet.reactor` first, replacing the one of an earlier run, or
+    Twisted's default reactor when something imported `twisted.internet.reactor`
+    before (making a `Site` does) and it never ran (logged: code that kept a
+    reference to that one should look it up again). A reactor that runs or ran
+    already is an error that says so; `install=False` leaves the process's reactor
+    alone, and the Twisted code given this one (`reactor.reactor`) uses it.
+
+    `stop` stops the reactor as Twisted does (its `before`, `during` and `after`
+    shutdown triggers, Deferreds awaited), which disconnects what is still connected,
+    and leaves the loop running. Make it a dependency of the services that use
+    Twisted, as [`Listener`][tether.ext.twisted.Listener] does, so that it starts
+    before them and stops after them.
     """
 
     def __init__(self, *, install: bool = True, name: str | None = None) -> None:
@@ -133,6 +136,17 @@ def _install(reactor: _AsyncioReactor, label: str) -> None:
     current: object = sys.modules.get(_REACTOR_MODULE)
     if isinstance(current, _AsyncioReactor) and not current.running:
         del sys.modules[_REACTOR_MODULE]  # an earlier run's, stopped: replaced
+    elif current is not None and not _ever_ran(current):
+        # Importing twisted.internet.reactor (making a Site does) installs Twisted's
+        # default reactor; one that never ran is replaced, and the replacement said.
+        logger.info(
+            "%s: replacing Twisted's %s, installed when something imported "
+            "twisted.internet.reactor, by its asyncio reactor on the graph's loop; code "
+            "that kept the old one should use twisted.internet.reactor after the start",
+            label,
+            type(current).__name__,
+        )
+        del sys.modules[_REACTOR_MODULE]
     elif current is not None:
         kind = type(current).__name__
         raise tether.DefinitionError(
@@ -143,6 +157,10 @@ def _install(reactor: _AsyncioReactor, label: str) -> None:
             f"reactor.reactor to the Twisted code."
         )
     installReactor(reactor)
+
+
+def _ever_ran(reactor: object) -> bool:
+    return bool(getattr(reactor, "running", False) or getattr(reactor, "_startedBefore", True))
 
 
 def _release(reactor: _AsyncioReactor) -> None:
@@ -282,7 +300,14 @@ class Listener(tether.Service):
         else:
             listening = reactor.listenTCP(self._port, tracking, interface=self._host)
         self._listening, self._tracking = listening, tracking
-        logger.info("%s serving on %s", tether.status(self).name, self.url)
+        address = listening.getHost()
+        if isinstance(self.factory, http.HTTPFactory):
+            logger.info("%s serving on %s", tether.status(self).name, self.url)
+        else:
+            shown = f"[{address.host}]" if ":" in address.host else address.host
+            logger.info(
+                "%s listening on tcp://%s:%d", tether.status(self).name, shown, address.port
+            )
 
     @DRAIN
     def drain(self) -> None:
