@@ -42,7 +42,7 @@ from ._logging import (
 from ._loops import LOOPS, LoopChoice, loop_factory, wakes_itself
 from ._notify import Notifier, Progress, ping_watchdog, watchdog_interval
 from ._picture import graph_records, status_tree
-from ._signals import SignalHandlers, wake_loop_on_signals
+from ._signals import SignalHandlers, SignalWakeup, wake_loop_on_signals
 
 if TYPE_CHECKING:
     from tether._inject._container import Container
@@ -154,6 +154,7 @@ class Runner:
         self.name = display_name(self.service)
         self.phase = _Phase.INIT
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.wakeup: SignalWakeup | None = None
         self.main_task: asyncio.Task[Any] | None = None
         self.start_task: asyncio.Task[None] | None = None
         self.reload_task: asyncio.Task[None] | None = None
@@ -228,24 +229,26 @@ class Runner:
                 "%s: creating the event loop failed; nothing was started", self.name, exc_info=exc
             )
             return ExitCode.STARTUP_FAILED
-        unwake = None
         try:
             with runner:
                 loop.set_exception_handler(log_loop_exception)
                 self.loop = loop
                 if not wakes_itself(loop):
-                    unwake = wake_loop_on_signals(loop)
+                    self.wakeup = wake_loop_on_signals(loop)
                 code = runner.run(self._serve())
                 # Leaving the Runner cancels leftover tasks, shuts down async generators
                 # and the default executor: all of it under the shutdown deadline.
         finally:
-            if unwake is not None:
-                unwake()
+            if self.wakeup is not None:
+                self.wakeup.close()
+                self.wakeup = None
         self.loop = None
         return code
 
     async def _serve(self) -> int:
         loop = asyncio.get_running_loop()
+        if self.wakeup is not None:
+            self.wakeup.reclaim()  # from a loop that set its own as it began to run
         use_loop_factory(self.factory)  # a ServiceThread makes its loop the same way
         self.main_task = asyncio.current_task()
         if self.main_task is not None:
