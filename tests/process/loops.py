@@ -9,7 +9,9 @@ signal wakeup must take its other road. ``not_a_loop`` returns something else.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import selectors
+import signal
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -61,3 +63,20 @@ class LoopKind(Step):
 def threaded() -> Root:
     """A root on the runner's loop and a ServiceThread whose graph runs in its own loop."""
     return Root("root", LoopKind("main"), tether.ServiceThread(LoopKind("inner"), heartbeat=0.2))
+
+
+class LoopSignal(Step):
+    """Handles SIGUSR2 through the loop's own `add_signal_handler`."""
+
+    async def start(self) -> None:
+        await super().start()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, say, "usr2 handled")
+
+    async def stop(self) -> None:
+        with contextlib.suppress(Exception):  # rloop 0.5's remove_signal_handler raises
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGUSR2)
+        await super().stop()
+
+
+def loop_signal() -> Root:
+    return Root("root", LoopSignal("usr2"))

@@ -87,6 +87,19 @@ async def test_watchdog_pings_and_readiness_on_any_loop(kind: str, tmp_path: Pat
     assert systemd.index("READY=1") < systemd.index("STOPPING=1")
 
 
+@pytest.mark.parametrize("kind", ["asyncio", "uvloop", "rloop"])
+async def test_the_loops_own_signal_handlers_still_run(kind: str) -> None:
+    """A handler the application added with loop.add_signal_handler runs (tether passes
+    on what arrives on its wakeup descriptor to a loop that set its own)."""
+    loop = _needs(kind)
+    async with Tether("run", f"{LOOPS}:loop_signal", *PLAIN, "--loop", loop) as proc:
+        await proc.line("started-hook")
+        proc.send(signal.SIGUSR2)
+        await proc.line("usr2 handled")
+        proc.send(signal.SIGTERM)
+        assert await proc.exit_code() == 0, proc.output
+
+
 async def test_the_log_names_the_loop_a_factory_made() -> None:
     """The start line says which loop runs: its module and class for a factory's."""
     async with Tether("run", f"{APPS}:idle", *PLAIN, "--loop", f"{LOOPS}:own_loop") as proc:
