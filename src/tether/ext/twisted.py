@@ -220,7 +220,9 @@ class Listener(tether.Service):
     [`Reactor`][tether.ext.twisted.Reactor] service to listen with (a dependency,
     with `uses`: other services to start first). Where: `host` and `port`
     (default `127.0.0.1:8000`, `port=0` picks a free one, see `port`), or `sock`,
-    a bound socket someone else owns (the listener adopts a duplicate). A `Site`
+    a bound socket someone else owns (the listener adopts a duplicate); given none
+    of them, the process's [`listeners`][tether.listeners] when it was handed sockets
+    (a pre-fork worker, systemd socket activation). A `Site`
     (any `HTTPFactory`) is given the running reactor when the listener starts.
 
     How it stops: from the [`DRAIN`][tether.health.DRAIN] stage on, HTTP responses
@@ -268,7 +270,8 @@ class Listener(tether.Service):
         self._host = host or DEFAULT_HOST
         self._port = _DEFAULT_PORT if port is None else port
         self._sock = sock
-        self._listening: Any = None
+        self._inherit = host is None and port is None and sock is None
+        self._listening: list[Any] = []
         self._tracking: _Tracking | None = None
 
     @property
@@ -290,24 +293,33 @@ class Listener(tether.Service):
             # before this run's reactor existed, it would hold an older one.
             self.factory.reactor = reactor
         tracking = _Tracking(self.factory, self)
-        if self._sock is not None:
-            copy = self._sock.dup()
-            try:
-                copy.setblocking(False)  # noqa: FBT003 - the socket API
-                listening = reactor.adoptStreamPort(copy.fileno(), copy.family, tracking)
-            finally:
-                copy.close()  # Twisted adopted a duplicate of its own
-        else:
-            listening = reactor.listenTCP(self._port, tracking, interface=self._host)
+        given = [self._sock] if self._sock is not None else []
+        if self._inherit:
+            given = tether.listeners()
+        listening: list[Any] = []
+        try:
+            for sock in given:
+                copy = sock.dup()
+                try:
+                    copy.setblocking(False)  # noqa: FBT003 - the socket API
+                    listening.append(reactor.adoptStreamPort(copy.fileno(), copy.family, tracking))
+                finally:
+                    copy.close()  # Twisted adopted a duplicate of its own
+            if not given:
+                listening.append(reactor.listenTCP(self._port, tracking, interface=self._host))
+        except BaseException:
+            for port in listening:
+                port.stopListening()
+            raise
         self._listening, self._tracking = listening, tracking
-        address = listening.getHost()
-        if isinstance(self.factory, http.HTTPFactory):
-            logger.info("%s serving on %s", tether.status(self).name, self.url)
-        else:
+        label = tether.status(self).name
+        for port in listening:
+            address = port.getHost()
             shown = f"[{address.host}]" if ":" in address.host else address.host
-            logger.info(
-                "%s listening on tcp://%s:%d", tether.status(self).name, shown, address.port
-            )
+            if isinstance(self.factory, http.HTTPFactory):
+                logger.info("%s serving on http://%s:%d", label, shown, address.port)
+            else:
+                logger.info("%s listening on tcp://%s:%d", label, shown, address.port)
 
     @DRAIN
     def drain(self) -> None:
@@ -317,11 +329,12 @@ class Listener(tether.Service):
     async def stop(self) -> None:
         """Stop listening, let connections finish, close what is left."""
         self.draining = True
-        listening, self._listening = self._listening, None
+        listening, self._listening = self._listening, []
         tracking, self._tracking = self._tracking, None
-        if listening is None or tracking is None:
+        if tracking is None:
             return
-        await _future(listening.stopListening())
+        for port in listening:
+            await _future(port.stopListening())
         await until_first_requests(
             lambda: list(tracking.requests),
             lambda wrapper: tracking.requests.get(wrapper) == 0 and wrapper in tracking.protocols,
@@ -350,16 +363,16 @@ class Listener(tether.Service):
     @property
     def port(self) -> int | None:
         """The port it listens on while running (useful with `port=0`), else None."""
-        if self._listening is None:
+        if not self._listening:
             return None
-        return int(self._listening.getHost().port)
+        return int(self._listening[0].getHost().port)
 
     @property
     def url(self) -> str | None:
         """`http://host:port` it listens on while running, else None."""
-        if self._listening is None:
+        if not self._listening:
             return None
-        address = self._listening.getHost()
+        address = self._listening[0].getHost()
         host = f"[{address.host}]" if ":" in address.host else address.host
         return f"http://{host}:{address.port}"
 
