@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import Iterator
 from typing import Any, Protocol
 
@@ -39,6 +40,44 @@ class Gate:
         return "slow done"
 
 
+class ThreadGate:
+    """Holds slow requests of a threaded server (WSGI) inside their handler, in threads."""
+
+    def __init__(self, count: int, loop: asyncio.AbstractEventLoop) -> None:
+        self.count = count
+        self.loop = loop
+        self.entered = 0
+        self.finished = 0
+        self.lock = threading.Lock()
+        self.all_in = asyncio.Event()
+        self.release = threading.Event()
+
+    def hold(self) -> str:
+        """In a handler's thread: wait (bounded) until released."""
+        with self.lock:
+            self.entered += 1
+            if self.entered == self.count:
+                self.loop.call_soon_threadsafe(self.all_in.set)
+        released = self.release.wait(timeout=20)
+        with self.lock:
+            self.finished += 1
+        return "slow done" if released else "never released"
+
+
+class Gating(Protocol):
+    """What the drain needs of a gate: counts, an awaitable all-in, a release."""
+
+    count: int
+    entered: int
+    finished: int
+
+    @property
+    def all_in(self) -> asyncio.Event: ...
+
+    @property
+    def release(self) -> asyncio.Event | threading.Event: ...
+
+
 class Served(Protocol):
     @property
     def url(self) -> str | None: ...
@@ -64,7 +103,7 @@ class Outcome:
 async def drain_under_load(
     root: tether.Service,
     server: tether.ServiceBase,
-    gate: Gate,
+    gate: Gating,
     *,
     total: int = 400,
     stop_after: int = 200,

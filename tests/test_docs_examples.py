@@ -125,14 +125,29 @@ def test_every_example_is_shown_on_a_page() -> None:
 
 
 @pytest.mark.parametrize(
-    "module", ["tether", "tether.testing", "tether.health", "tether.ext.aiohttp", "tether.ext.asgi"]
+    "module",
+    [
+        "tether",
+        "tether.testing",
+        "tether.health",
+        "tether.ext.aiohttp",
+        "tether.ext.asgi",
+        "tether.ext.wsgi",
+        "tether.ext.tornado",
+        "tether.ext.twisted",
+    ],
 )
 def test_the_api_reference_lists_every_public_name(module: str) -> None:
     """Each name in a public module's ``__all__`` has its ``::: module.name`` entry."""
-    if module == "tether.ext.aiohttp":
-        pytest.importorskip("aiohttp")
-    if module == "tether.ext.asgi":
-        pytest.importorskip("uvicorn")
+    framework = {
+        "tether.ext.aiohttp": "aiohttp",
+        "tether.ext.asgi": "uvicorn",
+        "tether.ext.wsgi": "a2wsgi",
+        "tether.ext.tornado": "tornado",
+        "tether.ext.twisted": "twisted",
+    }.get(module)
+    if framework is not None:
+        pytest.importorskip(framework)
     names = importlib.import_module(module).__all__
     reference = "\n".join(page.read_text() for page in (DOCS / "reference").glob("*.md"))
     listed = set(re.findall(r"^::: ([\w.]+)$", reference, re.MULTILINE))

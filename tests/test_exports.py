@@ -79,6 +79,9 @@ SUBMODULES = {
     "health": {"DRAIN", "Health"},
     "ext.aiohttp": {"Server", "aget", "get"},
     "ext.asgi": {"LifespanError", "Server", "aget", "get"},
+    "ext.wsgi": {"Server", "get"},
+    "ext.tornado": {"Server", "get"},
+    "ext.twisted": {"Listener", "Reactor"},
 }
 PUBLIC_MODULES = {"testing", *(name for name in SUBMODULES if "." not in name)}
 """Public submodules: an attribute of the package once imported."""
@@ -113,7 +116,13 @@ def test_all_is_exactly_the_public_api() -> None:
 @pytest.mark.parametrize("name", sorted(SUBMODULES))
 def test_public_modules_export_exactly_their_api(name: str) -> None:
     """Each public module's __all__ is pinned, documented, and names what it defines."""
-    framework = {"ext.aiohttp": "aiohttp", "ext.asgi": "uvicorn"}.get(name)
+    framework = {
+        "ext.aiohttp": "aiohttp",
+        "ext.asgi": "uvicorn",
+        "ext.wsgi": "a2wsgi",
+        "ext.tornado": "tornado",
+        "ext.twisted": "twisted",
+    }.get(name)
     if framework is not None:
         pytest.importorskip(framework)
     module = importlib.import_module(f"tether.{name}")
@@ -130,7 +139,8 @@ def test_import_tether_imports_no_integration() -> None:
     code = (
         "import sys, tether; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('aiohttp', 'uvicorn', 'starlette') or m.startswith(('tether.ext', 'tether.health'))))"
+        "('aiohttp', 'uvicorn', 'starlette', 'a2wsgi', 'flask', 'django', 'tornado', 'twisted', "
+        "'rloop') or m.startswith(('tether.ext', 'tether.health'))))"
     )
     out = subprocess.run(  # noqa: S603 - the running interpreter, fixed code
         [sys.executable, "-c", code], capture_output=True, text=True, check=True

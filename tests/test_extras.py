@@ -25,6 +25,10 @@ NEEDS = {
     "config": re.compile(r"@tether\.section\("),
     "aiohttp": re.compile(r"tether\.ext\.aiohttp|^\s*(?:import|from) aiohttp\b", re.MULTILINE),
     "asgi": re.compile(r"tether\.ext\.asgi"),
+    "wsgi": re.compile(r"tether\.ext\.wsgi"),
+    "tornado": re.compile(r"tether\.ext\.tornado"),
+    "twisted": re.compile(r"tether\.ext\.twisted"),
+    "rloop": re.compile(r"^\s*import rloop\b", re.MULTILINE),
     "cron": re.compile(r"@tether\.cron\("),
     "testing": re.compile(r"\btether_(?:start|scope|plugins)\b"),
 }

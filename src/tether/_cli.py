@@ -93,7 +93,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     running = _Parser(add_help=False)
     running.add_argument(
-        "--loop", choices=LOOPS, default="auto", help="event loop (auto: uvloop if installed)"
+        "--loop",
+        default="auto",
+        metavar="LOOP",
+        help=f"event loop: {', '.join(LOOPS)} (default auto: uvloop if installed), or "
+        "module:attr naming a function or class that returns one, e.g. rloop:new_event_loop",
     )
     running.add_argument(
         "--shutdown-timeout",

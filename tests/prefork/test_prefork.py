@@ -39,6 +39,8 @@ def master(workers: int, *extra: str, env: dict[str, str] | None = None, app: st
         pytest.importorskip("aiohttp")
     if "uvloop" in extra:
         pytest.importorskip("uvloop")
+    if any(e.startswith("rloop:") for e in extra):
+        pytest.importorskip("rloop")
     args = ["run", app, *PLAIN, "--workers", str(workers), "--graceful-timeout", "3"]
     if not any(arg.startswith("--bind") for arg in extra) and "--no-bind" not in extra:
         args += ["--bind", "tcp://127.0.0.1:0"]
@@ -599,8 +601,15 @@ class Queued:
         return f"200 {body.decode()}"
 
 
-@pytest.mark.parametrize("app", [APP, AIOHTTP_APP])
-@pytest.mark.parametrize("loop", LOOPS)
+@pytest.mark.parametrize(
+    ("loop", "app"),
+    [
+        *((loop, app) for loop in LOOPS for app in (APP, AIOHTTP_APP)),
+        # aiohttp on rloop 0.5 closes the connections accepted during its stop unanswered
+        # (the frameworks page says so); tether's own asyncio servers serve them.
+        ("rloop:new_event_loop", APP),
+    ],
+)
 async def test_sigterm_serves_the_connections_queued_behind_a_busy_worker(
     loop: str, app: str, tmp_path: Path
 ) -> None:

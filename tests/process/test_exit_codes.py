@@ -43,7 +43,11 @@ async def one_line_error(proc: Tether, code: int) -> str:
 
 USAGE_ERRORS = [
     (("run", f"{APPS}:idle", "--nope"), (), "unrecognized arguments: --nope"),
-    (("run", f"{APPS}:idle", "--loop", "trio"), (), "invalid choice: 'trio'"),
+    (
+        ("run", f"{APPS}:idle", "--loop", "trio"),
+        (),
+        "loop must be one of auto, asyncio, uvloop, a module:attr naming",
+    ),
     (("frobnicate", f"{APPS}:idle"), (), "invalid choice: 'frobnicate'"),
     (("run",), (), "name what to run: module:attr"),
     (("check", APPS), (), "is not of the form module:attr"),

@@ -133,7 +133,8 @@ def test_run_refuses_a_coroutine_and_closes_it() -> None:
     [
         ({"shutdown_timeout": 0}, "shutdown_timeout must be a positive number"),
         ({"shutdown_timeout": float("inf")}, "shutdown_timeout must be finite"),
-        ({"loop": "trio"}, "loop must be one of auto, asyncio, uvloop, got 'trio'"),
+        ({"loop": "trio"}, "loop must be one of auto, asyncio, uvloop, a module:attr naming"),
+        ({"loop": "tests.process.apps:number"}, "names 42 .int., which is not callable"),
         ({"log_format": "xml"}, "log_format must be one of auto, plain, console, json"),
         ({"log_level": "loud"}, "log level must be one of debug, info"),
     ],
@@ -158,6 +159,40 @@ def test_auto_loop_is_uvloop_when_installed_and_asyncio_is_the_default_loop() ->
     assert loop_factory("auto") is uvloop.new_event_loop
     assert loop_factory("uvloop") is uvloop.new_event_loop
     assert loop_factory("asyncio") is None
+
+
+def test_a_loop_factory_is_checked_to_return_a_loop() -> None:
+    """A callable or `module:attr` is a factory; what it returns must be an event loop."""
+    factory = loop_factory(asyncio.new_event_loop)
+    assert factory is not None
+    loop = factory()
+    loop.close()
+    named = loop_factory("tests.process.loops:not_a_loop")
+    assert named is not None
+    with pytest.raises(TypeError, match=r"loops:not_a_loop returned 'a string, not a loop'"):
+        named()
+
+
+def test_a_loop_instance_is_not_a_factory() -> None:
+    """Handing over a loop says to pass what makes one instead: tether closes its loop."""
+    loop = asyncio.new_event_loop()
+    try:
+        with pytest.raises(TypeError, match="pass its class or a function that creates one"):
+            tether.run(SelfStopping(), loop=loop)  # type: ignore[arg-type]
+    finally:
+        loop.close()
+
+
+# rloop 0.5 drops its internal socket pair without closing it, each time a loop stops.
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+def test_run_uses_a_factory_of_rloop() -> None:
+    """tether.run(..., loop=rloop.new_event_loop): the graph runs on rloop's loop."""
+    rloop = pytest.importorskip("rloop")
+    service = SelfStopping()
+    with pytest.raises(SystemExit) as exited:
+        tether.run(service, loop=rloop.new_event_loop, log_format="plain")
+    assert exited.value.code == 0
+    assert "start" in service.seen
 
 
 def test_uvloop_missing(monkeypatch: pytest.MonkeyPatch) -> None:

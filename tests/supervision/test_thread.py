@@ -535,3 +535,59 @@ def test_the_thread_loop_is_uvloop_when_the_parent_runs_on_uvloop(log: Log) -> N
 
     asyncio.run(plain_main())
     assert not type(plain.loops[0]).__module__.startswith("uvloop")
+
+
+# rloop 0.5 drops its internal socket pair without closing it, each time a loop stops.
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+def test_the_thread_loop_is_of_a_third_party_parents_kind(log: Log) -> None:
+    """Under rloop (run without tether's runner), the thread's loop is an rloop loop too."""
+    rloop = pytest.importorskip("rloop")
+    inner = Where("inner", log)
+    node = tether.ServiceThread(inner, heartbeat=0.05)
+
+    async def main() -> None:
+        async with node:
+            assert await node.call(inner.double, 2) == (4, inner.threads[0])
+
+    with asyncio.Runner(loop_factory=rloop.new_event_loop) as runner:
+        runner.run(main())
+    assert type(inner.loops[0]) is rloop.RLoop
+    assert inner.threads[0] != threading.get_ident()
+    assert not _alive(node.thread)
+
+
+def test_loop_factory_chooses_the_threads_loop(log: Log) -> None:
+    """`loop_factory=` overrides the parent's kind: here asyncio's loop under uvloop."""
+    uvloop = pytest.importorskip("uvloop")
+    inner = Where("inner", log)
+    node = tether.ServiceThread(inner, heartbeat=None, loop_factory=asyncio.new_event_loop)
+
+    async def main() -> None:
+        async with node:
+            pass
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())
+    assert type(inner.loops[0]).__module__.startswith("asyncio")
+
+
+async def test_a_loop_factory_that_fails_in_the_thread_fails_the_start_saying_why(
+    log: Log,
+) -> None:
+    """The factory's own error propagates from start, with a note naming the remedy."""
+
+    def main_thread_only() -> asyncio.AbstractEventLoop:
+        raise RuntimeError("this loop runs in the main thread only")
+
+    node = tether.ServiceThread(Where("inner", log), loop_factory=main_thread_only)
+    with pytest.raises(RuntimeError, match="main thread only") as caught:
+        async with node:
+            pass
+    assert any("loop_factory=asyncio.new_event_loop" in note for note in caught.value.__notes__)
+    assert not _alive(node.thread)
+
+
+def test_loop_factory_must_be_callable(log: Log) -> None:
+    """Anything else is refused when the ServiceThread is created."""
+    with pytest.raises(tether.DefinitionError, match="loop_factory= takes a callable"):
+        tether.ServiceThread(Where("inner", log), loop_factory="rloop")  # type: ignore[arg-type]

@@ -441,11 +441,13 @@ async def stop_serving(server: asyncio.AbstractServer, *, drain_timeout: float =
         draining = [sock for sock in draining if _queued(sock.fileno())]
         if draining:
             await asyncio.sleep(_DRAIN_POLL)
-    for sock in sockets:
-        # asyncio's selector loop accepts through a reader on the socket; uvloop
-        # accepts in libuv and ignores this (it has no reader for the descriptor).
-        with contextlib.suppress(Exception):
-            loop.remove_reader(sock.fileno())
+    if isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop):
+        # asyncio's selector loop accepts through a reader on the socket. Other loops
+        # accept in their own code (uvloop in libuv, rloop in Rust) and are not asked:
+        # rloop 0.5 aborts the process when told to remove a reader it did not add.
+        for sock in sockets:
+            with contextlib.suppress(Exception):
+                loop.remove_reader(sock.fileno())
     # The accept callback of this iteration scheduled a task per connection that makes
     # its transport; one pass of the loop lets them attach to the server before close,
     # and one more lets each transport call its protocol's connection_made().

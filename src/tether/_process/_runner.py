@@ -19,7 +19,7 @@ import sys
 import time
 import types
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypedDict
+from typing import TYPE_CHECKING, Any, NoReturn, TypedDict
 
 from tether._core._base import ServiceBase, record
 from tether._core._engine import reload, run_exit, run_init, start_root, stop_root
@@ -27,6 +27,7 @@ from tether._core._engine import wait as wait_for_stop
 from tether._core._events import subscribe
 from tether._core._records import display_name
 from tether._core._stages import RELOAD
+from tether._supervision._thread import use_loop_factory
 
 from ._deadline import FORCED_EXIT, Deadline, culprits, force_exit
 from ._logging import (
@@ -38,19 +39,18 @@ from ._logging import (
     log_status,
     parse_level,
 )
+from ._loops import LOOPS, LoopChoice, loop_factory, wakes_itself
 from ._notify import Notifier, Progress, ping_watchdog, watchdog_interval
 from ._picture import graph_records, status_tree
-from ._signals import SignalHandlers, wake_loop_on_signals
+from ._signals import SignalHandlers, SignalWakeup, wake_loop_on_signals
 
 if TYPE_CHECKING:
     from tether._inject._container import Container
 
-__all__ = ["ExitCode", "RunOptions", "Runner", "run"]
+__all__ = ["LOOPS", "ExitCode", "LoopChoice", "RunOptions", "Runner", "loop_factory", "run"]
 
 logger = logging.getLogger("tether.runner")
 
-LoopChoice = Literal["auto", "asyncio", "uvloop"]
-LOOPS: tuple[LoopChoice, ...] = ("auto", "asyncio", "uvloop")
 DEFAULT_SHUTDOWN_TIMEOUT = 30.0
 
 
@@ -92,28 +92,6 @@ class _Phase(enum.Enum):
     RUNNING = "running"
     STOPPING = "stopping"
     EXIT = "exiting"
-
-
-def loop_factory(choice: LoopChoice) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """The event loop factory for `choice`; None means asyncio's default loop.
-
-    `auto` picks uvloop when it is installed, the standard loop otherwise.
-    """
-    if choice not in LOOPS:
-        raise ValueError(f"loop must be one of {', '.join(LOOPS)}, got {choice!r}.")
-    if choice == "asyncio":
-        return None
-    try:
-        import uvloop  # noqa: PLC0415 - optional extra, loaded on use
-    except ImportError:
-        if choice == "uvloop":
-            raise ImportError(
-                "loop='uvloop' needs uvloop: pip install 'tether[uvloop]' "
-                "(or choose loop='asyncio')."
-            ) from None
-        return None
-    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-    return factory
 
 
 def _check_service(service: object) -> ServiceBase:
@@ -176,6 +154,7 @@ class Runner:
         self.name = display_name(self.service)
         self.phase = _Phase.INIT
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.wakeup: SignalWakeup | None = None
         self.main_task: asyncio.Task[Any] | None = None
         self.start_task: asyncio.Task[None] | None = None
         self.reload_task: asyncio.Task[None] | None = None
@@ -241,25 +220,36 @@ class Runner:
         return code
 
     def _loop_phase(self) -> int:
-        unwake = None
+        runner = asyncio.Runner(loop_factory=self.factory)
         try:
-            with asyncio.Runner(loop_factory=self.factory) as runner:
-                loop = runner.get_loop()
+            loop = runner.get_loop()
+        except Exception as exc:
+            runner.close()
+            logger.exception(
+                "%s: creating the event loop failed; nothing was started", self.name, exc_info=exc
+            )
+            return ExitCode.STARTUP_FAILED
+        try:
+            with runner:
                 loop.set_exception_handler(log_loop_exception)
                 self.loop = loop
-                if type(loop).__module__.partition(".")[0] != "uvloop":  # uvloop wakes itself
-                    unwake = wake_loop_on_signals(loop)
+                if not wakes_itself(loop):
+                    self.wakeup = wake_loop_on_signals(loop)
                 code = runner.run(self._serve())
                 # Leaving the Runner cancels leftover tasks, shuts down async generators
                 # and the default executor: all of it under the shutdown deadline.
         finally:
-            if unwake is not None:
-                unwake()
+            if self.wakeup is not None:
+                self.wakeup.close()
+                self.wakeup = None
         self.loop = None
         return code
 
     async def _serve(self) -> int:
         loop = asyncio.get_running_loop()
+        if self.wakeup is not None:
+            self.wakeup.reclaim()  # from a loop that set its own as it began to run
+        use_loop_factory(self.factory)  # a ServiceThread makes its loop the same way
         self.main_task = asyncio.current_task()
         if self.main_task is not None:
             self.main_task.set_name("tether.runner")
@@ -296,7 +286,10 @@ class Runner:
             logger.info("%s: %s arrived during init; not starting", name, self.stop_signal.name)
             return ExitCode.OK
         self.phase = _Phase.STARTING
-        loop_name = type(loop).__module__.split(".")[0]
+        kind = type(loop)
+        loop_name = kind.__module__.split(".")[0]
+        if loop_name not in ("asyncio", "uvloop"):
+            loop_name = f"{kind.__module__}.{kind.__qualname__}"
         logger.info("%s: starting (pid %d, %s event loop)", name, os.getpid(), loop_name)
         if self.notifier is not None:
             self.notifier.status(f"starting {name}")
@@ -511,7 +504,10 @@ def run(
 
     The phases, in order: the `init` stage (sync, before any event loop exists); the
     event loop (`loop="auto"` picks uvloop when installed, `"asyncio"` or
-    `"uvloop"` force one); the `start` and `started` stages; running until the
+    `"uvloop"` force one; any other loop through its factory: a callable such as
+    `rloop.new_event_loop`, or a string `"module:attr"` naming one; a
+    [`ServiceThread`][tether.ServiceThread] makes its loop the same way); the `start`
+    and `started` stages; running until the
     root stops, crashes or a signal arrives; the `stopping` and `stop` stages; the
     loop closed; the `exit` stage (sync). Then it raises `SystemExit` with an
     [`ExitCode`][tether.ExitCode]: 0 clean stop, 1 crash while running, 3 failure during startup,

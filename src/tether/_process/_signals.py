@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
 import threading
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-__all__ = ["SignalHandlers", "wake_loop_on_signals"]
+__all__ = ["SignalHandlers", "SignalWakeup", "wake_loop_on_signals"]
 
 logger = logging.getLogger("tether.runner")
 
@@ -111,15 +112,18 @@ class SignalHandlers:
             callback(sig)
 
 
-def wake_loop_on_signals(loop: asyncio.AbstractEventLoop) -> Callable[[], None] | None:
+def wake_loop_on_signals(loop: asyncio.AbstractEventLoop) -> SignalWakeup | None:
     """Make any signal wake `loop`'s select, so the main thread runs its handlers.
 
     A Python-level handler runs when the main thread next executes bytecode. A signal
     delivered to another thread (an executor's worker, say) does not interrupt the main
     thread's `select`, and an idle loop would sleep on with the signal pending: asyncio
     sets a wakeup descriptor only for `loop.add_signal_handler`. This sets one, read
-    by the loop, unless one is set already (uvloop sets its own). Returns the undo, or
-    None when nothing was done (not the main thread, or a wakeup descriptor exists).
+    by the loop, unless one is set already. A loop that cannot watch a descriptor
+    (`add_reader` raises NotImplementedError, as on a proactor loop) is woken by a
+    small thread that reads it and calls `call_soon_threadsafe`. Returns what undoes
+    it (and takes it back from a loop that sets its own, see `SignalWakeup.reclaim`),
+    or None when nothing was done (not the main thread, or a wakeup descriptor exists).
     """
     if threading.current_thread() is not threading.main_thread():
         return None
@@ -137,20 +141,77 @@ def wake_loop_on_signals(loop: asyncio.AbstractEventLoop) -> Callable[[], None] 
         reader.close()
         writer.close()
         return None
+    return SignalWakeup(loop, reader, writer)
 
-    def drain() -> None:
-        with contextlib.suppress(OSError):
-            while reader.recv(4096):
-                pass
 
-    loop.add_reader(reader.fileno(), drain)
+class SignalWakeup:
+    """The wakeup descriptor tether set for a loop, and how the loop reads it."""
 
-    def undo() -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, reader: socket.socket, writer: socket.socket
+    ) -> None:
+        self.loop = loop
+        self.reader = reader
+        self.writer = writer
+        self.forward_to = -1
+        """The descriptor of a loop that set its own, to which what arrives is passed on."""
+        self.relay: threading.Thread | None = None
+        try:
+            loop.add_reader(reader.fileno(), self._drain)
+        except NotImplementedError:
+            reader.setblocking(True)  # noqa: FBT003 - the socket API
+            self.relay = threading.Thread(
+                target=_relay, args=(reader, loop), name="tether signal wakeup", daemon=True
+            )
+            self.relay.start()
+            logger.debug("%s cannot watch descriptors: a thread wakes it on signals", type(loop))
+
+    def reclaim(self) -> None:
+        """In the running loop: take the wakeup descriptor back from a loop that set its own.
+
+        Some loops (rloop) set their own descriptor while they run, and read it without
+        running Python code: a signal then waits for the next callback. Tether's
+        descriptor is put back, and what arrives on it is passed on to the loop's, so
+        the loop's own signal handling (`add_signal_handler`) still sees every signal.
+        """
+        if self.relay is not None:
+            return
         with contextlib.suppress(ValueError):
-            if signal.set_wakeup_fd(-1) != writer.fileno():
-                logger.debug("the signal wakeup descriptor was replaced meanwhile")
-        loop.remove_reader(reader.fileno())
-        reader.close()
-        writer.close()
+            current = signal.set_wakeup_fd(self.writer.fileno(), warn_on_full_buffer=False)
+            if current not in (-1, self.writer.fileno()):
+                self.forward_to = current
+                logger.debug("the loop set its own signal wakeup descriptor; tether's forwards")
 
-    return undo
+    def _drain(self) -> None:
+        with contextlib.suppress(OSError):
+            while data := self.reader.recv(4096):
+                if self.forward_to != -1:
+                    os.write(self.forward_to, data)
+
+    def close(self) -> None:
+        """Unset the descriptor, stop reading it, close it."""
+        with contextlib.suppress(ValueError):
+            if signal.set_wakeup_fd(-1) != self.writer.fileno():
+                logger.debug("the signal wakeup descriptor was replaced meanwhile")
+        self.forward_to = -1
+        if self.relay is None:
+            with contextlib.suppress(Exception):  # the loop may be closed already
+                self.loop.remove_reader(self.reader.fileno())
+        else:
+            self.writer.shutdown(socket.SHUT_WR)  # the relay reads the end and returns
+            self.relay.join()
+        self.reader.close()
+        self.writer.close()
+
+
+def _relay(reader: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
+    """Wake `loop` each time a signal arrives, until the writing end is shut down."""
+    while reader.recv(4096):
+        try:
+            loop.call_soon_threadsafe(_wake)
+        except RuntimeError:  # the loop closed: nothing left to wake
+            return
+
+
+def _wake() -> None:
+    """Nothing: running any Python code in the main thread runs the pending handlers."""

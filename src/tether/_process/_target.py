@@ -21,7 +21,7 @@ from tether._core._errors import RegistrationError, TetherError
 if TYPE_CHECKING:
     from tether._inject._container import Container
 
-__all__ = ["EXAMPLE", "TargetError", "as_service", "find_container", "resolve"]
+__all__ = ["EXAMPLE", "TargetError", "as_service", "find_container", "find_object", "resolve"]
 
 EXAMPLE = "myapp.main:app"
 
@@ -230,6 +230,21 @@ def as_service(obj: object, spec: str, container: Container) -> ServiceBase:
             f"tether.Service (or take the services it needs as parameters)."
         )
     return made
+
+
+def find_object(spec: str) -> object:
+    """The object `module:attr` names (`attr` may be dotted), imported as it is.
+
+    Raises `TargetError` when the form is wrong or the module or attribute is not
+    found; errors raised while importing the module propagate.
+    """
+    module_name, sep, attr_path = spec.partition(":")
+    if not sep or not module_name or not attr_path:
+        raise TargetError(
+            f"{spec!r} is not of the form module:attr (the module to import, a colon, "
+            f"the name in it).{_module_hint(module_name or spec)}"
+        )
+    return _lookup(_import(module_name, spec), module_name, attr_path, spec)
 
 
 def resolve(

@@ -37,7 +37,7 @@ from tether._core._frames import stuck_at
 from tether._core._records import display_name
 from tether._core._service import Service
 
-__all__ = ["ServiceThread", "ThreadStalledError"]
+__all__ = ["LoopFactory", "ServiceThread", "ThreadStalledError", "use_loop_factory"]
 
 logger = logging.getLogger("tether")
 
@@ -45,9 +45,23 @@ S = TypeVar("S", bound=ServiceBase)
 R = TypeVar("R")
 P = ParamSpec("P")
 
+LoopFactory = Callable[[], asyncio.AbstractEventLoop]
+
 _current: contextvars.ContextVar[ServiceThread[Any] | None] = contextvars.ContextVar(
     "tether_service_thread", default=None
 )
+_loop_factory_var: contextvars.ContextVar[LoopFactory | None] = contextvars.ContextVar(
+    "tether_loop_factory", default=None
+)
+
+
+def use_loop_factory(factory: LoopFactory | None) -> None:
+    """Say, in the current context, which factory made the running loop.
+
+    The runner calls it in its main task; a ServiceThread started from that context
+    (or from one of its threads) makes its own loop with the same factory.
+    """
+    _loop_factory_var.set(factory)
 
 
 class ThreadStalledError(TetherError):
@@ -159,6 +173,13 @@ class ServiceThread(Service, Generic[S]):
     not answered for that long crashes this node with
     [`ThreadStalledError`][tether.ThreadStalledError]. `graceful_shutdown_timeout` bounds the whole
     stop of the thread's graph.
+
+    The thread's event loop is of the parent's kind: made by the same factory when
+    [`run`][tether.run] made the parent's (`loop="uvloop"`, `loop=rloop.new_event_loop`,
+    ...), else by the parent loop's class when it comes from outside asyncio, else
+    asyncio's default. `loop_factory` (a callable returning a loop) chooses another,
+    e.g. `asyncio.new_event_loop` under a loop that runs only in the main thread,
+    such as a Qt loop; a factory that fails in the thread fails the start, saying so.
     """
 
     def __init__(
@@ -170,6 +191,7 @@ class ServiceThread(Service, Generic[S]):
         heartbeat: float | None = 1.0,
         stall_timeout: float | None = None,
         graceful_shutdown_timeout: float = 10.0,
+        loop_factory: LoopFactory | None = None,
     ) -> None:
         given: object = service
         if not isinstance(given, ServiceBase):
@@ -205,8 +227,15 @@ class ServiceThread(Service, Generic[S]):
                 f"ServiceThread[{label}]: stall_timeout ({stall_timeout}s) must be at least "
                 f"the heartbeat ({heartbeat}s)."
             )
+        factory: object = loop_factory
+        if factory is not None and not callable(factory):
+            raise DefinitionError(
+                f"ServiceThread[{label}]: loop_factory= takes a callable that returns an "
+                f"event loop (e.g. asyncio.new_event_loop), got {loop_factory!r}."
+            )
         self.service: S = service
         """The service run in the thread (the root of the thread's graph)."""
+        self._loop_factory = loop_factory
         self.name = label
         self._heartbeat = heartbeat
         self._stall_timeout = stall_timeout
@@ -254,11 +283,16 @@ class ServiceThread(Service, Generic[S]):
     async def start(self) -> None:
         """Start the thread and its graph; return once it runs, raise what its start raised."""
         run = _Run(asyncio.get_running_loop())
+        factory = _loop_factory(run.parent_loop, self._loop_factory)
         context = run.parent_context.copy()
         context.run(_subscribers.set, run.thread_subscribers)
         context.run(_current.set, self)
+        context.run(_loop_factory_var.set, factory)
         thread = threading.Thread(
-            target=self._thread_main, args=(run, context), name=f"tether {self.name}", daemon=True
+            target=self._thread_main,
+            args=(run, context, factory),
+            name=f"tether {self.name}",
+            daemon=True,
         )
         run.thread = thread
         self._run = run
@@ -409,10 +443,12 @@ class ServiceThread(Service, Generic[S]):
 
     # ---------------------------------------------------------- thread side
 
-    def _thread_main(self, run: _Run, context: contextvars.Context) -> None:
+    def _thread_main(
+        self, run: _Run, context: contextvars.Context, factory: LoopFactory | None
+    ) -> None:
         error: BaseException | None = None
         try:
-            with asyncio.Runner(loop_factory=_loop_factory(run.parent_loop)) as runner:
+            with asyncio.Runner(loop_factory=self._in_thread(factory)) as runner:
                 loop = runner.get_loop()
                 with run.lock:
                     run.loop = loop
@@ -430,6 +466,26 @@ class ServiceThread(Service, Generic[S]):
                 run.done.set_result(None)
             else:
                 run.done.set_exception(error)
+
+    def _in_thread(self, factory: LoopFactory | None) -> LoopFactory | None:
+        """`factory`, whose failure says which loop the thread wanted and how to choose."""
+        if factory is None:
+            return None
+
+        def make_loop() -> asyncio.AbstractEventLoop:
+            try:
+                return factory()
+            except Exception as exc:
+                exc.add_note(
+                    f"tether: ServiceThread[{self.name}] makes its event loop with "
+                    f"{getattr(factory, '__qualname__', factory)!r} (the kind of the parent's "
+                    f"loop), and that failed in its thread; give ServiceThread(..., "
+                    f"loop_factory=asyncio.new_event_loop) or another factory that works "
+                    f"outside the main thread."
+                )
+                raise
+
+        return make_loop
 
     async def _main(self, run: _Run) -> None:
         run.main_task = asyncio.current_task()
@@ -531,13 +587,19 @@ class ServiceThread(Service, Generic[S]):
 
 
 def _loop_factory(
-    parent: asyncio.AbstractEventLoop,
-) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """The thread's loop is uvloop's when the parent's is; asyncio's default otherwise."""
+    parent: asyncio.AbstractEventLoop, chosen: LoopFactory | None
+) -> LoopFactory | None:
+    """The factory of the thread's loop: chosen, else the parent's kind (None: asyncio's)."""
+    if chosen is not None:
+        return chosen
+    inherited = _loop_factory_var.get()
+    if inherited is not None:
+        return inherited
     kind = type(parent)
-    if kind.__module__.partition(".")[0] == "uvloop":
-        return kind
-    return None
+    # asyncio's own loops and tether's virtual clock: the thread gets asyncio's default.
+    if kind.__module__.partition(".")[0] in ("asyncio", "tether"):
+        return None
+    return kind
 
 
 def _close(function: object) -> None:
