@@ -79,6 +79,7 @@ SUBMODULES = {
     "health": {"DRAIN", "Health"},
     "ext.aiohttp": {"Server", "aget", "get"},
     "ext.asgi": {"LifespanError", "Server", "aget", "get"},
+    "ext.otel": {"LifecycleTracer"},
 }
 PUBLIC_MODULES = {"testing", *(name for name in SUBMODULES if "." not in name)}
 """Public submodules: an attribute of the package once imported."""
@@ -113,7 +114,11 @@ def test_all_is_exactly_the_public_api() -> None:
 @pytest.mark.parametrize("name", sorted(SUBMODULES))
 def test_public_modules_export_exactly_their_api(name: str) -> None:
     """Each public module's __all__ is pinned, documented, and names what it defines."""
-    framework = {"ext.aiohttp": "aiohttp", "ext.asgi": "uvicorn"}.get(name)
+    framework = {
+        "ext.aiohttp": "aiohttp",
+        "ext.asgi": "uvicorn",
+        "ext.otel": "opentelemetry.trace",
+    }.get(name)
     if framework is not None:
         pytest.importorskip(framework)
     module = importlib.import_module(f"tether.{name}")

@@ -39,6 +39,7 @@ from ._logging import (
     parse_level,
 )
 from ._notify import Notifier, Progress, ping_watchdog, watchdog_interval
+from ._observe import observing
 from ._picture import graph_records, status_tree
 from ._signals import SignalHandlers, wake_loop_on_signals
 
@@ -213,7 +214,8 @@ class Runner:
             self.notifier = Notifier.from_environment()
             self.signals.install()
             try:
-                with subscribe(LifecycleLogger()):
+                # The log, what /metrics reports and the spans: all from the events.
+                with subscribe(LifecycleLogger()), observing():
                     code = self._phases()
             finally:
                 self.signals.restore()
