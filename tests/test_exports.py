@@ -76,10 +76,11 @@ EXPECTED = {
 # beside the hooks pytest finds in it).
 SUBMODULES = {
     "ext": set(),
-    "health": {"DRAIN", "Health"},
+    "health": {"DRAIN", "Health", "MetricsSource"},
     "ext.aiohttp": {"Server", "aget", "get"},
     "ext.asgi": {"LifespanError", "Server", "aget", "get"},
     "ext.otel": {"LifecycleTracer"},
+    "ext.prometheus": {"Metrics"},
 }
 PUBLIC_MODULES = {"testing", *(name for name in SUBMODULES if "." not in name)}
 """Public submodules: an attribute of the package once imported."""
@@ -118,6 +119,7 @@ def test_public_modules_export_exactly_their_api(name: str) -> None:
         "ext.aiohttp": "aiohttp",
         "ext.asgi": "uvicorn",
         "ext.otel": "opentelemetry.trace",
+        "ext.prometheus": "prometheus_client",
     }.get(name)
     if framework is not None:
         pytest.importorskip(framework)
