@@ -18,7 +18,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,6 +28,8 @@ from ._process._runner import DEFAULT_SHUTDOWN_TIMEOUT
 
 if TYPE_CHECKING:
     import argparse
+
+    from watchfiles import Change
 
 __all__ = ["Reloader", "reload_main"]
 
@@ -108,8 +110,8 @@ class Reloader:
                 loop.remove_signal_handler(sig)
         return self.code
 
-    async def _watch(self, changes: object) -> None:
-        async for changed in changes:  # type: ignore[attr-defined]
+    async def _watch(self, changes: AsyncIterator[set[tuple[Change, str]]]) -> None:
+        async for changed in changes:
             if self.stopping:
                 continue
             await self._restart({path for _, path in changed})

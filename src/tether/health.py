@@ -82,7 +82,7 @@ class MetricsSource(Protocol):
         ...
 
 
-class ServiceFigures:
+class ServiceReport:
     """One service as `/metrics` reports it (what `Health` hands its metrics source)."""
 
     __slots__ = (
@@ -297,7 +297,7 @@ class Health(Service):
         reason = self._readiness()
         return {"ready": reason is None, "reason": reason or "ready", "services": services}
 
-    def _service_figures(self) -> list[ServiceFigures]:
+    def _service_figures(self) -> list[ServiceReport]:
         """Every service of the graph with its counters and durations, for `/metrics`.
 
         The durations come from the lifecycle events: those of the recorder subscribed
@@ -313,7 +313,7 @@ class Health(Service):
             recorded = None if recorder is None else recorder.figures(rec.service)
             times = seen[snap.name] = seen.get(snap.name, 0) + 1
             found.append(
-                ServiceFigures(
+                ServiceReport(
                     name=snap.name if times == 1 else f"{snap.name}#{times}",
                     state=snap.state,
                     restarts=snap.restarts,

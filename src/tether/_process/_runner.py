@@ -529,7 +529,10 @@ def run(
     runs (a task that swallows cancellation, a hook that blocks), naming it.
 
     Logging is set up unless you configured it already (`log_level`; `log_format`
-    `auto`, `plain`, `console` or `json`); every lifecycle event is logged.
+    `auto`, `plain`, `console` or `json`); every lifecycle event is logged, and the
+    durations of starts and stops are recorded for a `Health`'s `/metrics`; with
+    OpenTelemetry's API installed, each start, stop and reload is traced (see
+    [`tether.ext.otel`][tether.ext.otel]).
     Under systemd (`NOTIFY_SOCKET`) readiness, reloads, stopping, status and
     watchdog pings are reported. With `repl=True` an asyncio REPL replaces the
     waiting: the services are bound by name, top-level `await` works, and leaving
