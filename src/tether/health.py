@@ -74,7 +74,9 @@ class MetricsSource(Protocol):
 
     [`tether.ext.prometheus.Metrics`][tether.ext.prometheus.Metrics] is one; write your own
     for another format. `render` is called for each request with the `Health` that
-    serves it and returns the content type and the body.
+    serves it and returns the content type and the body. A source that also has an
+    `attach(health)` method is given its `Health` when that is created (and may refuse
+    it by raising).
     """
 
     def render(self, health: Health) -> tuple[str, bytes]:
@@ -223,6 +225,9 @@ class Health(Service):
         self._recorder: LifecycleRecorder | None = None
         if metrics is not None:
             self._routes[f"{self.prefix}/metrics"] = self._metrics
+            attach = getattr(metrics, "attach", None)
+            if callable(attach):
+                attach(self)
 
     @property
     def graceful_shutdown_timeout(self) -> float:

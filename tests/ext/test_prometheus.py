@@ -261,19 +261,44 @@ async def test_metrics_are_mounted_with_the_other_endpoints_and_under_the_prefix
     assert Health(drain_delay=0, port=0).paths == ("/livez", "/readyz", "/status")
 
 
-async def test_one_metrics_reports_on_one_health(caplog: pytest.LogCaptureFixture) -> None:
-    """A Metrics handed to two Health services: the second answers 500, saying the fix."""
+def test_one_metrics_reports_on_one_health() -> None:
+    """A Metrics handed to a second Health is refused there, saying the fix."""
     metrics = Metrics(registry=None)
-    first = Health(drain_delay=0, port=0, metrics=metrics)
-    second = Health(drain_delay=0, port=0, metrics=metrics)
+    Health(port=0, metrics=metrics)
+    with pytest.raises(ValueError, match="give each Health a Metrics of its own"):
+        Health(port=0, metrics=metrics)
+
+
+async def test_a_metrics_source_that_fails_answers_500_and_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A source whose render raises: `/metrics` answers 500 naming the error; the rest
+    of the endpoints go on."""
+
+    class Broken:
+        def render(self, health: Health) -> tuple[str, bytes]:
+            raise LookupError("no such figure")
+
+    health = Health(drain_delay=0, port=0, metrics=Broken())
     with caplog.at_level(logging.ERROR, logger="tether.health"):
-        async with App(first), App(second):
-            await scrape(first)
-            assert second.url is not None
-            refused = await fetch(second.url + "/metrics")
-    assert refused.status == 500
-    assert "give each Health a Metrics of its own" in refused.text
+        async with App(health):
+            assert health.url is not None
+            failed = await fetch(health.url + "/metrics")
+            alive = await fetch(health.url + "/livez")
+    assert failed.status == 500
+    assert "LookupError: no such figure" in failed.text
+    assert alive.status == 200
     assert "failed to render" in caplog.text
+
+
+def test_metrics_registered_in_a_registry_reports_before_any_scrape() -> None:
+    """As a collector of another registry, it reports its Health's graph from the start."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry=None)
+    registry.register(metrics)
+    Health(port=0, metrics=metrics)
+    assert registry.get_sample_value("tether_ready") == 0
+    assert registry.get_sample_value("tether_draining") == 0
 
 
 def test_health_refuses_what_is_not_a_metrics_source() -> None:

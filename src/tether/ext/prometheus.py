@@ -69,7 +69,7 @@ class Metrics(LifecycleRecorder):
     code and the client's process and platform collectors live, so one scrape gets
     them all; `registry=None` serves tether's alone.
 
-    It is a Prometheus collector too (`collect`), bound to the one `Health` it was
+    It is a Prometheus collector too (`collect`), reporting on the one `Health` it was
     given to: register it in a registry of your own to export tether's metrics through
     another exposition (`prometheus_client.start_http_server`, a web framework's
     route), and the endpoint of `Health` then leaves it out of `registry`. And it is a
@@ -84,20 +84,23 @@ class Metrics(LifecycleRecorder):
         self._registry = registry
         self._health: Health | None = None
 
+    def attach(self, health: Health) -> None:
+        """Report on `health`'s graph (`Health(metrics=...)` calls it); one Health only.
+
+        Raises `ValueError` if another `Health` has this `Metrics` already.
+        """
+        if self._health is not None and self._health is not health:
+            raise ValueError(
+                f"This tether.ext.prometheus.Metrics reports on another Health already "
+                f"({self._health!r}); give each Health a Metrics of its own."
+            )
+        self._health = health
+
     def render(self, health: Health) -> tuple[str, bytes]:
         """The body of `GET /metrics` and its content type (Prometheus' text format)."""
-        self._bind(health)
+        self.attach(health)
         encoder, content_type = choose_encoder("")
         return content_type, encoder(_Exposition(self, self._registry))
-
-    def _bind(self, health: Health) -> None:
-        if self._health is None:
-            self._health = health
-        elif self._health is not health:
-            raise RuntimeError(
-                "This tether.ext.prometheus.Metrics reports on another Health already; "
-                "give each Health a Metrics of its own."
-            )
 
     def collect(self) -> Iterator[Metric]:
         """The metric families of tether now (the Prometheus collector protocol)."""
