@@ -210,6 +210,8 @@ class Reloader:
         if not self.stopping:
             self.stopping = True
             logger.info("%s received: stopping the application and the reloader", sig.name)
+            if self.restarting:
+                return  # the child is being stopped already (or started): it ends there
         elif running:
             logger.info("%s received again: passed on (the application stops at once)", sig.name)
         if running:

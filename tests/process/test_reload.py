@@ -50,6 +50,9 @@ class Api(tether.Service):
         await writer.drain()
         writer.close()
 
+    def on_reload(self) -> None:
+        print(f"version {{VERSION}} reloaded", flush=True)
+
     async def stop(self) -> None:
         for server in self.servers:
             await tether.stop_serving(server)
@@ -76,15 +79,27 @@ async def test_a_change_stops_the_old_graph_gracefully_then_starts_the_new_code(
     tmp_path: Path,
 ) -> None:
     """Rewriting the module: the running graph stops as on SIGTERM, a new process runs
-    the new code, and the reloader says so in one line; SIGTERM stops both, exit 0."""
+    the new code, and the reloader says so in one line. SIGHUP reaches the application's
+    reload stage; SIGTERM stops both, exit 0."""
     app = write_app(tmp_path, 1)
     async with reloading(tmp_path) as proc:
         await proc.line("version 1 up")
         app.write_text(APP.format(version=2))
         await proc.line("version 2 up")
+        await proc.until(
+            lambda: sum("Api running" in line for line in proc.stderr) == 2, "the second run"
+        )
+        proc.send(signal.SIGHUP)
+        await proc.line("version 2 reloaded")
         proc.send(signal.SIGTERM)
         assert await proc.exit_code() == 0, proc.output
-    assert proc.stdout == ["version 1 up", "version 1 down", "version 2 up", "version 2 down"]
+    assert proc.stdout == [
+        "version 1 up",
+        "version 1 down",
+        "version 2 up",
+        "version 2 reloaded",
+        "version 2 down",
+    ]
     reloads = [line for line in proc.stderr if re.search(r"tether\.reload: reload \d+:", line)]
     assert len(reloads) == 1, proc.output
     assert re.search(
