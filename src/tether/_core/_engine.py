@@ -101,12 +101,13 @@ def _stage_end(stage: Stage, began: float, count: int, error: BaseException | No
 
 
 def _phase_begin(op: Operation, phase: _Phase, root: Record, count: int) -> float:
-    if op.subs:
-        publish(
-            LifecycleEvent(
-                kind=EventKind.PHASE_BEGIN, service=root.service, stage=phase.value, count=count
-            )
+    if not op.subs:
+        return 0.0
+    publish(
+        LifecycleEvent(
+            kind=EventKind.PHASE_BEGIN, service=root.service, stage=phase.value, count=count
         )
+    )
     return time.perf_counter()
 
 
