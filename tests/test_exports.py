@@ -76,12 +76,14 @@ EXPECTED = {
 # beside the hooks pytest finds in it).
 SUBMODULES = {
     "ext": set(),
-    "health": {"DRAIN", "Health"},
+    "health": {"DRAIN", "Health", "MetricsSource"},
     "ext.aiohttp": {"Server", "aget", "get"},
     "ext.asgi": {"LifespanError", "Server", "aget", "get"},
     "ext.wsgi": {"Server", "get"},
     "ext.tornado": {"Server", "get"},
     "ext.twisted": {"Listener", "Reactor"},
+    "ext.otel": {"LifecycleTracer"},
+    "ext.prometheus": {"Metrics"},
 }
 PUBLIC_MODULES = {"testing", *(name for name in SUBMODULES if "." not in name)}
 """Public submodules: an attribute of the package once imported."""
@@ -122,6 +124,8 @@ def test_public_modules_export_exactly_their_api(name: str) -> None:
         "ext.wsgi": "a2wsgi",
         "ext.tornado": "tornado",
         "ext.twisted": "twisted",
+        "ext.otel": "opentelemetry.trace",
+        "ext.prometheus": "prometheus_client",
     }.get(name)
     if framework is not None:
         pytest.importorskip(framework)

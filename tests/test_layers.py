@@ -9,7 +9,7 @@ Every module under `src/tether` belongs to a layer, by its path (lowest first):
 5. `tether._prefork`: master, workers, sockets
 6. `tether` (the public API) and `tether.health`
 7. `tether.ext` and `tether.testing`
-8. the command: `tether._cli`, `tether.__main__`
+8. the command: `tether._cli`, `tether._reloader` (`run --reload`), `tether.__main__`
 
 A module imports only from its own layer or lower ones: at module level, inside a
 function, and under `TYPE_CHECKING` alike. Within a layer, modules may name each
@@ -40,7 +40,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("pre-fork", ("tether._prefork",), ()),
     ("public API", (), ("tether", "tether.health")),
     ("integrations and testing", ("tether.ext", "tether.testing"), ()),
-    ("command", (), ("tether._cli", "tether.__main__")),
+    ("command", (), ("tether._cli", "tether._reloader", "tether.__main__")),
 )
 
 LONG = 600

@@ -130,6 +130,7 @@ def _parser() -> argparse.ArgumentParser:
     run_cmd.add_argument(
         "--log-level", choices=LOG_LEVELS, default="info", help="log threshold (default info)"
     )
+    _reload_options(run_cmd)
     _prefork_options(run_cmd)
     graph_cmd = commands.add_parser(
         "graph",
@@ -224,6 +225,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     _check_target(args)
     if args.command in ("run", "repl"):
         _check_running_options(args)
+    if args.command == "run" and (args.reload or args.reload_dir):
+        code = _reload(args, sys.argv[1:] if argv is None else list(argv))
+        if code is not None:
+            return code
     if args.command == "run" and (args.workers is not None or args.bind):
         _prefork(args)
     if args.plugin:
@@ -262,6 +267,56 @@ def main(argv: Sequence[str] | None = None) -> int:
         repl=vars(sys.modules[args.target.partition(":")[0]]) if args.command == "repl" else False,
         container=container,
     )
+
+
+def _reload_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "reload on code change (development)",
+        "With --reload, this process watches the sources and runs the application in a "
+        "child process, stopped gracefully and started again after each change of a "
+        "Python file; the sockets of --bind and of systemd stay open across restarts. "
+        "Needs watchfiles: pip install 'tether[reload]'. Never on by default.",
+    )
+    group.add_argument(
+        "--reload", action="store_true", help="restart the application when a source changes"
+    )
+    group.add_argument(
+        "--reload-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a directory to watch (repeatable; default: the current directory)",
+    )
+
+
+def _reload(args: argparse.Namespace, argv: Sequence[str]) -> int | None:
+    """`run --reload`: the reloader's exit code; None in the child a reloader started."""
+    from ._prefork._sockets import adopt_handed_over  # noqa: PLC0415 - --reload only
+
+    if not args.reload:
+        _fail(ExitCode.USAGE, "run: --reload-dir goes with --reload; add --reload.")
+    parent = os.getppid()
+    if adopt_handed_over():
+        # Started by a reloader: run as usual, on the sockets it handed over (it bound
+        # those of --bind), and stop if it dies.
+        from ._prefork._worker import die_with_parent  # noqa: PLC0415
+
+        die_with_parent(parent)
+        if args.bind:
+            args.bind = []
+            args.workers = 1 if args.workers is None else args.workers
+        return None
+    try:
+        import watchfiles  # noqa: F401, PLC0415 - only to say it is missing, now
+    except ImportError:
+        _fail(
+            ExitCode.USAGE,
+            "run: --reload needs watchfiles: pip install 'tether[reload]' (or run without "
+            "--reload).",
+        )
+    from ._reloader import reload_main  # noqa: PLC0415 - --reload only
+
+    return reload_main(args, argv)
 
 
 def _prefork_options(parser: argparse.ArgumentParser) -> None:

@@ -4,7 +4,9 @@
 /status` on its own port (a small HTTP server from the standard library), or mounted
 into an aiohttp or ASGI application served by [`ext.aiohttp`][tether.ext.aiohttp] or
 [`ext.asgi`][tether.ext.asgi] (`Server(app, health=health)`). It imports the standard
-library only.
+library only; given `metrics=` (a
+[`tether.ext.prometheus.Metrics`][tether.ext.prometheus.Metrics], `pip install
+'tether[prometheus]'`) it serves `GET /metrics` too.
 
 Readiness follows the lifecycle: 503 while the graph starts, 200 once the `started`
 stage ran, 503 again from the moment the graph begins to stop. That moment is the
@@ -22,16 +24,18 @@ import contextlib
 import json
 import logging
 import socket
-from typing import Any
+from typing import Any, Protocol
 
 from ._core._base import record
 from ._core._records import Record, ServiceState
 from ._core._service import Service, status
 from ._core._stages import STOPPING, Stage
+from ._prefork._figures import MasterFigures, master_figures
 from ._process._listen import DEFAULT_HOST, check_address, check_seconds, completed, url_of
+from ._process._observe import LifecycleRecorder, recorder_in_context
 from ._process._picture import graph_records
 
-__all__ = ["DRAIN", "Health"]
+__all__ = ["DRAIN", "Health", "MetricsSource"]
 
 logger = logging.getLogger("tether.health")
 
@@ -60,8 +64,57 @@ _REASONS = {
     405: "Method Not Allowed",
     408: "Request Timeout",
     431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
     503: "Service Unavailable",
 }
+
+
+class MetricsSource(Protocol):
+    """What `Health(metrics=...)` serves on `/metrics`.
+
+    [`tether.ext.prometheus.Metrics`][tether.ext.prometheus.Metrics] is one; write your own
+    for another format. `render` is called for each request with the `Health` that
+    serves it and returns the content type and the body. A source that also has an
+    `attach(health)` method is given its `Health` when that is created (and may refuse
+    it by raising).
+    """
+
+    def render(self, health: Health) -> tuple[str, bytes]:
+        """The content type and the body of one answer to `GET /metrics`."""
+        ...
+
+
+class ServiceReport:
+    """One service as `/metrics` reports it (what `Health` hands its metrics source)."""
+
+    __slots__ = (
+        "name",
+        "restarts",
+        "skipped_ticks",
+        "start_duration",
+        "state",
+        "stop_duration",
+        "tasks",
+    )
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        state: ServiceState,
+        restarts: int,
+        tasks: int,
+        skipped_ticks: int,
+        start_duration: float | None,
+        stop_duration: float | None,
+    ) -> None:
+        self.name = name
+        self.state = state
+        self.restarts = restarts
+        self.tasks = tasks
+        self.skipped_ticks = skipped_ticks
+        self.start_duration = start_duration
+        self.stop_duration = stop_duration
 
 
 class _Reply:
@@ -102,7 +155,8 @@ class Health(Service):
     pre-fork master) to serve the endpoints on their own port; give neither and mount
     it into your application with `tether.ext.aiohttp.Server(app, health=health)` or
     `tether.ext.asgi.Server(app, health=health)`. `prefix` puts the paths under a
-    common prefix (`prefix="/_"` serves `/_/livez`).
+    common prefix (`prefix="/_"` serves `/_/livez`). `metrics` adds `/metrics`,
+    answered by its `render` (see [`tether.ext.prometheus.Metrics`][tether.ext.prometheus.Metrics]).
 
     * `/livez`: 200 `ok` while the endpoints are served, including while stopping.
     * `/readyz`: 200 `ready` once the whole graph it belongs to has started (the
@@ -136,8 +190,14 @@ class Health(Service):
         sock: socket.socket | None = None,
         drain_delay: float = 5.0,
         prefix: str = "",
+        metrics: MetricsSource | None = None,
     ) -> None:
         check_address("Health", host, port, sock)
+        if metrics is not None and not callable(getattr(metrics, "render", None)):
+            raise TypeError(
+                f"Health: metrics= takes a metrics source such as "
+                f"tether.ext.prometheus.Metrics(), got {metrics!r}."
+            )
         if host is not None and port is None:
             raise TypeError(
                 f"Health(host={host!r}) needs port= too (0 picks a free port); without "
@@ -161,6 +221,13 @@ class Health(Service):
             f"{self.prefix}/readyz": self._readyz,
             f"{self.prefix}/status": self._status,
         }
+        self.metrics = metrics
+        self._recorder: LifecycleRecorder | None = None
+        if metrics is not None:
+            self._routes[f"{self.prefix}/metrics"] = self._metrics
+            attach = getattr(metrics, "attach", None)
+            if callable(attach):
+                attach(self)
 
     @property
     def graceful_shutdown_timeout(self) -> float:
@@ -171,13 +238,18 @@ class Health(Service):
 
     @property
     def paths(self) -> tuple[str, ...]:
-        """The paths it answers: `/livez`, `/readyz` and `/status` after the prefix."""
+        """The paths it answers after the prefix: `/livez`, `/readyz`, `/status`, `/metrics`."""
         return tuple(self._routes)
 
     @property
     def ready(self) -> bool:
         """Whether `/readyz` answers 200 now."""
         return self._readiness() is None
+
+    @property
+    def draining(self) -> bool:
+        """Whether the graph has begun to stop (the [`DRAIN`][tether.health.DRAIN] stage ran)."""
+        return self._draining
 
     def _readiness(self) -> str | None:
         """None when ready, else why not."""
@@ -230,6 +302,40 @@ class Health(Service):
         reason = self._readiness()
         return {"ready": reason is None, "reason": reason or "ready", "services": services}
 
+    def _service_figures(self) -> list[ServiceReport]:
+        """Every service of the graph with its counters and durations, for `/metrics`.
+
+        The durations come from the lifecycle events: those of the recorder subscribed
+        where the graph was started (the runner's, or a `Metrics` subscribed around it).
+        Services of the same name are told apart by `#2`, `#3`... in the graph's order,
+        so each one is a series of its own.
+        """
+        recorder = self._recorder
+        found = []
+        seen: dict[str, int] = {}
+        for rec in self._records():
+            snap = status(rec.service)
+            recorded = None if recorder is None else recorder.figures(rec.service)
+            times = seen[snap.name] = seen.get(snap.name, 0) + 1
+            found.append(
+                ServiceReport(
+                    name=snap.name if times == 1 else f"{snap.name}#{times}",
+                    state=snap.state,
+                    restarts=snap.restarts,
+                    tasks=len(snap.tasks),
+                    skipped_ticks=(
+                        snap.skipped_ticks if recorded is None else recorded.skipped_ticks
+                    ),
+                    start_duration=None if recorded is None else recorded.start_duration,
+                    stop_duration=None if recorded is None else recorded.stop_duration,
+                )
+            )
+        return found
+
+    def _master_figures(self) -> MasterFigures | None:
+        """The pre-fork master's figures, in one of its workers; None elsewhere."""
+        return master_figures()
+
     def _livez(self) -> _Reply:
         return _Reply.text(200, "ok")
 
@@ -240,6 +346,15 @@ class Health(Service):
     def _status(self) -> _Reply:
         body = json.dumps(self.snapshot(), indent=2) + "\n"
         return _Reply(200, "application/json", body.encode())
+
+    def _metrics(self) -> _Reply:
+        assert self.metrics is not None
+        try:
+            content_type, body = self.metrics.render(self)
+        except Exception as exc:
+            logger.exception("/metrics: %r failed to render", self.metrics)
+            return _Reply.text(500, f"metrics unavailable: {type(exc).__name__}: {exc}")
+        return _Reply(200, content_type, body)
 
     def _respond(self, method: str, path: str) -> _Reply | None:
         """The reply for `method path`, or None if the path is not one of the endpoints.
@@ -261,6 +376,15 @@ class Health(Service):
         self._started = False
         self._draining = False
         self._roots = None
+        if self.metrics is not None:
+            self._recorder = recorder_in_context()
+            if self._recorder is None:
+                logger.warning(
+                    "/metrics will not report start and stop durations: they come from "
+                    "the lifecycle events of the code that starts the graph. Start it "
+                    "with tether.run (or `tether run`), or inside "
+                    "`with tether.subscribe(metrics):`."
+                )
         if self._sock is None and self._port is None:
             return
         if self._sock is not None:
@@ -283,7 +407,12 @@ class Health(Service):
             server.close()
             raise
         self._server = server
-        logger.info("health endpoints on %s%s/livez, /readyz, /status", self.url, self.prefix)
+        logger.info(
+            "health endpoints on %s%s/livez, /readyz, /status%s",
+            self.url,
+            self.prefix,
+            ", /metrics" if self.metrics is not None else "",
+        )
 
     def on_started(self) -> None:
         """The whole graph has started: ready."""

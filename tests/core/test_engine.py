@@ -163,6 +163,78 @@ async def test_state_events_follow_each_service(log: Log) -> None:
     ]
 
 
+async def test_phase_events_frame_each_start_reload_and_stop(log: Log) -> None:
+    """A start, a reload and a stop each begin and end with a phase event naming the root."""
+    events: list[tether.LifecycleEvent] = []
+
+    class Reloads(Node):
+        def on_reload(self) -> None:
+            self.log.append("reload")
+
+    b = Reloads("b", log)
+    a = Node("a", log, [b])
+    with tether.subscribe(events.append):
+        async with a:
+            await tether.reload(a)
+    phases = [
+        (e.kind.value, e.stage, e.service.label, e.count)  # type: ignore[union-attr]
+        for e in events
+        if e.kind in (tether.EventKind.PHASE_BEGIN, tether.EventKind.PHASE_END)
+    ]
+    assert phases == [
+        ("phase_begin", "start", "a", 2),
+        ("phase_end", "start", "a", None),
+        ("phase_begin", "reload", "a", 2),
+        ("phase_end", "reload", "a", None),
+        ("phase_begin", "stop", "a", 2),
+        ("phase_end", "stop", "a", None),
+    ]
+    kinds = [e.kind for e in events]
+    assert kinds[0] is tether.EventKind.PHASE_BEGIN
+    assert kinds[-1] is tether.EventKind.PHASE_END
+    ends = [e for e in events if e.kind is tether.EventKind.PHASE_END]
+    assert all(e.duration is not None and e.duration >= 0 and e.error is None for e in ends)
+
+
+async def test_a_failed_start_ends_its_phase_with_the_error(log: Log) -> None:
+    """The start phase of a failed start ends after the rollback, carrying the failure."""
+    events: list[tether.LifecycleEvent] = []
+
+    class Fails(Node):
+        async def start(self) -> None:
+            raise ValueError("no")
+
+    root = Node("root", log, [Node("a", log), Fails("f", log)])
+    with tether.subscribe(events.append), pytest.raises(ValueError, match="no"):
+        async with root:
+            pass
+    phases = [e for e in events if e.kind.value.startswith("phase")]
+    assert [(e.kind.value, e.stage) for e in phases] == [
+        ("phase_begin", "start"),
+        ("phase_end", "start"),
+    ]
+    assert isinstance(phases[1].error, ValueError)
+    # The rollback's stop belongs to the start: its events come before the phase ends.
+    stopped = next(
+        i
+        for i, e in enumerate(events)
+        if e.kind is tether.EventKind.STATE and e.state is tether.ServiceState.STOPPED
+    )
+    assert stopped < events.index(phases[1])
+
+
+async def test_starting_a_graph_that_already_runs_publishes_no_phase(log: Log) -> None:
+    """A root whose graph runs already (shared) starts nothing: no phase is announced."""
+    events: list[tether.LifecycleEvent] = []
+    shared = Node("shared", log)
+    first = Node("first", log, [shared])
+    async with first:
+        with tether.subscribe(events.append):
+            async with shared:
+                pass
+    assert not [e for e in events if e.kind.value.startswith("phase")]
+
+
 async def test_failed_start_and_crash_are_published_with_their_error(log: Log) -> None:
     """FAILED state events carry the error; task crashes name the task."""
     events: list[tether.LifecycleEvent] = []

@@ -100,6 +100,32 @@ def _stage_end(stage: Stage, began: float, count: int, error: BaseException | No
         )
 
 
+def _phase_begin(op: Operation, phase: _Phase, root: Record, count: int) -> float:
+    if not op.subs:
+        return 0.0
+    publish(
+        LifecycleEvent(
+            kind=EventKind.PHASE_BEGIN, service=root.service, stage=phase.value, count=count
+        )
+    )
+    return time.perf_counter()
+
+
+def _phase_end(
+    op: Operation, phase: _Phase, root: Record, began: float, error: BaseException | None
+) -> None:
+    if op.subs:
+        publish(
+            LifecycleEvent(
+                kind=EventKind.PHASE_END,
+                service=root.service,
+                stage=phase.value,
+                duration=time.perf_counter() - began,
+                error=error,
+            )
+        )
+
+
 # ------------------------------------------------------------------------ waiting
 
 
@@ -230,14 +256,18 @@ async def start_root(service: ServiceBase) -> None:
         rec.loop = loop
     root.root_holds += 1
     if new:
+        began = _phase_begin(op, _Phase.START, root, len(new))
         try:
-            await _start_phase(op)
-        except BaseException as exc:
-            op.abort(exc)
-        if op.failure is not None:
-            root.root_holds -= 1
-            await _rollback(op, root)
-            raise op.failure
+            try:
+                await _start_phase(op)
+            except BaseException as exc:
+                op.abort(exc)
+            if op.failure is not None:
+                root.root_holds -= 1
+                await _rollback(op, root)
+                raise op.failure
+        finally:
+            _phase_end(op, _Phase.START, root, began, op.failure)
         op.release()
     _crash_to_new_root(root, collection.crashed)
 
@@ -470,7 +500,11 @@ async def stop_root(service: ServiceBase, body_error: BaseException | None) -> N
             continue
         break
     if planned:
-        await _shielded(_run_stop(op))
+        began = _phase_begin(op, _Phase.STOP, root, len(planned))
+        try:
+            await _shielded(_run_stop(op))
+        finally:
+            _phase_end(op, _Phase.STOP, root, began, op.errors[0] if op.errors else None)
     else:
         await _until_stopped_with_holders(root)
     _raise_after_stop(root, op.errors, body_error)
@@ -740,6 +774,7 @@ async def reload(service: ServiceBase) -> None:
     def on_error(_node: Node, exc: BaseException) -> None:
         op.errors.append(exc)
 
+    phase_began = _phase_begin(op, _Phase.RELOAD, root, len(records))
     try:
         for stage in phase_stages(RELOAD._phase, _custom_stages(op)):
             if not _has_hooks(op, stage):
@@ -748,6 +783,7 @@ async def reload(service: ServiceBase) -> None:
             await drive(op, nodes, stage.direction, hook_begin(stage, guard=False), on_error)
             _stage_end(stage, began, len(records), op.errors[0] if op.errors else None)
     finally:
+        _phase_end(op, _Phase.RELOAD, root, phase_began, op.errors[0] if op.errors else None)
         op.release()
     if op.errors:
         primary = op.errors[0]

@@ -27,6 +27,13 @@ logger = logging.getLogger("tether.events")
 class EventKind(enum.StrEnum):
     """What a `LifecycleEvent` reports."""
 
+    PHASE_BEGIN = "phase_begin"
+    """A start, stop or reload of the root `service` began: `stage` names the phase
+    (`start`, `stop` or `reload`), `count` the services it takes. Published only
+    when the phase has something to do, in the task that asked for it."""
+    PHASE_END = "phase_end"
+    """The phase that `PHASE_BEGIN` announced ended (same `service`, `stage` and
+    task); `duration` is its wall time, `error` the failure it raises, if any."""
     STATE = "state"
     """A service changed state (`event.state`); `duration` is the time the
     transition took where it has one (start and stop)."""

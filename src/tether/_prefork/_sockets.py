@@ -2,9 +2,10 @@
 
 `--bind` specs (`tcp://host:port`, `unix:/path`) are bound by the master before it
 forks; systemd socket activation (`LISTEN_FDS`, `LISTEN_PID`, `LISTEN_FDNAMES`)
-hands sockets over from fd 3 on. Either way they end up in this process's set of
-listeners, which [`listeners`][tether.listeners] returns and the HTTP servers of `tether.ext` serve
-on when they are given no address of their own.
+hands sockets over from fd 3 on; `tether run --reload` hands its own over to each
+process it starts (`hand_over`, `adopt_handed_over`). Either way they end up in this
+process's set of listeners, which [`listeners`][tether.listeners] returns and the HTTP
+servers of `tether.ext` serve on when they are given no address of their own.
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ __all__ = [
     "BindError",
     "Listener",
     "Sockets",
+    "adopt_handed_over",
     "adopt_systemd",
     "backlog_of",
+    "hand_over",
     "listeners",
     "parse_bind",
     "refuse_new_connections",
@@ -73,7 +76,8 @@ class Listener:
         self.unlink = unlink
         """The Unix socket path bound here, removed when the socket is closed for good."""
         self.systemd = systemd
-        """Passed by systemd, which keeps it open across restarts of the service."""
+        """Passed by systemd (or `tether run --reload`), which keeps it open across
+        restarts of the service."""
         self.backlog = backlog
         """The accept queue's length as bound (ours) or found (systemd's `Backlog=`):
         kept whatever listen() the servers in the workers call again. None: unknown."""
@@ -94,6 +98,8 @@ class _Process:
     listeners: list[Listener] | None = None
     systemd: tuple[int, list[Listener]] | None = None
     """systemd's sockets, adopted once by this process (pid): whoever asks first."""
+    handed: tuple[int, list[tuple[int, str]]] | None = None
+    """What `tether run --reload` handed this process (pid): adopted as systemd's."""
 
 
 def systemd_listeners() -> list[Listener]:
@@ -106,7 +112,12 @@ def systemd_listeners() -> list[Listener]:
     pid = os.getpid()
     adopted = _Process.systemd
     if adopted is None or adopted[0] != pid:
-        adopted = _Process.systemd = (pid, adopt_systemd())
+        handed = _Process.handed
+        if handed is not None and handed[0] == pid:
+            found = _adopt_handed(handed[1])
+        else:
+            found = adopt_systemd()
+        adopted = _Process.systemd = (pid, found)
     return adopted[1]
 
 
@@ -191,6 +202,64 @@ def adopt_systemd(environ: MutableMapping[str, str] | None = None) -> list[Liste
         len(found),
         ", ".join(f"{item.name}={describe(item.sock)}" for item in found),
     )
+    return found
+
+
+# ------------------------------------------------------------------ reloader
+
+HANDED_BY = "TETHER_RELOADER"
+"""The variable naming the process that handed sockets over (its pid)."""
+HANDED_SOCKETS = "TETHER_RELOAD_SOCKETS"
+"""The variable listing them: JSON `[[fd, name], ...]`."""
+
+
+def hand_over(items: Iterable[Listener]) -> tuple[dict[str, str], tuple[int, ...]]:
+    """The variables and descriptors that hand `items` to a child of this process.
+
+    The child keeps the descriptors' numbers (`pass_fds`) and finds them with
+    `adopt_handed_over`, as if systemd had passed them: it serves on them and leaves
+    them open when it stops, so connections wait in their backlog for the next child.
+    """
+    import json  # noqa: PLC0415 - `tether run --reload` only
+
+    listed = [(item.sock.fileno(), item.name) for item in items]
+    variables = {HANDED_BY: str(os.getpid()), HANDED_SOCKETS: json.dumps(listed)}
+    return variables, tuple(fd for fd, _ in listed)
+
+
+def adopt_handed_over(environ: MutableMapping[str, str] | None = None) -> bool:
+    """Whether this process was started by `tether run --reload`; adopt what it handed.
+
+    Only when `TETHER_RELOADER` names the parent process; the variables are then
+    removed, and the sockets become this process's systemd sockets (see
+    [`listeners`][tether.listeners]), named as the reloader named them, when they are
+    first asked for (logging is set up by then).
+    """
+    env = os.environ if environ is None else environ
+    if env.get(HANDED_BY) != str(os.getppid()):
+        return False
+    del env[HANDED_BY]
+    raw = env.pop(HANDED_SOCKETS, "[]")
+    import json  # noqa: PLC0415 - `tether run --reload` only
+
+    listed = [(int(fd), str(name)) for fd, name in json.loads(raw)]
+    for fd, _ in listed:
+        os.set_inheritable(fd, False)  # noqa: FBT003 - the os API
+    _Process.handed = (os.getpid(), listed)
+    return True
+
+
+def _adopt_handed(listed: list[tuple[int, str]]) -> list[Listener]:
+    found: list[Listener] = []
+    for fd, name in listed:
+        sock = socket.socket(fileno=fd)
+        found.append(Listener(name, sock, systemd=True, backlog=_tcp_backlog(sock)))
+    if found:
+        logger.info(
+            "adopted %d socket(s) from the reloader: %s",
+            len(found),
+            ", ".join(f"{item.name}={describe(item.sock)}" for item in found),
+        )
     return found
 
 

@@ -34,6 +34,7 @@ from tether._core._service import BlockingService
 from tether._process._logging import log_status
 from tether._process._notify import Notifier, watchdog_interval
 
+from ._figures import MasterFigures, set_master_figures
 from ._sockets import Sockets, set_listeners
 from ._worker import WorkerMain, die_with_parent
 
@@ -165,6 +166,10 @@ class Workers(BlockingService):
         """Whether "every worker is ready" was said (the log line and READY=1), once."""
         self.started = False
         """The `started` stage ran: readiness may be announced from then on."""
+        self.respawns = 0
+        """Workers forked again after one died or was killed (heartbeat, boot timeout)."""
+        self.figures: MasterFigures | None = None
+        """What the workers' `/metrics` report of this master (shared memory)."""
 
     @property
     def dependencies(self) -> list[Sockets]:
@@ -190,6 +195,7 @@ class Workers(BlockingService):
         for end in self.wakeup:
             end.setblocking(False)  # noqa: FBT003 - the socket API
         self.selector.register(self.wakeup[0], selectors.EVENT_READ, None)
+        self.figures = MasterFigures()
         self._install_signals()
         try:
             for _ in range(self.desired):
@@ -357,6 +363,8 @@ class Workers(BlockingService):
                     )
                     if worker.replaces is not None:
                         self._reload_failed(worker, "it was not ready in time")
+                    else:
+                        self.respawns += 1
                     self._kill(worker)
             elif now - worker.last_seen > self.heartbeat_timeout:
                 logger.error(
@@ -365,6 +373,7 @@ class Workers(BlockingService):
                     worker,
                     now - worker.last_seen,
                 )
+                self.respawns += 1
                 self._kill(worker)
 
     def _check_stragglers(self) -> None:
@@ -397,6 +406,19 @@ class Workers(BlockingService):
                 self._read_notify(key.data)
         self._handle_signals()
         self._reap()
+        self._publish_figures()
+
+    def _publish_figures(self) -> None:
+        """Write the figures the workers' `/metrics` read."""
+        if self.figures is None:
+            return
+        serving = sum(1 for w in self.workers.values() if w.ready and not w.stopping)
+        self.figures.write(
+            desired=self.desired,
+            serving=serving,
+            respawns=self.respawns,
+            reloads=self.generation,
+        )
 
     def _ping_systemd(self) -> None:
         if self.notifier is None or self.watchdog is None:
@@ -515,6 +537,7 @@ class Workers(BlockingService):
             self._reload_failed(worker, f"it exited before it was ready ({text})")
             return
         lived = now - worker.born
+        self.respawns += 1
         self.failures = 1 if lived >= _HEALTHY_LIFE else self.failures + 1
         delay = 0.0 if self.failures <= 1 else min(0.1 * 2 ** (self.failures - 2), _MAX_BACKOFF)
         self.next_spawn = now + delay
@@ -580,6 +603,7 @@ class Workers(BlockingService):
             os.environ["WATCHDOG_PID"] = str(os.getpid())
             os.environ["TETHER_WORKER"] = str(worker.serial)
             set_listeners(self.sockets.listeners)
+            set_master_figures(self.figures)
             code = self.main()
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
@@ -674,6 +698,9 @@ class Workers(BlockingService):
             for end in self.wakeup:
                 end.close()
             self.wakeup = None
+        if self.figures is not None:
+            self.figures.close()
+            self.figures = None
         if self.directory is not None:
             with contextlib.suppress(OSError):
                 for leftover in self.directory.iterdir():

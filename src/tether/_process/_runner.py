@@ -41,6 +41,7 @@ from ._logging import (
 )
 from ._loops import LOOPS, LoopChoice, loop_factory, wakes_itself
 from ._notify import Notifier, Progress, ping_watchdog, watchdog_interval
+from ._observe import observing
 from ._picture import graph_records, status_tree
 from ._signals import SignalHandlers, SignalWakeup, wake_loop_on_signals
 
@@ -192,7 +193,8 @@ class Runner:
             self.notifier = Notifier.from_environment()
             self.signals.install()
             try:
-                with subscribe(LifecycleLogger()):
+                # The log, what /metrics reports and the spans: all from the events.
+                with subscribe(LifecycleLogger()), observing():
                     code = self._phases()
             finally:
                 self.signals.restore()
@@ -523,7 +525,10 @@ def run(
     runs (a task that swallows cancellation, a hook that blocks), naming it.
 
     Logging is set up unless you configured it already (`log_level`; `log_format`
-    `auto`, `plain`, `console` or `json`); every lifecycle event is logged.
+    `auto`, `plain`, `console` or `json`); every lifecycle event is logged, and the
+    durations of starts and stops are recorded for a `Health`'s `/metrics`; with
+    OpenTelemetry's API installed, each start, stop and reload is traced (see
+    [`tether.ext.otel`][tether.ext.otel]).
     Under systemd (`NOTIFY_SOCKET`) readiness, reloads, stopping, status and
     watchdog pings are reported. With `repl=True` an asyncio REPL replaces the
     waiting: the services are bound by name, top-level `await` works, and leaving

@@ -1,0 +1,241 @@
+"""`tether run --reload`: real file changes restart the application in a real child process.
+
+The application lives in a temporary directory (on PYTHONPATH, without bytecode files,
+so that a rewrite within the same second is never read from a stale cache); each test
+rewrites it and follows what the reloader and its children say.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import socket
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("watchfiles")
+
+from tests.conftest import bounded
+from tests.prefork.test_prefork import RefusedError, request
+from tests.process.harness import Tether
+
+PLAIN = ("--log-format", "plain")
+
+APP = '''
+import asyncio
+import tether
+
+VERSION = {version}
+
+
+class Api(tether.Service):
+    """Says when it starts and stops; serves its version on the sockets handed to it."""
+
+    def __init__(self) -> None:
+        self.servers = []
+
+    async def start(self) -> None:
+        for sock in tether.listeners():
+            self.servers.append(await asyncio.start_server(self.answer, sock=sock.dup()))
+        print(f"version {{VERSION}} up", flush=True)
+
+    async def answer(self, reader, writer) -> None:
+        await reader.readline()
+        body = str(VERSION).encode()
+        writer.write(b"HTTP/1.0 200 OK\\r\\nContent-Length: %d\\r\\n\\r\\n%s" % (len(body), body))
+        await writer.drain()
+        writer.close()
+
+    def on_reload(self) -> None:
+        print(f"version {{VERSION}} reloaded", flush=True)
+
+    async def stop(self) -> None:
+        for server in self.servers:
+            await tether.stop_serving(server)
+        print(f"version {{VERSION}} down", flush=True)
+
+
+api = Api()
+'''
+
+
+def write_app(directory: Path, version: int | str, *, module: str = "reloadable") -> Path:
+    path = directory / f"{module}.py"
+    path.write_text(APP.format(version=version))
+    return path
+
+
+def reloading(directory: Path, *extra: str, program: tuple[str, ...] = ()) -> Tether:
+    env = {"PYTHONPATH": str(directory), "PYTHONDONTWRITEBYTECODE": "1"}
+    args = ("run", "--reload", "--reload-dir", str(directory), "reloadable:api", *PLAIN, *extra)
+    return Tether(*args, env=env, program=program)
+
+
+async def test_a_change_stops_the_old_graph_gracefully_then_starts_the_new_code(
+    tmp_path: Path,
+) -> None:
+    """Rewriting the module: the running graph stops as on SIGTERM, a new process runs
+    the new code, and the reloader says so in one line. SIGHUP reaches the application's
+    reload stage; SIGTERM stops both, exit 0."""
+    app = write_app(tmp_path, 1)
+    async with reloading(tmp_path) as proc:
+        await proc.line("version 1 up")
+        app.write_text(APP.format(version=2))
+        await proc.line("version 2 up")
+        await proc.until(
+            lambda: sum("Api running" in line for line in proc.stderr) == 2, "the second run"
+        )
+        proc.send(signal.SIGHUP)
+        await proc.line("version 2 reloaded")
+        proc.send(signal.SIGTERM)
+        assert await proc.exit_code() == 0, proc.output
+    assert proc.stdout == [
+        "version 1 up",
+        "version 1 down",
+        "version 2 up",
+        "version 2 reloaded",
+        "version 2 down",
+    ]
+    reloads = [line for line in proc.stderr if re.search(r"tether\.reload: reload \d+:", line)]
+    assert len(reloads) == 1, proc.output
+    assert re.search(
+        r"reload 1: reloadable\.py changed; stopping pid \d+ gracefully, then starting again",
+        reloads[0],
+    )
+    pids = [int(m.group(1)) for line in proc.stderr if (m := re.search(r"started pid (\d+)", line))]
+    assert len(set(pids)) == 2, proc.output
+    assert proc.proc is not None
+    assert proc.proc.pid not in pids
+    assert "stopped cleanly" in proc.output
+
+
+async def test_a_change_that_breaks_the_start_waits_for_the_fix(tmp_path: Path) -> None:
+    """New code that fails to import: that child exits with code 3, the reloader says it
+    waits, and the next change starts the fixed code."""
+    app = write_app(tmp_path, 1)
+    async with reloading(tmp_path) as proc:
+        await proc.line("version 1 up")
+        app.write_text("raise RuntimeError('half-written')\n")
+        await proc.line("exited with code 3; it starts again at the next change", stream="stderr")
+        app.write_text(APP.format(version=3))
+        await proc.line("version 3 up")
+        proc.send(signal.SIGINT)
+        assert await proc.exit_code() == 0, proc.output
+    assert "half-written" in proc.output
+    assert proc.stdout == ["version 1 up", "version 1 down", "version 3 up", "version 3 down"]
+
+
+def _activated_reloader(directory: Path, sock: socket.socket) -> Tether:
+    """The reloader exec'd by a launcher that puts `sock` on fd 3, as systemd does."""
+    launcher = (
+        "import os, sys\n"
+        "fd = int(sys.argv[1])\n"
+        "os.dup2(fd, 3)\n"
+        "os.close(fd)\n"
+        "os.environ.update(LISTEN_FDS='1', LISTEN_PID=str(os.getpid()), LISTEN_FDNAMES='web')\n"
+        "os.execv(sys.executable, [sys.executable, '-m', 'tether', *sys.argv[2:]])\n"
+    )
+    proc = reloading(directory, program=("-c", launcher, str(sock.fileno())))
+    proc.pass_fds = (sock.fileno(),)
+    return proc
+
+
+async def _answers_without_refusal(port: int, version: str, app: Path) -> int:
+    """Ask until `version` answers, rewriting `app` first; count the requests made.
+
+    Any refused connection fails: the socket must stay open across the restart.
+    """
+    made = 0
+
+    async def until_new() -> None:
+        nonlocal made
+        while True:
+            made += 1
+            try:
+                answer = await _get(port)
+            except RefusedError:
+                raise AssertionError(f"a connection was refused after {made} requests") from None
+            if answer == version:
+                return
+            await asyncio.sleep(0.02)
+
+    await asyncio.to_thread(app.write_text, APP.format(version=version))
+    await bounded(until_new(), 20)
+    return made
+
+
+async def _get(port: int) -> str:
+    try:
+        reader, writer = await bounded(asyncio.open_connection("127.0.0.1", port))
+    except ConnectionRefusedError:
+        raise RefusedError from None
+    writer.write(b"GET / HTTP/1.0\r\n\r\n")
+    data = await bounded(reader.read(), 10)
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return data.split(b"\r\n\r\n", 1)[1].decode()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="pre-fork needs os.fork")
+async def test_prefork_workers_restart_on_the_sockets_the_reloader_bound(tmp_path: Path) -> None:
+    """`--reload --workers 1 --bind`: the reloader binds the port once; each new master
+    and its worker serve on it, and no connection is refused across the restart."""
+    app = write_app(tmp_path, 1)
+    proc = reloading(tmp_path, "--workers", "1", "--bind", "tcp://127.0.0.1:0")
+    async with proc:
+        line = await proc.line("tether.sockets: listening on tcp://127.0.0.1:", stream="stderr")
+        found = re.search(r"tcp://127\.0\.0\.1:(\d+)", line)
+        assert found is not None
+        port = int(found.group(1))
+        await proc.line("version 1 up")
+        assert await _get(port) == "1"
+        await _answers_without_refusal(port, "2", app)
+        assert "adopted 1 socket(s) from the reloader" in proc.output
+        proc.send(signal.SIGTERM)
+        assert await proc.exit_code() == 0, proc.output
+    with pytest.raises(RefusedError):
+        await _get(port)
+
+
+async def test_socket_activation_is_handed_to_every_new_process(tmp_path: Path) -> None:
+    """Started by systemd socket activation: the reloader adopts fd 3 and hands it to each
+    child; requests during the restart wait in its backlog instead of being refused."""
+    app = write_app(tmp_path, 1)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    port = sock.getsockname()[1]
+    async with _activated_reloader(tmp_path, sock) as proc:
+        sock.close()
+        await proc.line("version 1 up")
+        assert await _get(port) == "1"
+        await _answers_without_refusal(port, "2", app)
+        assert "adopted 1 socket(s) from systemd: web=" in proc.output
+        proc.send(signal.SIGTERM)
+        assert await proc.exit_code() == 0, proc.output
+    with pytest.raises(RefusedError):
+        await request(port)
+
+
+async def test_reload_without_watchfiles_is_a_usage_error_naming_the_extra() -> None:
+    """Where watchfiles cannot be imported, `--reload` says which extra to install."""
+    code = (
+        "import sys; sys.modules['watchfiles'] = None\n"
+        "from tether._cli import main\n"
+        "sys.exit(main(['run', '--reload', 'tests.process.apps:quick']))\n"
+    )
+    async with Tether(program=("-c", code)) as proc:
+        assert await proc.exit_code() == 2
+    assert "pip install 'tether[reload]'" in proc.output
+
+
+async def test_a_reload_dir_without_reload_is_refused() -> None:
+    """`--reload-dir` alone would do nothing: a usage error says to add `--reload`."""
+    async with Tether("run", "--reload-dir", ".", "tests.process.apps:quick") as proc:
+        assert await proc.exit_code() == 2
+    assert "--reload-dir goes with --reload" in proc.output
