@@ -41,14 +41,13 @@ class _Slot:
 class Children:
     """The children of one supervisor's run, in start order: static, then dynamic."""
 
-    __slots__ = ("_first", "_last", "_next_position", "_static_set", "deleted", "dynamic", "static")
+    __slots__ = ("_last", "_next_position", "_static_set", "deleted", "dynamic", "static")
 
     def __init__(self) -> None:
         self.static: list[Record] = []
         self._static_set: dict[Record, int] = {}
         self.deleted: set[Record] = set()
         self.dynamic: dict[Record, _Slot] = {}
-        self._first: Record | None = None
         self._last: Record | None = None
         self._next_position = 0
 
@@ -58,8 +57,13 @@ class Children:
         self._static_set = {rec: i for i, rec in enumerate(static)}
         self.deleted = set()
         self.dynamic = {}
-        self._first = self._last = None
+        self._last = None
         self._next_position = len(static)
+
+    def forget_dynamic(self) -> None:
+        """The supervisor stops: the engine stops the dynamic children; the list forgets them."""
+        self.dynamic = {}
+        self._last = None
 
     def __contains__(self, rec: object) -> bool:
         if rec in self.dynamic:
@@ -105,8 +109,6 @@ class Children:
         self._next_position += 1
         if self._last is not None:
             self.dynamic[self._last].next = rec
-        else:
-            self._first = rec
         self._last = rec
         self.dynamic[rec] = slot
         attach(own, rec)
@@ -133,8 +135,6 @@ class Children:
         prev, after = slot.prev, slot.next
         if prev is not None:
             self.dynamic[prev].next = after
-        else:
-            self._first = after
         if after is not None:
             self.dynamic[after].prev = prev
             self.keep_place(after)  # it waited for `rec`: now for what `rec` waited for

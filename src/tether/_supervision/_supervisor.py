@@ -220,7 +220,9 @@ class Supervisor(Service):
         if name is not None:
             self.name = name
         self._history: deque[float] = deque()
-        self._pending: list[_Pending] = []
+        self._pending: deque[_Pending] = deque()
+        self._queued: set[tuple[Record, int | None]] = set()
+        """(child, run) of each exit in `_pending`: a run exits once."""
         self._wake: asyncio.Event | None = None
         self._removed: set[Record] = set()
         self._resume: set[Record] = set()
@@ -273,6 +275,7 @@ class Supervisor(Service):
                 )
         self._history.clear()
         self._pending.clear()
+        self._queued.clear()
         self._removed.clear()
         self._resume.clear()
         self._down.clear()
@@ -290,7 +293,11 @@ class Supervisor(Service):
         self._task = self.add_task(self._supervise(), name=f"{display_name(self)} supervision")
 
     async def stop(self) -> None:
-        """Stop supervising; the engine then stops the children in reverse order."""
+        """Stop supervising; the engine then stops the children in reverse order.
+
+        The children added while it ran belong to this run: they stop with it (they
+        are its dependencies) and are no longer listed.
+        """
         self._active = False
         for rec in self._children:
             if rec.supervisor is self:
@@ -299,6 +306,7 @@ class Supervisor(Service):
             rec = record(child)
             if rec.supervisor is self:
                 rec.supervisor = None
+        self._children.forget_dynamic()
 
     # ------------------------------------------------------- children at run time
 
@@ -577,9 +585,9 @@ class Supervisor(Service):
         if not self._active or own.state is not _RUNNING or own.stopping:
             return False
         run = child.seq if child.state is not _STARTING else _STARTING_RUN
-        for queued in self._pending:
-            if queued[0] is child and queued[1] == run:
-                return True
+        if (child, run) in self._queued:
+            return True
+        self._queued.add((child, run))
         self._pending.append((child, run, cause, kind))
         if self._wake is not None:
             self._wake.set()
@@ -594,7 +602,8 @@ class Supervisor(Service):
             await wake.wait()
             wake.clear()
             while self._pending:
-                exit_ = self._pending.pop(0)
+                exit_ = self._pending.popleft()
+                self._queued.discard((exit_[0], exit_[1]))
                 if not _current(exit_):
                     continue
                 if not await self._handle(exit_):
@@ -735,6 +744,11 @@ class Supervisor(Service):
             rec.root_holds += 1
             self._down.add(rec)
             self._busy = rec
+            dynamic = self._children.is_dynamic(rec)
+            if dynamic:
+                # Stopped alone, it has no place to keep: without its edge to the child
+                # before it, planning this stop does not walk the list of running ones.
+                order_after(rec, ())
             try:
                 await stop_root(rec.service, None)
             except asyncio.CancelledError:
@@ -749,6 +763,8 @@ class Supervisor(Service):
                     )
             finally:
                 self._busy = None
+                if dynamic and self._children.is_dynamic(rec):
+                    self._children.keep_place(rec)  # the list's order goes on through it
 
     async def _wait_for_outsiders(self, rec: Record) -> None:
         """Let services outside the supervisor that depend on `rec` stop first.
@@ -840,7 +856,8 @@ class Supervisor(Service):
         except Exception as exc:
             logger.exception("%s: %s failed to start again", display_name(self), rec.name)
             rec.supervisor = self
-            self._pending.insert(0, (rec, None, exc, ExitKind.EXCEPTION))
+            self._pending.appendleft((rec, None, exc, ExitKind.EXCEPTION))
+            self._queued.add((rec, None))
             return False
         self._take_over(rec)
         rec.restarts += 1
@@ -871,6 +888,9 @@ class Supervisor(Service):
 
     def _stamp_starting(self, rec: Record, run: int | None) -> None:
         """Exits `rec` made while starting end the run now begun; none if it failed."""
+        if (rec, _STARTING_RUN) not in self._queued:
+            return
+        self._queued.discard((rec, _STARTING_RUN))
         pending = self._pending
         for i, (child, stamp, cause, kind) in enumerate(pending):
             if child is rec and stamp == _STARTING_RUN:
@@ -878,6 +898,7 @@ class Supervisor(Service):
                     del pending[i]
                 else:
                     pending[i] = (child, run, cause, kind)
+                    self._queued.add((child, run))
                 return
 
     async def _give_up(self, cause: BaseException | None, kind: ExitKind, failed: Record) -> None:
