@@ -15,8 +15,8 @@ detector (the runner's SIGUSR1 header), and a `LOOP_BLOCKED` lifecycle event is
 published.
 
 Cost: one timer callback every `timeout / 4` (at most every second) on the loop, and a
-thread that wakes as often; nothing per loop iteration (`benchmarks/bench_blocking.py`
-measures it).
+thread that wakes about once per `timeout`; nothing per loop iteration
+(`benchmarks/bench_blocking.py` measures what it amounts to).
 """
 
 from __future__ import annotations
@@ -192,12 +192,15 @@ class BlockingDetector:
     # ----------------------------------------------------------- thread side
 
     def _watch(self) -> None:
+        # It sleeps until the moment the current beat would be `timeout` late; by then
+        # the loop has usually moved the beat on, and it sleeps again: about one wake
+        # per `timeout`, and none at all per loop iteration.
         reported = math.nan
         while True:
             due = self._due
             wait = due + self.timeout - time.monotonic()
             if wait > 0:
-                if self._stop.wait(min(wait, self.interval)):
+                if self._stop.wait(wait):
                     return
                 continue
             if due != reported and due == self._due:
