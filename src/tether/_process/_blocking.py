@@ -124,6 +124,20 @@ class BlockingDetector:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    def summary(self) -> str:
+        """The blocks so far in words, for the runner's last lines."""
+        return (
+            f"the event loop was blocked {self.count} time(s) past {self.timeout:g}s, "
+            f"longest {self.longest:.2f}s"
+        )
+
+    def status_line(self) -> str:
+        """The line of the SIGUSR1 header: the blocks so far, and who blocked it last."""
+        line = f"event loop: blocked {self.count} time(s) past {self.timeout:g}s"
+        if self.count:
+            line += f", longest {self.longest:.2f}s, last: {self.last}"
+        return line
+
     # ------------------------------------------------------------- loop side
 
     def start(self) -> None:

@@ -225,15 +225,8 @@ class Runner:
                 self.deadline.disarm()
                 if self.notifier is not None:
                     self.notifier.close()
-            detector = self.detector
-            if detector is not None and detector.count:
-                logger.info(
-                    "%s: the event loop was blocked %d time(s) past %gs, longest %.2fs",
-                    self.name,
-                    detector.count,
-                    detector.timeout,
-                    detector.longest,
-                )
+            if self.detector is not None and self.detector.count:
+                logger.info("%s: %s", self.name, self.detector.summary())
             logger.info("%s: exit code %d (%s)", self.name, code, ExitCode(code).name)
         return code
 
@@ -513,16 +506,8 @@ class Runner:
 
     def _print_status(self) -> None:
         header = f"tether status: {self.name} is {self.phase.value} (pid {os.getpid()})"
-        detector = self.detector
-        if detector is not None:
-            header += (
-                f"\nevent loop: blocked {detector.count} time(s) past {detector.timeout:g}s"
-                + (
-                    f", longest {detector.longest:.2f}s, last: {detector.last}"
-                    if detector.count
-                    else ""
-                )
-            )
+        if self.detector is not None:
+            header += "\n" + self.detector.status_line()
         try:
             tree = status_tree(self.service)
         except Exception as exc:
@@ -575,7 +560,8 @@ def run(
     (code that blocks it: a `time.sleep`, a long computation, a blocking call), it
     logs the stack of that code and names the task and the service it belongs to,
     counts it in [`status`][tether.status] (`loop_blocks`) and the status tree, and
-    says so in systemd's `STATUS=`; off by default (see the runner page for its cost):
+    says so in systemd's `STATUS=`; off by default (its cost is measured in the how-to
+    "Finding what blocks the event loop"):
 
     ```python
     if __name__ == "__main__":
