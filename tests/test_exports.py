@@ -36,6 +36,7 @@ EXPECTED = {
     "InjectionError",
     "Lazy",
     "LifecycleEvent",
+    "MaxChildrenError",
     "PluginError",
     "Plugins",
     "RegistrationError",

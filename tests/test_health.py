@@ -79,6 +79,7 @@ async def test_status_reports_every_service_of_the_graph() -> None:
         assert entry["state"] == "running"
         assert entry["uptime"] >= 0
         assert entry["restarts"] == 0
+        assert entry["loop_blocks"] == 0
         assert entry["error"] is None
 
 

@@ -45,6 +45,7 @@ _LAZY = {
     "Container": "_inject._container",
     "ExitCode": "_process._runner",
     "Lazy": "_supervision._lazy",
+    "MaxChildrenError": "_supervision._policy",
     "Plugins": "_inject._plugins",
     "Restart": "_supervision._policy",
     "RestartIntensityError": "_supervision._policy",
@@ -72,7 +73,13 @@ if _TYPE_CHECKING:
     from ._process._picture import graph, status_tree
     from ._process._runner import ExitCode, run
     from ._supervision._lazy import Lazy
-    from ._supervision._policy import Backoff, Restart, RestartIntensityError, Strategy
+    from ._supervision._policy import (
+        Backoff,
+        MaxChildrenError,
+        Restart,
+        RestartIntensityError,
+        Strategy,
+    )
     from ._supervision._supervisor import Supervisor
     from ._supervision._thread import ServiceThread, ThreadStalledError
 
@@ -100,6 +107,7 @@ __all__ = [
     "InjectionError",
     "Lazy",
     "LifecycleEvent",
+    "MaxChildrenError",
     "PluginError",
     "Plugins",
     "RegistrationError",

@@ -21,6 +21,7 @@ from ._core._base import ServiceBase
 from ._core._errors import TetherError
 from ._core._graph import check
 from ._core._version import __version__
+from ._process._blocking import check_blocking_timeout
 from ._process._logging import LOG_FORMATS, LOG_LEVELS, make_formatter
 from ._process._picture import FORMATS, graph
 from ._process._runner import (
@@ -110,6 +111,14 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     running.add_argument(
+        "--blocking-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="report code that keeps the event loop from turning for longer than this: "
+        "its stack, its task and service, counted in the live status (default: off)",
+    )
+    running.add_argument(
         "--log-format",
         choices=LOG_FORMATS,
         default="auto",
@@ -179,6 +188,7 @@ def _check_running_options(args: argparse.Namespace) -> None:
         make_formatter(args.log_format, sys.stderr)
         if args.shutdown_timeout is not None:
             check_timeout(args.shutdown_timeout)
+        check_blocking_timeout(args.blocking_timeout)
     except (ImportError, ValueError) as exc:
         _fail(ExitCode.USAGE, str(exc))
 
@@ -266,6 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log_format=args.log_format,
         repl=vars(sys.modules[args.target.partition(":")[0]]) if args.command == "repl" else False,
         container=container,
+        blocking_timeout=args.blocking_timeout,
     )
 
 
@@ -399,6 +410,7 @@ def _prefork(args: argparse.Namespace) -> NoReturn:
             log_format=args.log_format,
             container=args.container,
             overrides=args.config,
+            blocking_timeout=args.blocking_timeout,
         )
     except (TetherError, ValueError, TypeError, ImportError) as exc:
         _fail(ExitCode.USAGE, str(exc))

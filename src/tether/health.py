@@ -164,8 +164,10 @@ class Health(Service):
       the reason (`starting`, `stopping`, `Database is stopped`).
     * `/status`: 200 with a JSON document: `ready`, `reason`, and `services`,
       one entry per service of the graph with `name`, `state`, `uptime`
-      (seconds, null unless running), `restarts`, `tasks` (running background
-      tasks), `dependencies` (names) and `error` (what ended its last run badly).
+      (seconds, null unless running), `restarts`, `loop_blocks` (times its code
+      blocked the event loop, with the runner's `blocking_timeout`), `tasks`
+      (running background tasks), `dependencies` (names) and `error` (what ended its
+      last run badly).
 
     When the graph begins to stop, readiness turns 503 in the [`DRAIN`][tether.health.DRAIN] stage,
     before any `stopping` or `stop` hook runs anywhere, and the stop then waits
@@ -294,6 +296,7 @@ class Health(Service):
                     "state": snap.state.value,
                     "uptime": None if snap.uptime is None else round(snap.uptime, 3),
                     "restarts": snap.restarts,
+                    "loop_blocks": snap.loop_blocks,
                     "tasks": len(snap.tasks),
                     "dependencies": [record(dep).name for dep in snap.dependencies],
                     "error": None if snap.error is None else _error_text(snap.error),

@@ -2,7 +2,7 @@
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import pytest
 
@@ -335,6 +335,34 @@ async def test_call_injects_a_function(container: tether.Container) -> None:
         return f"{greeting} {settings.url}"
 
     assert await container.call(handler, greeting="hello") == "hello sqlite://"
+
+
+async def test_call_builds_a_class_anew_each_time_reading_its_signature_once(
+    container: tether.Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """call(Class) is a new instance per call, its signature read once; functions each time."""
+    import inspect
+
+    first = await container.call(Pool)
+    reads: list[object] = []
+    real = inspect.signature
+
+    def signature(function: Any, **options: Any) -> inspect.Signature:
+        reads.append(function)
+        return real(function, **options)
+
+    monkeypatch.setattr(inspect, "signature", signature)
+    second = await container.call(Pool)
+    assert first is not second
+    assert first.settings is second.settings
+    assert reads == []
+
+    async def made_per_call(settings: Settings) -> str:
+        return settings.url
+
+    assert await container.call(made_per_call) == "sqlite://"
+    assert reads
+    assert all(read is made_per_call for read in reads)  # made per call, maybe: not kept
 
 
 async def test_resolution_is_typed(container: tether.Container) -> None:

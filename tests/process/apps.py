@@ -394,3 +394,35 @@ def _process_state(pid: int) -> str | None:
 
 def orphans() -> Root:
     return Root("root", Orphans("orphans"))
+
+
+# ------------------------------------------------------- blocked-loop detector
+
+
+class Stalling(Step):
+    """On SIGUSR2, its background task blocks the loop for a second (a blocking call)."""
+
+    async def start(self) -> None:
+        self.wake = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, self.wake.set)
+        say(f"start:{self.name}")
+
+    @tether.task
+    async def crunch(self) -> None:
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            self.lookup()
+
+    def lookup(self) -> None:
+        mark("X-BLOCK=begin")
+        time.sleep(1.0)  # the blocking call the detector is to name
+        mark("X-BLOCK=end")
+        say("unblocked")
+
+    async def stop(self) -> None:
+        asyncio.get_running_loop().remove_signal_handler(signal.SIGUSR2)
+
+
+def stalling() -> Root:
+    return Root("root", Stalling("cache"))

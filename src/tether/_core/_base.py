@@ -198,6 +198,7 @@ class Launcher(Protocol):
         log_format: str = ...,
         repl: bool | Mapping[str, Any] = ...,
         container: Any = ...,
+        blocking_timeout: float | None = ...,
     ) -> NoReturn: ...
 
 

@@ -54,6 +54,11 @@ class EventKind(enum.StrEnum):
     THREAD_STALLED = "thread_stalled"
     """The loop of a `ServiceThread` did not answer its heartbeat for `duration`
     seconds; `detail` is where its code is stuck."""
+    LOOP_BLOCKED = "loop_blocked"
+    """The event loop did not turn for `duration` seconds, longer than the runner's
+    `blocking_timeout`; `service` is the service whose code blocked it (None when
+    no service's code was found), `detail` where that code was, `count` the number of
+    blocks so far in this process. Published once the loop turns again."""
 
 
 class LifecycleEvent:

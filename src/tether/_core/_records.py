@@ -12,8 +12,8 @@ import asyncio
 import enum
 import math
 import threading
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Final, Protocol, overload
 
 from ._errors import DefinitionError, HookError
 
@@ -26,11 +26,16 @@ if TYPE_CHECKING:
 __all__ = [
     "Barrier",
     "ClassInfo",
+    "Edges",
+    "Members",
     "Node",
     "Record",
     "ServiceState",
+    "attach",
+    "detach",
     "display_name",
     "hold",
+    "order_after",
     "unhold",
 ]
 
@@ -127,6 +132,8 @@ class RunExtras:
     __slots__ = (
         "crash_raised",
         "exit_event",
+        "longest_block",
+        "loop_blocks",
         "prune_at",
         "skipped_ticks",
         "sleepers",
@@ -140,6 +147,8 @@ class RunExtras:
         self.sleepers: set[asyncio.Future[bool]] | None = None
         self.prune_at = 64
         self.skipped_ticks = 0
+        self.loop_blocks = 0
+        self.longest_block = 0.0
 
 
 class Record(Node):
@@ -184,7 +193,8 @@ class Record(Node):
     """The operation that owns the service right now (starting, stopping, reloading)."""
     mark: object
     """Scratch of the synchronous walks (collecting a graph, planning a stop)."""
-    deps: tuple[Record, ...]
+    deps: Sequence[Record]
+    """What it depends on in this run: a tuple, or `Members` once `attach` added to it."""
     holders: tuple[()] | list[Record] | dict[Record, None]
     """The dependents that hold this service: from the moment their start is planned
     until their stop has finished. A service stops when nothing holds it any more. A
@@ -310,6 +320,20 @@ class Record(Node):
         self.more().skipped_ticks = value
 
     @property
+    def loop_blocks(self) -> int:
+        return 0 if self.extras is None else self.extras.loop_blocks
+
+    @property
+    def longest_block(self) -> float:
+        return 0.0 if self.extras is None else self.extras.longest_block
+
+    def count_block(self, seconds: float) -> None:
+        """Its code kept the event loop from turning for `seconds` (the runner's detector)."""
+        extras = self.more()
+        extras.loop_blocks += 1
+        extras.longest_block = max(extras.longest_block, seconds)
+
+    @property
     def name(self) -> str:
         return display_name(self.service)
 
@@ -387,6 +411,133 @@ def unhold(dep: Record, rec: Record) -> bool:
 
 
 _EMPTY: tuple[Any, ...] = ()  # the edges of records that have no dependencies
+
+
+# ------------------------------------------------------- dependencies added at run time
+
+
+class Members(Sequence["Record"]):
+    """The dependencies of a record that gained some while running (see `attach`).
+
+    An ordered set: it reads as the tuple the graph walk makes (in order, `[-1]` the
+    last), but adding and removing one costs O(1), so a supervisor can have thousands
+    of children come and go.
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Iterable[Record]) -> None:
+        self._items: dict[Record, None] = dict.fromkeys(items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[Record]:
+        return iter(self._items)
+
+    def __reversed__(self) -> Iterator[Record]:
+        return reversed(self._items)
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._items
+
+    @overload
+    def __getitem__(self, index: int) -> Record: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Record]: ...
+    def __getitem__(self, index: int | slice) -> Record | Sequence[Record]:
+        if index == -1 and self._items:
+            return next(reversed(self._items))
+        return tuple(self._items)[index]
+
+    def __repr__(self) -> str:
+        return f"Members({list(self._items)!r})"
+
+
+class Edges(Sequence[Node]):
+    """`after` of a record whose `deps` are `Members`: those, then the gate(s) of its group.
+
+    A view: it follows the members as they change, and keeps the gate last, so
+    `after[-1]` is the gate when `len(after) > len(deps)`, as in the tuples.
+    """
+
+    __slots__ = ("deps", "trailing")
+
+    def __init__(self, deps: Members, trailing: tuple[Node, ...]) -> None:
+        self.deps = deps
+        self.trailing = trailing
+
+    def __len__(self) -> int:
+        return len(self.deps) + len(self.trailing)
+
+    def __iter__(self) -> Iterator[Node]:
+        yield from self.deps
+        yield from self.trailing
+
+    @overload
+    def __getitem__(self, index: int) -> Node: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Node]: ...
+    def __getitem__(self, index: int | slice) -> Node | Sequence[Node]:
+        if index == -1:
+            return self.trailing[-1] if self.trailing else self.deps[-1]
+        return (*self.deps, *self.trailing)[index]
+
+    def __contains__(self, item: object) -> bool:
+        return item in self.deps or item in self.trailing
+
+    def __repr__(self) -> str:
+        return f"Edges({list(self)!r})"
+
+
+def attach(parent: Record, child: Record) -> None:
+    """`parent` depends on `child` from now on, as if its `dependencies` had listed it.
+
+    Both run: `child` was started on its own (by a supervisor's `start_child`). It
+    joins `parent.deps` and `parent.after` (after the other dependencies, before the
+    gate of `parent`'s group), and `parent` holds it. So what the engine does with
+    dependencies reaches it: a stop of `parent` stops it after `parent` (unless
+    something else still holds it), a reload reaches it, pictures show it. The caller
+    lets go of whatever hold it had on `child` (its root hold) itself. The next run
+    of `parent` has the dependencies its `dependencies` lists, as always.
+    """
+    deps = parent.deps
+    if not isinstance(deps, Members):
+        members = Members(deps)
+        parent.after = _edges(members, tuple(parent.after[len(deps) :]))
+        parent.deps = deps = members
+    deps._items[child] = None
+    hold(child, parent)
+
+
+def detach(parent: Record, child: Record) -> None:
+    """Undo `attach`: `parent` no longer depends on `child`, nor holds it.
+
+    For a `child` that has stopped, or that something else holds: a running service
+    that nothing holds any more is not stopped by this.
+    """
+    deps = parent.deps
+    if isinstance(deps, Members):
+        deps._items.pop(child, None)
+    unhold(child, parent)
+
+
+def order_after(rec: Record, nodes: Sequence[Node]) -> None:
+    """`rec` waits for `nodes` too: its edges become its dependencies, then `nodes`.
+
+    For a service a supervisor started as a root of its own (which has no gate): the
+    nodes stand for its place in the supervisor's list, so it starts after them (had
+    it started with them) and a stop that takes both stops it first.
+    """
+    rec.after = _edges(rec.deps, tuple(nodes))
+
+
+def _edges(deps: Sequence[Record], trailing: tuple[Node, ...]) -> Sequence[Node]:
+    if not trailing:
+        return deps
+    if isinstance(deps, Members):
+        return Edges(deps, trailing)
+    return (*deps, *trailing)
 
 
 def display_name(service: object) -> str:

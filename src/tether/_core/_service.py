@@ -249,13 +249,18 @@ class ServiceStatus:
     running (None unless running); `restarts`; `tasks`: its background tasks not yet
     finished; `dependencies`: what it depended on in its current or last run;
     `error`: what ended its last run badly, if anything; `skipped_ticks`: timer ticks
-    skipped because a tick overran its interval.
+    skipped because a tick overran its interval; `loop_blocks`: how many times its
+    code kept the event loop from turning for longer than the runner's
+    `blocking_timeout` in this run, and `longest_block` the longest of those, in
+    seconds (0 and 0.0 unless the blocked-loop detector is on).
     """
 
     # A plain slotted class rather than a dataclass: `import tether` stays cheap.
     __slots__ = (
         "dependencies",
         "error",
+        "longest_block",
+        "loop_blocks",
         "name",
         "restarts",
         "service",
@@ -274,6 +279,8 @@ class ServiceStatus:
     dependencies: tuple[ServiceBase, ...]
     error: BaseException | None
     skipped_ticks: int
+    loop_blocks: int
+    longest_block: float
 
     def __init__(self, **fields: Any) -> None:
         for name in self.__slots__:
@@ -310,4 +317,6 @@ def status(service: ServiceBase) -> ServiceStatus:
         dependencies=tuple(d.service for d in rec.deps),
         error=rec.error or rec.crash,
         skipped_ticks=rec.skipped_ticks,
+        loop_blocks=rec.loop_blocks,
+        longest_block=rec.longest_block,
     )

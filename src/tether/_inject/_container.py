@@ -44,6 +44,9 @@ __all__ = ["Container"]
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
+_CALLS_KEPT = 256
+"""Classes whose provider `call` keeps (see `_Tree.calls`)."""
+
 _Frontier = tuple[ServiceBase, ...]
 _EMPTY: _Frontier = ()
 
@@ -51,10 +54,15 @@ _EMPTY: _Frontier = ()
 class _Tree:
     """What a root container shares with all its scopes."""
 
-    __slots__ = ("auto", "named", "var", "waiting")
+    __slots__ = ("auto", "calls", "named", "var", "waiting")
 
     def __init__(self) -> None:
         self.var: ContextVar[Container | None] = ContextVar("tether.container", default=None)
+        self.calls: dict[type, Provider] = {}
+        """The provider `call` made for each class it was given: reading a signature
+        costs far more than a call, and a supervisor builds a class per child again and
+        again. Classes only, and at most `_CALLS_KEPT`: a provider refers to what it
+        calls, so functions made per call would pile up."""
         self.named: set[Any] = set()
         """Types registered under a name somewhere in the tree."""
         self.auto: dict[Any, Provider] = {}
@@ -959,9 +967,16 @@ class Container:
     async def _call(
         self, function: Callable[..., Any], overrides: dict[str, Any]
     ) -> tuple[Any, _Frontier]:
-        provider = Provider.of_callable(function, provides=object, transient=True)
-        if provider.kind is Kind.GENERATOR or provider.kind is Kind.ASYNC_GENERATOR:
-            provider.kind = Kind.CALL  # the caller consumes what it yields
+        calls = self._tree.calls
+        provider = calls.get(function) if isinstance(function, type) else None
+        if provider is None:
+            provider = Provider.of_callable(function, provides=object, transient=True)
+            if provider.kind is Kind.GENERATOR or provider.kind is Kind.ASYNC_GENERATOR:
+                provider.kind = Kind.CALL  # the caller consumes what it yields
+            if isinstance(function, type):
+                if len(calls) >= _CALLS_KEPT:
+                    calls.clear()
+                calls[function] = provider
         _check_overrides(provider, (), overrides)
         return await self._abuild(provider, (), [], overrides or None)
 

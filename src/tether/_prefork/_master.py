@@ -86,6 +86,7 @@ def prefork(
     log_format: LogFormat = "auto",
     container: Container | str | None = None,
     overrides: Iterable[str] = (),
+    blocking_timeout: float | None = None,
 ) -> NoReturn:
     """Run `app` in `workers` processes sharing the listening sockets; exit with a code.
 
@@ -113,7 +114,9 @@ def prefork(
     dies is respawned (with backoff when it keeps dying); one whose event loop sends no
     heartbeat for `heartbeat_timeout` seconds is killed and replaced; one not ready
     within `boot_timeout` is killed. Workers exit when the master dies. Under
-    systemd only the master notifies, `READY=1` once every worker is ready.
+    systemd only the master notifies, `READY=1` once every worker is ready. With
+    `blocking_timeout`, each worker runs the blocked-loop detector of
+    [`run`][tether.run].
 
     Exit codes: 0 after a stop, 3 when binding or the first workers failed, 1 when the
     stop reported errors:
@@ -143,6 +146,9 @@ def prefork(
     from tether._process._runner import loop_factory  # noqa: PLC0415 - when a master runs
 
     loop_factory(loop)
+    from tether._process._blocking import check_blocking_timeout  # noqa: PLC0415 - as above
+
+    blocking = check_blocking_timeout(blocking_timeout)
     if threading.current_thread() is not threading.main_thread():
         raise RuntimeError(
             "tether.prefork() forks and owns the signals: call it in the main thread."
@@ -161,6 +167,7 @@ def prefork(
         "shutdown_timeout": graceful,
         "log_level": log_level,
         "log_format": log_format,
+        "blocking_timeout": blocking,
     }
     code = _run_master(
         app,

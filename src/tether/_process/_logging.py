@@ -342,6 +342,16 @@ class LifecycleLogger:
         elif kind is EventKind.TIMER_SKIPPED:
             # tether.tasks logs the warning itself; here only the event, for completeness.
             log(logging.DEBUG, "%s: %s skipped %s tick(s)", service, event.detail, event.count)
+        elif kind is EventKind.LOOP_BLOCKED:
+            # tether.blocking logs the warning and the stack itself; here only the event.
+            log(
+                logging.DEBUG,
+                "%s blocked the event loop for %.3fs at %s",
+                service or "code outside the services",
+                event.duration or 0.0,
+                event.detail,
+                extra=extra,
+            )
 
 
 def log_loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:

@@ -220,6 +220,10 @@ def status_tree(root: ServiceBase) -> str:
         parts.append(f"restarts {snap.restarts}")
         if snap.skipped_ticks:
             parts.append(f"skipped ticks {snap.skipped_ticks}")
+        if snap.loop_blocks:
+            parts.append(
+                f"blocked the event loop {snap.loop_blocks}x (longest {snap.longest_block:.2f}s)"
+            )
         if snap.error is not None:
             parts.append(f"error {type(snap.error).__name__}: {snap.error}")
         lines.append(lead + "  ".join(parts))

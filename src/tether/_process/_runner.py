@@ -29,6 +29,7 @@ from tether._core._records import display_name
 from tether._core._stages import RELOAD
 from tether._supervision._thread import use_loop_factory
 
+from ._blocking import BlockingDetector, check_blocking_timeout
 from ._deadline import FORCED_EXIT, Deadline, culprits, force_exit
 from ._logging import (
     LOG_FORMATS,
@@ -85,6 +86,7 @@ class RunOptions(TypedDict, total=False):
     log_format: LogFormat
     repl: bool | Mapping[str, Any]
     container: Container | None
+    blocking_timeout: float | None
 
 
 class _Phase(enum.Enum):
@@ -138,11 +140,14 @@ class Runner:
         log_format: LogFormat = "auto",
         repl: bool | Mapping[str, Any] = False,
         container: Container | None = None,
+        blocking_timeout: float | None = None,
     ) -> None:
         self.service = _check_service(service)
         self.container = container
         self.factory = loop_factory(loop)
         self.shutdown_timeout = check_timeout(shutdown_timeout)
+        self.blocking_timeout = check_blocking_timeout(blocking_timeout)
+        self.detector: BlockingDetector | None = None
         parse_level(log_level)
         if log_format not in LOG_FORMATS:
             raise ValueError(
@@ -201,6 +206,8 @@ class Runner:
                 self.deadline.disarm()
                 if self.notifier is not None:
                     self.notifier.close()
+            if self.detector is not None and self.detector.count:
+                logger.info("%s: %s", self.name, self.detector.summary())
             logger.info("%s: exit code %d (%s)", self.name, code, ExitCode(code).name)
         return code
 
@@ -265,6 +272,14 @@ class Runner:
                     ping_watchdog(notifier, interval), name="tether.systemd-watchdog"
                 )
         progress = subscribe(self.progress) if self.progress else contextlib.nullcontext()
+        if self.blocking_timeout is not None:
+            self.detector = BlockingDetector(
+                self.service,
+                self.blocking_timeout,
+                notifier=notifier,
+                phase=lambda: self.phase.value,
+            )
+            self.detector.start()
         try:
             with progress:
                 if self.container is None:
@@ -274,6 +289,8 @@ class Runner:
                 async with self.container:
                     return await self._lifetime(loop)
         finally:
+            if self.detector is not None:
+                self.detector.close()
             if self.progress is not None:
                 self.progress.close()
             for task in (watchdog, self.reload_task):
@@ -484,6 +501,8 @@ class Runner:
 
     def _print_status(self) -> None:
         header = f"tether status: {self.name} is {self.phase.value} (pid {os.getpid()})"
+        if self.detector is not None:
+            header += "\n" + self.detector.status_line()
         try:
             tree = status_tree(self.service)
         except Exception as exc:
@@ -501,6 +520,7 @@ def run(
     log_format: LogFormat = "auto",
     repl: bool | Mapping[str, Any] = False,
     container: Container | None = None,
+    blocking_timeout: float | None = None,
 ) -> NoReturn:
     """Run `service` and its graph as this process, then exit with a documented code.
 
@@ -536,7 +556,13 @@ def run(
     as `tether repl module:attr` binds the module's. When the graph stops under the
     prompt (a signal, a service's own stop, a crash) the REPL says why as it leaves.
     With a `container` (see [`Container`][tether.Container]), the resources it built are
-    released once the whole graph has stopped:
+    released once the whole graph has stopped. With `blocking_timeout` (seconds), a
+    thread watches the event loop: when the loop does not turn for longer than that
+    (code that blocks it: a `time.sleep`, a long computation, a blocking call), it
+    logs the stack of that code and names the task and the service it belongs to,
+    counts it in [`status`][tether.status] (`loop_blocks`) and the status tree, and
+    says so in systemd's `STATUS=`; off by default (its cost is measured in the how-to
+    "Finding what blocks the event loop"):
 
     ```python
     if __name__ == "__main__":
@@ -553,6 +579,7 @@ def run(
         log_format=log_format,
         repl=repl,
         container=container,
+        blocking_timeout=blocking_timeout,
     )
     from ._pid1 import become_init_when_pid1  # noqa: PLC0415 - a container's PID 1 only
 

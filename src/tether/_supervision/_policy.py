@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 from tether._core._base import ServiceBase
@@ -20,13 +20,13 @@ from tether._core._records import Record, display_name
 __all__ = [
     "Backoff",
     "ExitKind",
+    "MaxChildrenError",
     "Restart",
     "RestartIntensityError",
     "Strategy",
     "affected",
     "cause_text",
     "choice",
-    "dependents",
     "depends_on",
     "restart_type",
     "restarts_after",
@@ -73,6 +73,15 @@ class RestartIntensityError(TetherError):
     that child is a supervisor that gave up, it is that supervisor's own error, whose
     `__cause__` goes on down, so the chain leads from the outermost supervisor to the
     first failure (and the message names it).
+    """
+
+
+class MaxChildrenError(TetherError):
+    """`Supervisor.start_child` refused a child: the supervisor has `max_children` already.
+
+    As Elixir's `DynamicSupervisor` answers `{:error, :max_children}`: nothing was
+    started. Catch it to turn the work away (close the connection, reject the job)
+    or to wait until a child ends.
     """
 
 
@@ -202,23 +211,31 @@ def cause_text(exit_kind: ExitKind, cause: BaseException | None) -> str:
 
 
 def affected(
-    strategy: Strategy, order: list[Record], failed: Record, *, restart: bool
+    strategy: Strategy,
+    order: Callable[[], list[Record]],
+    failed: Record,
+    *,
+    restart: bool,
+    dependents: Callable[[set[Record]], set[Record]],
 ) -> tuple[set[Record], set[Record]]:
     """The children to restart and those to leave down, now that `failed` exited.
 
-    `order` holds the children in start order; `restart` says whether `failed` itself
-    is restarted. A restart takes the children `strategy` names and every child that
+    `order()` gives the children in start order (read only by the strategies that
+    take more than the failed child); `restart` says whether `failed` itself is
+    restarted; `dependents(targets)` are the running children that depend on one of
+    `targets`. A restart takes the children `strategy` names and every child that
     depends on one of them; a child left down takes down the children depending on it.
     """
     if not restart:
-        return set(), {failed} | dependents(order, {failed})
+        return set(), {failed} | dependents({failed})
     if strategy is Strategy.ONE_FOR_ONE:
         chosen = {failed}
     elif strategy is Strategy.ONE_FOR_ALL:
-        chosen = set(order)
+        chosen = set(order())
     else:
-        chosen = set(order[order.index(failed) :])
-    return chosen | dependents(order, chosen), set()
+        children = order()
+        chosen = set(children[children.index(failed) :])
+    return chosen | dependents(chosen), set()
 
 
 def subtree(roots: Iterable[Record]) -> set[Record]:
@@ -248,10 +265,3 @@ def depends_on(rec: Record, targets: set[Record]) -> bool:
             seen.add(dep)
             stack.extend(dep.deps)
     return False
-
-
-def dependents(order: list[Record], targets: set[Record]) -> set[Record]:
-    """The children in `order` that depend (transitively) on one of `targets`."""
-    if not targets:
-        return set()
-    return {rec for rec in order if rec not in targets and depends_on(rec, targets)}

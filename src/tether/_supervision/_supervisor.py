@@ -10,7 +10,15 @@ ordering, rollback, timeouts and events are the engine's own.
 
 While it stops or starts children, the supervisor claims its own record with an
 operation: anything that wants to stop or reload the supervisor meanwhile waits for the
-round to finish, as it would for any busy service.
+round to finish, as it would for any busy service. `start_child`, `terminate_child`,
+`restart_child` and `delete_child` claim it the same way, so they take turns with the
+rounds, one at a time, as calls to an OTP supervisor do. A child added while it runs
+is started as a root of its own, then becomes a dependency of the supervisor (`attach`,
+kept in order by `Children`): from then on the engine treats it as any child.
+
+Longer than 600 lines because the supervisor is one state machine: its rounds of
+restarts and the calls that add, stop and remove children share its list, its claim
+and its queue of exits, and are read against each other.
 """
 
 from __future__ import annotations
@@ -20,19 +28,29 @@ import logging
 import math
 from collections import deque
 from collections.abc import Iterable, Sequence
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast, overload
 
 from tether._core._base import ServiceBase, record
 from tether._core._engine import claim, signal_exit, start_root, stop_root, unclaim, wait_released
 from tether._core._errors import DefinitionError, ServiceStateError
 from tether._core._events import EventKind, LifecycleEvent, publish, publishing
-from tether._core._records import Node, Record, ServiceState, display_name, hold, unhold
+from tether._core._records import (
+    Node,
+    Record,
+    ServiceState,
+    display_name,
+    hold,
+    order_after,
+    unhold,
+)
 from tether._core._scheduler import Operation
 from tether._core._service import Service
 
+from ._children import Children, running_dependents
 from ._policy import (
     Backoff,
     ExitKind,
+    MaxChildrenError,
     Restart,
     RestartIntensityError,
     Strategy,
@@ -45,12 +63,18 @@ from ._policy import (
     subtree,
 )
 
+if TYPE_CHECKING:
+    from tether._inject._container import Container
+
+_S = TypeVar("_S", bound=ServiceBase)
+
 __all__ = ["Supervisor", "supervised_cancel", "supervised_exit"]
 
 logger = logging.getLogger("tether.supervise")
 
 _RUNNING: Final = ServiceState.RUNNING
 _STARTING: Final = ServiceState.STARTING
+_BUSY: Final = (ServiceState.STARTING, ServiceState.RUNNING, ServiceState.STOPPING)
 
 
 _Pending = tuple[Record, int | None, BaseException | None, ExitKind]
@@ -88,6 +112,12 @@ class Supervisor(Service):
       after the child's `graceful_shutdown_timeout` (10 s at most), the supervisor
       fails with ServiceStateError naming it.
 
+    Children can also come and go while it runs (OTP's `start_child`,
+    `terminate_child`, `restart_child`, `delete_child`; Elixir's `DynamicSupervisor`):
+    see [`start_child`][tether.Supervisor.start_child]. `max_children` bounds how many
+    children `start_child` may add (None: no bound); `container` builds the children
+    `start_child` is given as classes.
+
     Every restart is logged with its cause and counted in [`status`][tether.status].
     A supervisor is a child like any other for a parent supervisor:
 
@@ -100,22 +130,25 @@ class Supervisor(Service):
     ```
 
     Raises TypeError or ValueError at once for children that are not services (or
-    are listed twice), an unknown strategy, a negative `max_restarts` or a
-    `max_seconds` that is not positive; DefinitionError for a child whose
-    `restart` is not a [`Restart`][tether.Restart]. When it starts, DefinitionError if a
-    child is already supervised elsewhere, or if a service outside this supervisor
-    depends on a child (put that service under the supervisor too).
+    are listed twice), an unknown strategy, a negative `max_restarts`, a
+    `max_seconds` that is not positive or a negative `max_children`;
+    DefinitionError for a child whose `restart` is not a [`Restart`][tether.Restart].
+    When it starts, DefinitionError if a child is already supervised elsewhere, or
+    if a service outside this supervisor depends on a child (put that service under
+    the supervisor too).
     """
 
     def __init__(
         self,
-        children: Iterable[ServiceBase],
+        children: Iterable[ServiceBase] = (),
         *,
         strategy: Strategy | str = Strategy.ONE_FOR_ONE,
         max_restarts: int = 1,
         max_seconds: float = 5.0,
         backoff: Backoff | None = None,
         restart: Restart | str = Restart.PERMANENT,
+        max_children: int | None = None,
+        container: Container | None = None,
         name: str | None = None,
     ) -> None:
         given: object = children
@@ -165,32 +198,55 @@ class Supervisor(Service):
         if backoff is not None and not isinstance(backoff, Backoff):
             raise TypeError(f"Supervisor(backoff={backoff!r}) must be a tether.Backoff or None.")
         restart = choice(Restart, "restart", restart)
+        bound: object = max_children
+        if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int)):
+            raise TypeError(
+                f"Supervisor(max_children={max_children!r}) must be an int (0 or more) or None."
+            )
+        if max_children is not None and max_children < 0:
+            raise ValueError(f"Supervisor(max_children={max_children!r}) must be 0 or more.")
+        if container is not None and not callable(getattr(container, "call", None)):
+            raise TypeError(
+                f"Supervisor(container={container!r}) must be a tether.Container or None."
+            )
         self.children: tuple[ServiceBase, ...] = tuple(listed)
         self.strategy: Strategy = strategy
         self.max_restarts: int = max_restarts
         self.max_seconds: float = float(max_seconds)
         self.backoff: Backoff | None = backoff
         self.restart: Restart = restart
+        self.max_children: int | None = max_children
+        self.container: Container | None = container
         if name is not None:
             self.name = name
         self._history: deque[float] = deque()
-        self._pending: list[_Pending] = []
+        self._pending: deque[_Pending] = deque()
+        self._queued: set[tuple[Record, int | None]] = set()
+        """(child, run) of each exit in `_pending`: a run exits once."""
         self._wake: asyncio.Event | None = None
         self._removed: set[Record] = set()
         self._resume: set[Record] = set()
         self._order_edges: dict[Record, list[Node]] = {}
+        self._children = Children()
         self._active = False
+        self._down: set[Record] = set()
         self._held: Operation | None = None
+        self._claimer: asyncio.Task[Any] | None = None
+        self._busy: Record | None = None
+        self._task: asyncio.Task[Any] | None = None
 
     @property
     def dependencies(self) -> list[ServiceBase]:
-        """The children, started one after another in the order given."""
+        """The children given, started one after another in the order given."""
         return list(self.children)
 
     def __repr__(self) -> str:
+        added = len(self._children.dynamic)
+        more = f"+{added}" if added else ""
         return (
             f"<{display_name(self)} {record(self).state.value} strategy={self.strategy.value} "
-            f"children={len(self.children)} intensity={self.max_restarts}/{self.max_seconds}s>"
+            f"children={len(self.children)}{more} "
+            f"intensity={self.max_restarts}/{self.max_seconds}s>"
         )
 
     # ------------------------------------------------------------------ lifecycle
@@ -219,8 +275,10 @@ class Supervisor(Service):
                 )
         self._history.clear()
         self._pending.clear()
+        self._queued.clear()
         self._removed.clear()
         self._resume.clear()
+        self._down.clear()
         self._wake = asyncio.Event()
         for rec in records:
             rec.supervisor = self
@@ -230,16 +288,277 @@ class Supervisor(Service):
         self._order_edges = {
             rec: [node for node in rec.after if node not in rec.deps] for rec in records
         }
+        self._children.reset(_start_order(records))
         self._active = True
-        self.add_task(self._supervise(), name=f"{display_name(self)} supervision")
+        self._task = self.add_task(self._supervise(), name=f"{display_name(self)} supervision")
 
     async def stop(self) -> None:
-        """Stop supervising; the engine then stops the children in reverse order."""
+        """Stop supervising; the engine then stops the children in reverse order.
+
+        The children added while it ran belong to this run: they stop with it (they
+        are its dependencies) and are no longer listed.
+        """
         self._active = False
+        for rec in self._children:
+            if rec.supervisor is self:
+                rec.supervisor = None
         for child in self.children:
             rec = record(child)
             if rec.supervisor is self:
                 rec.supervisor = None
+        self._children.forget_dynamic()
+
+    # ------------------------------------------------------- children at run time
+
+    @overload
+    async def start_child(self, child: type[_S], /, **arguments: Any) -> _S: ...
+    @overload
+    async def start_child(self, child: _S, /) -> _S: ...
+    async def start_child(self, child: type[_S] | _S, /, **arguments: Any) -> _S:
+        """Add `child` at the end of the children and start it (OTP's `start_child`).
+
+        `child` is a service, or a service class: the supervisor's `container` then
+        builds a new one, injecting each parameter of its `__init__` (keyword
+        `arguments` fill parameters by name, as in `Container.call`), so it gets
+        its dependencies (a database pool, the config) from the container. Its own
+        dependencies that do not run yet start with it. Returns the running child:
+
+        ```python
+        sup = tether.Supervisor(max_children=1000, container=container)
+        ...
+        async def on_connection(reader, writer):
+            await sup.start_child(Session, reader=reader, writer=writer)
+        ```
+
+        From then on it is a child like those given to the supervisor: its `restart`
+        type, the strategy and the restart intensity apply to it, it stops before the
+        supervisor's other children (the last added first, one at a time, as OTP),
+        and the status tree shows it under the supervisor. Unlike a child given to the
+        supervisor, one that exits and is not restarted (a `TEMPORARY` one, or a
+        `TRANSIENT` one that stopped normally) is removed, as from Elixir's
+        `DynamicSupervisor`: a session or a job that ends leaves nothing behind. A
+        supervisor's later runs start with the children it was given only.
+
+        Calls that change the children take turns with each other and with restarts.
+        Raises [`MaxChildrenError`][tether.MaxChildrenError] when `max_children` children
+        added this way are present already; ServiceStateError when the supervisor does
+        not run (or is stopping), when `child` runs already or is a child already, or
+        when it needs a child of this supervisor that is down; DefinitionError when it
+        is supervised elsewhere; TypeError for a class without a `container`. If the
+        child's start fails, what it had started is stopped and its exception is raised.
+        """
+        own = record(self)
+        self._check_running("start_child")
+        self._check_room()
+        service = await self._build(child, arguments)
+        rec = record(service)
+        restart_type(service)
+        if rec in self._children or rec is own:
+            raise ServiceStateError(
+                f"{rec.name} is a child of {display_name(self)} already; a service is "
+                f"added once (restart_child starts a terminated one again)."
+            )
+        other = rec.supervisor
+        if other is not None and other is not self:
+            raise DefinitionError(
+                f"{rec.name} is supervised by {display_name(other)} already; a service has "
+                f"one supervisor."
+            )
+        if rec.state in _BUSY:
+            raise ServiceStateError(
+                f"{display_name(self)}.start_child({rec.name}): it is {rec.state.value} "
+                f"already; give start_child a service that does not run, which the "
+                f"supervisor then starts and owns."
+            )
+        await self._claim_for("start_child")
+        try:
+            self._check_room()
+            await self._start_root(rec, "start")
+            rec.root_holds -= 1
+            self._children.add(own, rec)
+        except BaseException:
+            if rec.supervisor is self and rec not in self._children:
+                rec.supervisor = None
+            raise
+        finally:
+            self._release()
+        return cast("_S", service)
+
+    async def terminate_child(self, child: ServiceBase, /) -> None:
+        """Stop `child` and the children that depend on it (OTP's `terminate_child`).
+
+        They stop in reverse start order, with the engine, as for a restart. They stay
+        down: a `TEMPORARY` one, or one added with `start_child`, is removed from the
+        supervisor; another one stays among its children, terminated, until
+        [`restart_child`][tether.Supervisor.restart_child] or
+        [`delete_child`][tether.Supervisor.delete_child] (a `one_for_all` or
+        `rest_for_one` restart that takes it starts it again, as in OTP). A child that
+        is down already is left as it is. Raises ServiceStateError when `child` is not
+        a child of this supervisor, or the supervisor does not run.
+        """
+        rec = self._child_record(child, "terminate_child")
+        self._check_running("terminate_child")
+        await self._claim_for("terminate_child")
+        try:
+            if rec not in self._children:
+                return  # removed meanwhile (it exited and was not restarted)
+            own = record(self)
+            going = {rec} | running_dependents([rec], self._children, own)
+            stopping = self._children.sort(going)
+            await self._stop_children(stopping)
+            for down in stopping:
+                self._leave_down(own, down)
+            logger.info("%s terminated %s", display_name(self), rec.name)
+        finally:
+            self._release()
+
+    async def restart_child(self, child: ServiceBase, /) -> None:
+        """Start a terminated child again (OTP's `restart_child`).
+
+        The children it depends on must run. Not counted as a restart in the restart
+        intensity nor in `status(...).restarts`. Raises ServiceStateError when it is
+        not a child, is not down, or needs a child that is down; its start's exception
+        when that fails (it stays down).
+        """
+        rec = self._child_record(child, "restart_child")
+        self._check_running("restart_child")
+        await self._claim_for("restart_child")
+        try:
+            if rec.state in _BUSY:
+                raise ServiceStateError(
+                    f"{display_name(self)}.restart_child({rec.name}): it is {rec.state.value}; "
+                    f"only a child that is down can be started again."
+                )
+            self._removed.discard(rec)
+            await self._start_root(rec, "restart")
+            self._take_over(rec)
+            logger.info("%s started %s again (restart_child)", display_name(self), rec.name)
+        finally:
+            self._release()
+
+    async def delete_child(self, child: ServiceBase, /) -> None:
+        """Remove a terminated child from the supervisor (OTP's `delete_child`).
+
+        A child it was given comes back when the supervisor itself starts again.
+        Raises ServiceStateError when `child` is not a child or still runs.
+        """
+        rec = self._child_record(child, "delete_child")
+        await self._claim_for("delete_child", running=False)
+        try:
+            if rec.state in _BUSY:
+                raise ServiceStateError(
+                    f"{display_name(self)}.delete_child({rec.name}): it is {rec.state.value}; "
+                    f"terminate_child it first."
+                )
+            self._leave_down(record(self), rec, delete=True)
+        finally:
+            self._release()
+
+    def which_children(self) -> list[ServiceBase]:
+        """The children, in start order: those given (less deleted ones), then those added.
+
+        Running or down (a child left down by its restart type, or terminated).
+        """
+        return [rec.service for rec in self._children]
+
+    async def _build(self, child: object, arguments: dict[str, Any]) -> ServiceBase:
+        if isinstance(child, type):
+            container = self.container
+            if container is None:
+                raise TypeError(
+                    f"{display_name(self)}.start_child({child.__qualname__}) is given a "
+                    f"class, which the supervisor builds with its container, and it has "
+                    f"none: give it one, tether.Supervisor(..., container=container), "
+                    f"or pass an instance, start_child({child.__qualname__}(...))."
+                )
+            built: object = await container.call(child, **arguments)
+            child = built
+        elif arguments:
+            raise TypeError(
+                f"{display_name(self)}.start_child() takes keyword arguments only with a "
+                f"class (they fill its parameters); {child!r} is built already."
+            )
+        if not isinstance(child, ServiceBase):
+            hint = ""
+            if asyncio.iscoroutine(child):
+                child.close()
+                hint = " (a coroutine: pass the service, not a call)"
+            raise TypeError(
+                f"{display_name(self)}.start_child() takes a service or a service class, "
+                f"got {child!r} ({type(child).__name__}){hint}."
+            )
+        return child
+
+    def _child_record(self, child: object, doing: str) -> Record:
+        if not isinstance(child, ServiceBase):
+            raise TypeError(
+                f"{display_name(self)}.{doing}() takes a child service, got {child!r} "
+                f"({type(child).__name__})."
+            )
+        rec = record(child)
+        if rec not in self._children:
+            raise ServiceStateError(
+                f"{display_name(self)}.{doing}({rec.name}): it is not a child of "
+                f"{display_name(self)} (see which_children())."
+            )
+        return rec
+
+    def _check_running(self, doing: str) -> None:
+        own = record(self)
+        if own.state is not _RUNNING or own.stopping or not self._active:
+            state = "stopping" if own.stopping else own.state.value
+            raise ServiceStateError(
+                f"{display_name(self)}.{doing}() needs a running supervisor; it is {state}."
+            )
+
+    async def _claim_for(self, doing: str, *, running: bool = True) -> None:
+        """Own our record for a call that changes the children; errors that say why not."""
+        if self._waits_for_itself():
+            raise ServiceStateError(
+                f"{display_name(self)}.{doing}() called from code that "
+                f"{display_name(self)} is waiting for (a hook of a service it is "
+                f"starting or stopping): it would wait for itself. Call it from a "
+                f"task instead (service.add_task)."
+            )
+        if running:
+            if not await self._claim():
+                self._check_running(doing)
+                raise ServiceStateError(f"{display_name(self)}.{doing}(): it is stopping.")
+            return
+        held = await claim(record(self))
+        if held is None:
+            raise ServiceStateError(f"{display_name(self)}.{doing}(): it is stopping.")
+        self._held = held
+        self._claimer = asyncio.current_task()
+
+    def _waits_for_itself(self) -> bool:
+        """Whether the current task is one the supervisor waits for right now.
+
+        The task of a hook of its own start or stop, or, while it holds its claim, the
+        task that took it or the task of a hook of the child it is starting or
+        stopping: a call that claims the supervisor would wait for that task forever.
+        """
+        current = asyncio.current_task()
+        if current is None:
+            return False
+        op = record(self).op
+        if op is not None and op.owns(current):
+            return True
+        if self._held is None:
+            return False
+        if current is self._claimer or current is self._task:
+            return True
+        busy = self._busy
+        return busy is not None and busy.op is not None and busy.op.owns(current)
+
+    def _check_room(self) -> None:
+        bound = self.max_children
+        if bound is not None and len(self._children.dynamic) >= bound:
+            raise MaxChildrenError(
+                f"{display_name(self)} has {len(self._children.dynamic)} children added by "
+                f"start_child, its max_children; wait for one to end, or raise "
+                f"max_children."
+            )
 
     # --------------------------------------------------------- hearing of exits
 
@@ -266,9 +585,9 @@ class Supervisor(Service):
         if not self._active or own.state is not _RUNNING or own.stopping:
             return False
         run = child.seq if child.state is not _STARTING else _STARTING_RUN
-        for queued in self._pending:
-            if queued[0] is child and queued[1] == run:
-                return True
+        if (child, run) in self._queued:
+            return True
+        self._queued.add((child, run))
         self._pending.append((child, run, cause, kind))
         if self._wake is not None:
             self._wake.set()
@@ -283,43 +602,36 @@ class Supervisor(Service):
             await wake.wait()
             wake.clear()
             while self._pending:
-                exit_ = self._pending.pop(0)
+                exit_ = self._pending.popleft()
+                self._queued.discard((exit_[0], exit_[1]))
                 if not _current(exit_):
                     continue
                 if not await self._handle(exit_):
                     return
 
-    def _order(self) -> list[Record]:
-        """The children in start order: as listed, each after the children it needs.
-
-        This is the order the engine starts them in the first time; restarts keep it,
-        and stops run it backwards, whenever each child was last restarted (as OTP).
-        """
-        remaining = [record(child) for child in self.children]
-        order: list[Record] = []
-        while remaining:
-            rest = set(remaining)
-            for rec in remaining:
-                if not depends_on(rec, rest - {rec}):
-                    order.append(rec)
-                    remaining.remove(rec)
-                    break
-        return order
-
     async def _handle(self, exit_: _Pending) -> bool:
         """React to one exit; False once the supervisor gave up or is being stopped."""
         failed, _, cause, kind = exit_
-        order = self._order()
-        children = set(order)
-        restart = restarts_after(restart_type(failed.service), kind)
-        chosen, down = affected(self.strategy, order, failed, restart=restart)
-        chosen |= self._resume
-        chosen -= down
         if not await self._claim():
             return False
+        children = self._children
+        if not _current(exit_) or failed not in children:
+            self._release()  # a call that changes the children went first
+            return True
+        own = record(self)
+        restart = restarts_after(restart_type(failed.service), kind)
+        chosen, down = affected(
+            self.strategy,
+            children.order,
+            failed,
+            restart=restart,
+            dependents=lambda targets: running_dependents(targets, children, own),
+        )
+        chosen |= self._resume
+        chosen -= down
         try:
             if restart and self._count_restart():
-                await self._give_up(order, children, cause, kind, failed)
+                await self._give_up(cause, kind, failed)
                 return False
             if not restart:
                 logger.info(
@@ -329,14 +641,16 @@ class Supervisor(Service):
                     display_name(self),
                     restart_type(failed.service).value,
                 )
-            stopping = [r for r in order if r in chosen or r in down]
-            await self._stop_children(stopping, children)
+            stopping = children.sort(chosen | down)
+            await self._stop_children(stopping)
             for rec in stopping:
-                if restart_type(rec.service) is Restart.TEMPORARY:
-                    self._removed.add(rec)
+                if rec in down:
+                    self._leave_down(own, rec)
+                elif restart_type(rec.service) is Restart.TEMPORARY:
+                    self._leave_down(own, rec)  # as in OTP: not started again
         finally:
             self._release()
-        to_start = [r for r in order if r in chosen and r not in self._removed]
+        to_start = children.sort(r for r in chosen if r in children and r not in self._removed)
         self._resume = set(to_start)
         if not to_start:
             return True
@@ -346,6 +660,9 @@ class Supervisor(Service):
             return False
         try:
             for rec in to_start:
+                if rec not in children:
+                    self._resume.discard(rec)  # deleted during the backoff
+                    continue
                 if not await self._start_child(rec, failed, cause, kind):
                     return True  # its failure is queued: the next round goes on from here
                 self._resume.discard(rec)
@@ -364,6 +681,28 @@ class Supervisor(Service):
         history.append(now)
         return len(history) > self.max_restarts
 
+    def _leave_down(self, own: Record, rec: Record, *, delete: bool = False) -> None:
+        """`rec` stays down: a dynamic child leaves, a static one stays listed as down.
+
+        A `TEMPORARY` child is not started again by a later restart of its group
+        (OTP deletes its spec); with `delete`, a static child leaves the list too, until
+        the supervisor's next start.
+        """
+        self._resume.discard(rec)
+        if self._children.is_dynamic(rec):
+            self._down.discard(rec)
+            if rec.supervisor is self:
+                rec.supervisor = None
+            self._children.remove(own, rec)
+        elif delete:
+            self._down.discard(rec)
+            if rec.supervisor is self:
+                rec.supervisor = None
+            self._children.delete_static(own, rec)
+            self._removed.add(rec)
+        elif restart_type(rec.service) is Restart.TEMPORARY:
+            self._removed.add(rec)
+
     # --------------------------------------------------------- claiming ourselves
 
     async def _claim(self) -> bool:
@@ -378,6 +717,7 @@ class Supervisor(Service):
             unclaim(own, held)
             return False
         self._held = held
+        self._claimer = asyncio.current_task()
         return True
 
     def _supervising(self) -> bool:
@@ -394,14 +734,21 @@ class Supervisor(Service):
 
     # ------------------------------------------------------ stopping and starting
 
-    async def _stop_children(self, stopping: Sequence[Record], children: set[Record]) -> None:
+    async def _stop_children(self, stopping: Sequence[Record]) -> None:
         """Stop `stopping` (given in start order) in reverse, one by one, with the engine."""
         own = record(self)
         running = [r for r in stopping if r.state in (_RUNNING, _STARTING) and own in r.holders]
         for rec in reversed(running):
-            await self._wait_for_outsiders(rec, children)
+            await self._wait_for_outsiders(rec)
             unhold(rec, own)
             rec.root_holds += 1
+            self._down.add(rec)
+            self._busy = rec
+            dynamic = self._children.is_dynamic(rec)
+            if dynamic:
+                # Stopped alone, it has no place to keep: without its edge to the child
+                # before it, planning this stop does not walk the list of running ones.
+                order_after(rec, ())
             try:
                 await stop_root(rec.service, None)
             except asyncio.CancelledError:
@@ -414,8 +761,12 @@ class Supervisor(Service):
                         rec.name,
                         exc_info=exc,
                     )
+            finally:
+                self._busy = None
+                if dynamic and self._children.is_dynamic(rec):
+                    self._children.keep_place(rec)  # the list's order goes on through it
 
-    async def _wait_for_outsiders(self, rec: Record, children: set[Record]) -> None:
+    async def _wait_for_outsiders(self, rec: Record) -> None:
         """Let services outside the supervisor that depend on `rec` stop first.
 
         Such a service attached to `rec` after the supervisor started (a second root,
@@ -426,6 +777,7 @@ class Supervisor(Service):
         naming them.
         """
         own = record(self)
+        children = self._children
         loop = asyncio.get_running_loop()
         bound = min(10.0, float(rec.service.graceful_shutdown_timeout))
         deadline: float | None = None
@@ -449,6 +801,47 @@ class Supervisor(Service):
                     f"or raises, or make it a child of {display_name(self)}."
                 ) from None
 
+    async def _start_root(self, rec: Record, doing: str) -> None:
+        """Start `rec` (a child that is down) as a root, for `doing`; it stays a root.
+
+        Refuses, stopping it again, when its start brought up children of ours that
+        were down: they would run unsupervised, held by it alone.
+        """
+        rec.supervisor = self
+        self._busy = rec
+        try:
+            await start_root(rec.service)
+        except BaseException:
+            self._stamp_starting(rec, None)
+            raise
+        finally:
+            self._busy = None
+        self._stamp_starting(rec, rec.seq)
+        own = record(self)
+        brought = [r for r in self._down if r is not rec and r.state is _RUNNING]
+        brought = [r for r in brought if own not in r.holders]
+        if brought:
+            await stop_root(rec.service, None)
+            names = ", ".join(r.name for r in self._children.sort(brought))
+            raise ServiceStateError(
+                f"{display_name(self)} cannot {doing} {rec.name}: it needs {names}, "
+                f"child(ren) of {display_name(self)} that are down. Start them first "
+                f"(restart_child), or wait for their restart."
+            )
+        self._down.discard(rec)
+
+    def _take_over(self, rec: Record) -> None:
+        """`rec`, just started as a root, is held by the supervisor again, in its place."""
+        own = record(self)
+        rec.root_holds -= 1
+        hold(rec, own)
+        if self._children.is_dynamic(rec):
+            self._children.keep_place(rec)
+        else:
+            ordering = [n for n in self._order_edges.get(rec, ()) if n not in rec.after]
+            if ordering:
+                order_after(rec, ordering)
+
     async def _start_child(
         self, rec: Record, failed: Record, cause: BaseException | None, kind: ExitKind
     ) -> bool:
@@ -456,23 +849,17 @@ class Supervisor(Service):
         own = record(self)
         if own in rec.holders and rec.state is _RUNNING:
             return True
-        rec.supervisor = self
         try:
-            await start_root(rec.service)
+            await self._start_root(rec, "restart")
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             logger.exception("%s: %s failed to start again", display_name(self), rec.name)
             rec.supervisor = self
-            self._stamp_starting(rec, None)
-            self._pending.insert(0, (rec, None, exc, ExitKind.EXCEPTION))
+            self._pending.appendleft((rec, None, exc, ExitKind.EXCEPTION))
+            self._queued.add((rec, None))
             return False
-        self._stamp_starting(rec, rec.seq)
-        rec.root_holds -= 1
-        hold(rec, own)
-        ordering = [n for n in self._order_edges.get(rec, ()) if n not in rec.after]
-        if ordering:
-            rec.after = [*rec.after, *ordering]  # a new list: `after` may be `deps`
+        self._take_over(rec)
         rec.restarts += 1
         why = cause_text(kind, cause)
         detail = (
@@ -501,6 +888,9 @@ class Supervisor(Service):
 
     def _stamp_starting(self, rec: Record, run: int | None) -> None:
         """Exits `rec` made while starting end the run now begun; none if it failed."""
+        if (rec, _STARTING_RUN) not in self._queued:
+            return
+        self._queued.discard((rec, _STARTING_RUN))
         pending = self._pending
         for i, (child, stamp, cause, kind) in enumerate(pending):
             if child is rec and stamp == _STARTING_RUN:
@@ -508,16 +898,10 @@ class Supervisor(Service):
                     del pending[i]
                 else:
                     pending[i] = (child, run, cause, kind)
+                    self._queued.add((child, run))
                 return
 
-    async def _give_up(
-        self,
-        order: list[Record],
-        children: set[Record],
-        cause: BaseException | None,
-        kind: ExitKind,
-        failed: Record,
-    ) -> None:
+    async def _give_up(self, cause: BaseException | None, kind: ExitKind, failed: Record) -> None:
         """Intensity exceeded: stop every child in reverse order, then exit (escalate)."""
         error = RestartIntensityError(
             f"{display_name(self)} gave up: {len(self._history)} restarts within "
@@ -532,7 +916,8 @@ class Supervisor(Service):
             # the outermost error down to the first failure.
             error.__cause__ = cause
         logger.error("%s", error)
-        await self._stop_children(order, children)
+        order = self._children.order()
+        await self._stop_children(order)
         self._active = False
         for rec in order:
             if rec.supervisor is self:
@@ -541,6 +926,24 @@ class Supervisor(Service):
         own.crash = own.crash or error
         self._release()
         signal_exit(own, error)
+
+
+def _start_order(records: list[Record]) -> list[Record]:
+    """The children in start order: as listed, each after the children it needs.
+
+    This is the order the engine starts them in the first time; restarts keep it,
+    and stops run it backwards, whenever each child was last restarted (as OTP).
+    """
+    remaining = list(records)
+    order: list[Record] = []
+    while remaining:
+        rest = set(remaining)
+        for rec in remaining:
+            if not depends_on(rec, rest - {rec}):
+                order.append(rec)
+                remaining.remove(rec)
+                break
+    return order
 
 
 def _current(exit_: _Pending) -> bool:
