@@ -52,7 +52,7 @@ def measure(loop: str, timeout: float | None, iterations: int) -> tuple[float, f
     """Nanoseconds per loop iteration in one run: CPU time, wall time."""
     spinner = Spinner(iterations)
     try:
-        tether.run(spinner, loop=loop, log_level="error", blocking_timeout=timeout)  # type: ignore[arg-type]
+        tether.run(spinner, loop=loop, log_level="error", blocking_timeout=timeout)
     except SystemExit as exited:
         if exited.code != 0:
             raise RuntimeError(f"the run ended with code {exited.code}") from None
