@@ -34,6 +34,7 @@ from ._prefork._figures import MasterFigures, master_figures
 from ._process._listen import DEFAULT_HOST, check_address, check_seconds, completed, url_of
 from ._process._observe import LifecycleRecorder, recorder_in_context
 from ._process._picture import graph_records
+from ._supervision._supervisor import added_children, children_by_state
 
 __all__ = ["DRAIN", "Health", "MetricsSource"]
 
@@ -88,6 +89,7 @@ class ServiceReport:
     """One service as `/metrics` reports it (what `Health` hands its metrics source)."""
 
     __slots__ = (
+        "children",
         "name",
         "restarts",
         "skipped_ticks",
@@ -107,6 +109,7 @@ class ServiceReport:
         skipped_ticks: int,
         start_duration: float | None,
         stop_duration: float | None,
+        children: dict[str, int] | None = None,
     ) -> None:
         self.name = name
         self.state = state
@@ -115,6 +118,8 @@ class ServiceReport:
         self.skipped_ticks = skipped_ticks
         self.start_duration = start_duration
         self.stop_duration = stop_duration
+        self.children = children
+        """For a supervisor, how many children it has in each state (given and added)."""
 
 
 class _Reply:
@@ -270,6 +275,9 @@ class Health(Service):
     def _records(self) -> list[Record]:
         """Every service of the graphs it belongs to: found through its dependents.
 
+        Not the children a supervisor's `start_child` added (one per connection, say):
+        the supervisor's entry counts them.
+
         Stopping releases those links before the first hook runs, so the last graph
         seen is kept and reported until the end.
         """
@@ -279,7 +287,7 @@ class Health(Service):
         seen: set[int] = set()
         found: list[Record] = []
         for root in self._roots:
-            for rec in graph_records(root.service):
+            for rec in graph_records(root.service, added=False):
                 if id(rec) not in seen:
                     seen.add(id(rec))
                     found.append(rec)
@@ -290,18 +298,23 @@ class Health(Service):
         services = []
         for rec in self._records():
             snap = status(rec.service)
-            services.append(
-                {
-                    "name": snap.name,
-                    "state": snap.state.value,
-                    "uptime": None if snap.uptime is None else round(snap.uptime, 3),
-                    "restarts": snap.restarts,
-                    "loop_blocks": snap.loop_blocks,
-                    "tasks": len(snap.tasks),
-                    "dependencies": [record(dep).name for dep in snap.dependencies],
-                    "error": None if snap.error is None else _error_text(snap.error),
-                }
-            )
+            added = added_children(rec.service)
+            entry: dict[str, Any] = {
+                "name": snap.name,
+                "state": snap.state.value,
+                "uptime": None if snap.uptime is None else round(snap.uptime, 3),
+                "restarts": snap.restarts,
+                "loop_blocks": snap.loop_blocks,
+                "tasks": len(snap.tasks),
+                "dependencies": [
+                    record(dep).name for dep in snap.dependencies if record(dep) not in added
+                ],
+                "error": None if snap.error is None else _error_text(snap.error),
+            }
+            children = children_by_state(rec.service)
+            if children is not None:  # a supervisor: its children by state, added ones too
+                entry["children"] = children
+            services.append(entry)
         reason = self._readiness()
         return {"ready": reason is None, "reason": reason or "ready", "services": services}
 
@@ -331,6 +344,7 @@ class Health(Service):
                     ),
                     start_duration=None if recorded is None else recorded.start_duration,
                     stop_duration=None if recorded is None else recorded.stop_duration,
+                    children=children_by_state(rec.service),
                 )
             )
         return found

@@ -122,6 +122,7 @@ async def test_a_scrape_reports_every_service_and_the_process() -> None:
         "tether_service_restarts": "counter",
         "tether_service_tasks": "gauge",
         "tether_service_timer_skipped_ticks": "counter",
+        "tether_supervisor_children": "gauge",  # none here: a family with no samples
         "tether_ready": "gauge",
         "tether_draining": "gauge",
     }

@@ -16,6 +16,7 @@ from tether._core._graph import _items, check
 from tether._core._records import Record, display_name
 from tether._core._service import status
 from tether._core._stages import START, STOP
+from tether._supervision._supervisor import added_children
 
 __all__ = ["FORMATS", "graph", "graph_records", "status_tree"]
 
@@ -176,19 +177,50 @@ def _mermaid(shape: _Shape) -> str:
 # ------------------------------------------------------------------- live status
 
 
-def graph_records(root: ServiceBase) -> list[Record]:
-    """The records of `root` and everything it runs with (its last or current run)."""
+ADDED_SHOWN = 10
+"""How many children added at run time the status tree shows under a supervisor."""
+
+
+def graph_records(root: ServiceBase, *, added: bool = True) -> list[Record]:
+    """The records of `root` and everything it runs with (its last or current run).
+
+    `added=False` leaves out the children a supervisor's `start_child` added, and what
+    only they reach: the reports count those per supervisor instead.
+    """
     first = record(root)
     seen = {id(first)}
     order = [first]
     i = 0
     while i < len(order):
+        skip = () if added else added_children(order[i].service)
         for dep in order[i].deps:
-            if id(dep) not in seen:
+            if id(dep) not in seen and dep not in skip:
                 seen.add(id(dep))
                 order.append(dep)
         i += 1
     return order
+
+
+def _unshown(service: ServiceBase, deps: list[ServiceBase]) -> str | None:
+    """Past `ADDED_SHOWN` children added to `service`: drop the rest from `deps`, count them."""
+    added = added_children(service)
+    if len(added) <= ADDED_SHOWN:
+        return None
+    shown = 0
+    counts: dict[str, int] = {}
+    kept = []
+    for dep in deps:
+        rec = record(dep)
+        if rec not in added:
+            kept.append(dep)
+        elif shown < ADDED_SHOWN:
+            shown += 1
+            kept.append(dep)
+        else:
+            counts[rec.state.value] = counts.get(rec.state.value, 0) + 1
+    deps[:] = kept
+    states = ", ".join(f"{n} {state}" if len(counts) > 1 else state for state, n in counts.items())
+    return f"… and {sum(counts.values())} more children added ({states})"
 
 
 def status_tree(root: ServiceBase) -> str:
@@ -196,6 +228,8 @@ def status_tree(root: ServiceBase) -> str:
 
     One line per service with its state, uptime and restarts, and one line per running
     background task saying where it is suspended (the innermost frame of your code).
+    Under a supervisor, the children `start_child` added are shown up to ten, then
+    counted by state in one line.
     This is what the runner prints on SIGUSR1:
 
     ```python
@@ -206,9 +240,12 @@ def status_tree(root: ServiceBase) -> str:
     """
     lines: list[str] = []
     shown: set[int] = set()
-    stack: list[tuple[ServiceBase, str, str]] = [(root, "", "")]
+    stack: list[tuple[ServiceBase | str, str, str]] = [(root, "", "")]
     while stack:
         service, lead, prefix = stack.pop()
+        if isinstance(service, str):  # a line of its own: the children not shown
+            lines.append(lead + service)
+            continue
         snap = status(service)
         if id(service) in shown:
             lines.append(f"{lead}{snap.name} (see above)")
@@ -232,14 +269,17 @@ def status_tree(root: ServiceBase) -> str:
         subgraph = getattr(service, "_tether_subgraph", None)
         if subgraph is not None:  # a ServiceThread: the graph its thread runs
             deps.extend(subgraph())
-        children = len(tasks) + len(deps)
+        more = _unshown(service, deps)
+        children = len(tasks) + len(deps) + (more is not None)
         for n, task in enumerate(tasks):
             branch = "└── " if n == children - 1 else "├── "
             lines.append(f"{prefix}{branch}task {task.get_name()!r} {suspended_at(task)}")
-        pushed: list[tuple[ServiceBase, str, str]] = []
+        pushed: list[tuple[ServiceBase | str, str, str]] = []
         for n, dep in enumerate(deps, len(tasks)):
             last = n == children - 1
             branch = "└── " if last else "├── "
             pushed.append((dep, prefix + branch, prefix + ("    " if last else "│   ")))
         stack.extend(reversed(pushed))
+        if more is not None:  # the last line under `service`: below its subtrees
+            stack.insert(len(stack) - len(pushed), (more, prefix + "└── ", ""))
     return "\n".join(lines)

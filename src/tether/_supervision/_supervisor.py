@@ -27,7 +27,7 @@ import asyncio
 import logging
 import math
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast, overload
 
 from tether._core._base import ServiceBase, record
@@ -68,7 +68,13 @@ if TYPE_CHECKING:
 
 _S = TypeVar("_S", bound=ServiceBase)
 
-__all__ = ["Supervisor", "supervised_cancel", "supervised_exit"]
+__all__ = [
+    "Supervisor",
+    "added_children",
+    "children_by_state",
+    "supervised_cancel",
+    "supervised_exit",
+]
 
 logger = logging.getLogger("tether.supervise")
 
@@ -993,3 +999,29 @@ def supervised_cancel(rec: Record, task: asyncio.Task[object]) -> None:
     assert isinstance(supervisor, Supervisor)
     if supervisor._notify(rec, None, ExitKind.SHUTDOWN):
         signal_exit(rec, None)
+
+
+def added_children(service: object) -> Collection[Record]:
+    """The children `start_child` added to `service` and still in its list, in start order.
+
+    None when `service` is not a [`Supervisor`][tether.Supervisor]. The reports (status
+    tree, `/status`, `/metrics`) count these instead of listing each one: a child per
+    connection would otherwise be a line, an entry and a series per connection.
+    """
+    if isinstance(service, Supervisor):
+        return service._children.dynamic.keys()
+    return ()
+
+
+def children_by_state(service: object) -> dict[str, int] | None:
+    """How many children `service` has in each state (only states it has), given and added.
+
+    OTP's `count_children`, by lifecycle state; None when `service` is not a supervisor.
+    """
+    if not isinstance(service, Supervisor):
+        return None
+    counts: dict[str, int] = {}
+    for rec in service._children:
+        state = rec.state.value
+        counts[state] = counts.get(state, 0) + 1
+    return counts

@@ -25,6 +25,10 @@ What it reports, for every service of the graph `Health` belongs to (label
 - `tether_service_timer_skipped_ticks_total` (counter): timer ticks skipped because
   a tick overran its interval.
 
+Children a supervisor's `start_child` added (one per connection, say) are not series
+of their own: `tether_supervisor_children` (gauge, labels `supervisor` and `state`)
+counts each supervisor's children in each state, given and added.
+
 For the process: `tether_ready` (1 while `/readyz` answers 200) and
 `tether_draining` (1 once the graph has begun to stop, the `drain` stage). In a
 worker of [`tether.prefork`][tether.prefork], for its master: `tether_prefork_workers`
@@ -137,7 +141,15 @@ class Metrics(LifecycleRecorder):
             "Timer ticks skipped because a tick overran its interval.",
             labels=["service"],
         )
+        children = GaugeMetricFamily(
+            "tether_supervisor_children",
+            "Children of the supervisor in each state, given and added with start_child.",
+            labels=["supervisor", "state"],
+        )
         for service in health._service_figures():
+            if service.children is not None:
+                for value in _STATES:
+                    children.add_metric([service.name, value], service.children.get(value, 0))
             name = service.name
             current = service.state.value
             for value in _STATES:
@@ -149,7 +161,7 @@ class Metrics(LifecycleRecorder):
             restarts.add_metric([name], service.restarts)
             tasks.add_metric([name], service.tasks)
             skipped.add_metric([name], service.skipped_ticks)
-        yield from (state, start, stop, restarts, tasks, skipped)
+        yield from (state, start, stop, restarts, tasks, skipped, children)
         yield GaugeMetricFamily(
             "tether_ready", "1 while the readiness endpoint answers 200.", value=health.ready
         )
