@@ -90,6 +90,7 @@ class ServiceReport:
 
     __slots__ = (
         "children",
+        "loop_blocks",
         "name",
         "restarts",
         "skipped_ticks",
@@ -110,6 +111,7 @@ class ServiceReport:
         start_duration: float | None,
         stop_duration: float | None,
         children: dict[str, int] | None = None,
+        loop_blocks: int = 0,
     ) -> None:
         self.name = name
         self.state = state
@@ -119,6 +121,8 @@ class ServiceReport:
         self.start_duration = start_duration
         self.stop_duration = stop_duration
         self.children = children
+        self.loop_blocks = loop_blocks
+        """How often the blocked-loop detector found this service blocking the loop."""
         """For a supervisor, how many children it has in each state (given and added)."""
 
 
@@ -345,6 +349,7 @@ class Health(Service):
                     start_duration=None if recorded is None else recorded.start_duration,
                     stop_duration=None if recorded is None else recorded.stop_duration,
                     children=children_by_state(rec.service),
+                    loop_blocks=snap.loop_blocks,
                 )
             )
         return found

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -122,6 +123,7 @@ async def test_a_scrape_reports_every_service_and_the_process() -> None:
         "tether_service_restarts": "counter",
         "tether_service_tasks": "gauge",
         "tether_service_timer_skipped_ticks": "counter",
+        "tether_service_loop_blocks": "counter",
         "tether_supervisor_children": "gauge",  # none here: a family with no samples
         "tether_ready": "gauge",
         "tether_draining": "gauge",
@@ -320,3 +322,39 @@ async def test_a_hundred_services_scrape_in_one_answer() -> None:
             got = await scrape(health)
     assert len(got.samples("tether_service_state")) == 6 * 102
     assert len(got.samples("tether_service_start_duration_seconds")) == 102
+
+
+class Blocker(tether.Service):
+    """Blocks the event loop once, then scrapes its own `/metrics` and stops the run."""
+
+    def __init__(self, health: Health) -> None:
+        self.health = health
+        self.scrape: Scrape | None = None
+
+    @property
+    def dependencies(self) -> list[tether.Service]:
+        return [self.health]
+
+    @tether.task
+    async def work(self) -> None:
+        time.sleep(0.3)  # noqa: ASYNC251 - the block the detector counts
+
+        async def counted() -> bool:
+            self.scrape = await scrape(self.health)
+            return bool(self.scrape.value("tether_service_loop_blocks_total", service="Blocker"))
+
+        try:
+            await until(counted, "the block counted")
+        finally:
+            self.request_stop()
+
+
+def test_blocks_of_the_event_loop_are_counted_per_service() -> None:
+    """With `blocking_timeout`, the detector's count of a service is its counter."""
+    blocker = Blocker(Health(drain_delay=0, port=0, metrics=Metrics(registry=None)))
+    with pytest.raises(SystemExit) as exited:
+        tether.run(blocker, loop="asyncio", log_level="critical", blocking_timeout=0.1)
+    assert exited.value.code == 0
+    assert blocker.scrape is not None
+    assert blocker.scrape.value("tether_service_loop_blocks_total", service="Blocker") == 1
+    assert blocker.scrape.value("tether_service_loop_blocks_total", service="Health") == 0

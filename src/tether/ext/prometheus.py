@@ -23,7 +23,9 @@ What it reports, for every service of the graph `Health` belongs to (label
 - `tether_service_restarts_total` (counter): restarts by its supervisor;
 - `tether_service_tasks` (gauge): background tasks running;
 - `tether_service_timer_skipped_ticks_total` (counter): timer ticks skipped because
-  a tick overran its interval.
+  a tick overran its interval;
+- `tether_service_loop_blocks_total` (counter): times the blocked-loop detector
+  (`blocking_timeout`) found the service's code blocking the event loop.
 
 Children a supervisor's `start_child` added (one per connection, say) are not series
 of their own: `tether_supervisor_children` (gauge, labels `supervisor` and `state`)
@@ -141,6 +143,11 @@ class Metrics(LifecycleRecorder):
             "Timer ticks skipped because a tick overran its interval.",
             labels=["service"],
         )
+        blocks = CounterMetricFamily(
+            "tether_service_loop_blocks",
+            "Times the blocked-loop detector found the service blocking the event loop.",
+            labels=["service"],
+        )
         children = GaugeMetricFamily(
             "tether_supervisor_children",
             "Children of the supervisor in each state, given and added with start_child.",
@@ -161,7 +168,8 @@ class Metrics(LifecycleRecorder):
             restarts.add_metric([name], service.restarts)
             tasks.add_metric([name], service.tasks)
             skipped.add_metric([name], service.skipped_ticks)
-        yield from (state, start, stop, restarts, tasks, skipped, children)
+            blocks.add_metric([name], service.loop_blocks)
+        yield from (state, start, stop, restarts, tasks, skipped, blocks, children)
         yield GaugeMetricFamily(
             "tether_ready", "1 while the readiness endpoint answers 200.", value=health.ready
         )
