@@ -121,9 +121,9 @@ class ServiceReport:
         self.start_duration = start_duration
         self.stop_duration = stop_duration
         self.children = children
+        """For a supervisor, how many children it has in each state (given and added)."""
         self.loop_blocks = loop_blocks
         """How often the blocked-loop detector found this service blocking the loop."""
-        """For a supervisor, how many children it has in each state (given and added)."""
 
 
 class _Reply:

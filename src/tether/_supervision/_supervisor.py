@@ -1004,7 +1004,7 @@ def supervised_cancel(rec: Record, task: asyncio.Task[object]) -> None:
 def added_children(service: object) -> Collection[Record]:
     """The children `start_child` added to `service` and still in its list, in start order.
 
-    None when `service` is not a [`Supervisor`][tether.Supervisor]. The reports (status
+    Empty when `service` is not a [`Supervisor`][tether.Supervisor]. The reports (status
     tree, `/status`, `/metrics`) count these instead of listing each one: a child per
     connection would otherwise be a line, an entry and a series per connection.
     """

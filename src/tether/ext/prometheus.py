@@ -154,13 +154,13 @@ class Metrics(LifecycleRecorder):
             labels=["supervisor", "state"],
         )
         for service in health._service_figures():
-            if service.children is not None:
-                for value in _STATES:
-                    children.add_metric([service.name, value], service.children.get(value, 0))
             name = service.name
             current = service.state.value
             for value in _STATES:
                 state.add_metric([name, value], 1.0 if value == current else 0.0)
+            if service.children is not None:
+                for value in _STATES:
+                    children.add_metric([name, value], service.children.get(value, 0))
             if service.start_duration is not None:
                 start.add_metric([name], service.start_duration)
             if service.stop_duration is not None:
