@@ -14,7 +14,7 @@ import pytest
 
 import tether
 from tests.conftest import Log, bounded
-from tests.supervision.test_supervise import Child
+from tests.supervision.test_supervise import Child, settle
 
 
 class Held(Child):
@@ -145,3 +145,69 @@ async def test_a_child_that_needs_its_supervisor_is_refused_naming_the_cycle() -
         assert supervisor.which_children() == []
         added = await bounded(supervisor.start_child(Child("fine", log)))
         assert added.running
+
+
+# ------------------------------------------------- a child's own services in the stop
+
+
+class SlowStop(Child):
+    """Logs the beginning and the end of its stop, suspending in between."""
+
+    async def stop(self) -> None:
+        self.log.append(f"stop-begin:{self.label}")
+        for _ in range(5):
+            await asyncio.sleep(0)
+        await super().stop()
+
+
+def one_at_a_time(*labels: str) -> list[str]:
+    return [entry for label in labels for entry in (f"stop-begin:{label}", f"stop:{label}")]
+
+
+async def test_what_an_added_child_brought_up_stops_before_the_child_added_before_it() -> None:
+    """OTP stops one child, with all it has, before the next: its own services too.
+
+    `p` needs `q`, which only it uses; `q` stops after `p` and before `a`, the child
+    given before it, and so after `p` was removed from between `a` and `r`, and after
+    `p` was restarted.
+    """
+    log = Log()
+    supervisor = tether.Supervisor([SlowStop("a", log)], max_restarts=5)
+    async with supervisor:
+        p = await supervisor.start_child(SlowStop("p", log, deps=[SlowStop("q", log)]))
+        await supervisor.start_child(SlowStop("r", log, deps=[SlowStop("s", log)]))
+        log.clear()
+    assert log == one_at_a_time("r", "s", "p", "q", "a")
+
+    log.clear()
+    async with supervisor:
+        p = await supervisor.start_child(SlowStop("p", log, deps=[SlowStop("q", log)]))
+        await supervisor.start_child(SlowStop("r", log, deps=[SlowStop("s", log)]))
+        p.exit_with("exception")
+        await settle(supervisor, log, 8)
+        await supervisor.terminate_child(p)
+        log.clear()
+    assert log == one_at_a_time("r", "s", "a")
+
+
+async def test_an_added_supervisor_stops_with_its_children_before_the_one_before_it() -> None:
+    """A supervisor added with start_child takes its whole tree down before `a` stops."""
+    log = Log()
+    outer = tether.Supervisor([SlowStop("a", log)])
+    async with outer:
+        inner = await outer.start_child(tether.Supervisor([SlowStop("i1", log)], name="inner"))
+        await inner.start_child(SlowStop("i2", log))
+        log.clear()
+    assert log == one_at_a_time("i2", "i1", "a")
+
+
+async def test_a_restarted_given_child_keeps_its_own_services_before_the_ones_before_it() -> None:
+    """A restart starts a child's own services again; they still stop before `a`."""
+    log = Log()
+    b = SlowStop("b", log, deps=[SlowStop("q", log)])
+    supervisor = tether.Supervisor([SlowStop("a", log), b], max_restarts=5)
+    async with supervisor:
+        b.exit_with("exception")
+        await settle(supervisor, log, 8)
+        log.clear()
+    assert log == one_at_a_time("b", "q", "a")

@@ -47,7 +47,7 @@ from tether._core._records import (
 from tether._core._scheduler import Operation
 from tether._core._service import Service
 
-from ._children import Children, running_dependents
+from ._children import Children, brought_up, running_dependents
 from ._policy import (
     Backoff,
     ExitKind,
@@ -581,9 +581,9 @@ class Supervisor(Service):
         shown = " -> ".join(display_name(r.service) for r in cycle)
         raise DependencyCycleError(
             f"Dependency cycle: {shown}. {display_name(self)}.start_child({rec.name}) "
-            f"would make {display_name(self)} depend on a child that needs it. Give the "
-            f"child what it needs from the supervisor another way (a task of the service "
-            f"that calls start_child), or start it outside the supervisor.",
+            f"would make {display_name(self)} depend on a child that needs it. Hand the "
+            f"child a function that calls start_child instead of the supervisor (or what "
+            f"depends on it), or start it outside the supervisor.",
             tuple(r.service for r in cycle),
         )
 
@@ -784,7 +784,7 @@ class Supervisor(Service):
             if dynamic:
                 # Stopped alone, it has no place to keep: without its edge to the child
                 # before it, planning this stop does not walk the list of running ones.
-                order_after(rec, ())
+                self._children.lose_place(rec)
             try:
                 await stop_root(rec.service, None)
             except asyncio.CancelledError:
@@ -873,10 +873,15 @@ class Supervisor(Service):
         hold(rec, own)
         if self._children.is_dynamic(rec):
             self._children.keep_place(rec)
+            self._children.place_brought(own, rec)
         else:
             ordering = [n for n in self._order_edges.get(rec, ()) if n not in rec.after]
             if ordering:
                 order_after(rec, ordering)
+                # What its start brought up for it alone stops before those too, as when
+                # the supervisor's own start brought it up.
+                for node in brought_up(rec, self._children, own):
+                    node.after = (*node.after, *(n for n in ordering if n not in node.after))
 
     async def _start_child(
         self, rec: Record, failed: Record, cause: BaseException | None, kind: ExitKind
