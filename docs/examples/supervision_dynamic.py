@@ -63,6 +63,8 @@ class Server(tether.Service):
         except tether.MaxChildrenError:
             writer.write(b"busy, try later\n")
             writer.close()
+        except tether.ServiceStateError:  # a connection that arrives while we stop
+            writer.close()
 
 
 async def visit(port: int, who: str) -> asyncio.StreamWriter:

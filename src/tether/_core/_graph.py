@@ -16,7 +16,8 @@ nested list share one barrier, so they and their subtrees start concurrently.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection as Collection_
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ._base import ServiceBase, record
@@ -36,7 +37,7 @@ from ._records import (
 )
 from ._scheduler import OpKind
 
-__all__ = ["Collection", "check", "collect", "undo"]
+__all__ = ["Collection", "check", "collect", "path_to", "undo"]
 
 _RUNNING = ServiceState.RUNNING
 _NONE: list[Record] = []  # the deps of a leaf, while it is walked; never mutated
@@ -425,3 +426,42 @@ def check(root: ServiceBase) -> None:
         if subgraph is not None:  # a ServiceThread: the graph its thread will start
             for service in subgraph():
                 check(service)
+
+
+def path_to(root: Record, targets: Collection_[Record]) -> list[Record] | None:
+    """A path of dependencies from `root` to one of `targets`, or None if none is needed.
+
+    Depth-first in the order written, through the services that do not run (their
+    `dependencies`, as a start would read them); a running service is not descended
+    into: `targets` must hold the running ones that count (a supervisor's check that a
+    child it adds does not need it finds those through the holders). Changes nothing.
+    """
+    if root in targets:
+        return [root]
+    seen: set[Record] = {root}
+    stack: list[tuple[Record, Iterator[Record]]] = [(root, _dependencies_of(root))]
+    while stack:
+        deps = stack[-1][1]
+        dep = next(deps, None)
+        if dep is None:
+            stack.pop()
+            continue
+        if dep in seen:
+            continue
+        seen.add(dep)
+        if dep in targets:
+            return [*(frame[0] for frame in stack), dep]
+        if dep.state is not _RUNNING:
+            stack.append((dep, _dependencies_of(dep)))
+    return None
+
+
+def _dependencies_of(rec: Record) -> Iterator[Record]:
+    for index, item in enumerate(_items(rec)):
+        if isinstance(item, ServiceBase):
+            yield record(item)
+            continue
+        for position, member in enumerate(_members(rec, index, item)):
+            if not isinstance(member, ServiceBase):
+                raise _member_error(rec, index, position, member)
+            yield record(member)

@@ -22,20 +22,35 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from tether._core._records import Node, Record, attach, detach, order_after
+from tether._core._records import (
+    Barrier,
+    Node,
+    Record,
+    ServiceState,
+    attach,
+    detach,
+    order_after,
+)
 
-__all__ = ["Children", "running_dependents"]
+__all__ = ["Children", "brought_up", "running_dependents"]
 
 
 class _Slot:
-    """Where a dynamic child sits: its position for sorting, and its neighbours."""
+    """Where a dynamic child sits: its position for sorting, and its neighbours.
 
-    __slots__ = ("next", "position", "prev")
+    `place` stands for the child before it, for the services the child's start
+    brought up that only it uses: they stop before that child too, as OTP stops a
+    child with all it has before the next. Moving the child (its predecessor removed)
+    moves them with it, by changing `place` alone.
+    """
+
+    __slots__ = ("brought", "next", "place", "position", "prev")
 
     def __init__(self, position: int, prev: Record | None) -> None:
         self.position = position
         self.prev = prev
         self.next: Record | None = None
+        self.place: Barrier | None = None  # made for the first child that brings some up
 
 
 class Children:
@@ -113,15 +128,47 @@ class Children:
         self.dynamic[rec] = slot
         attach(own, rec)
         self.keep_place(rec)
+        self.place_brought(own, rec)
 
     def keep_place(self, rec: Record) -> None:
         """`rec` (a dynamic child, just started again) waits for the child before it.
 
         Its start as a root of its own forgot that edge; with it, a stop that takes both
-        stops `rec` first.
+        stops `rec` first, and what `rec` brought up (see `place_brought`) too.
         """
         before = self._before(rec)
         order_after(rec, (before,) if before is not None else ())
+        place = self.dynamic[rec].place
+        if place is not None:
+            place.after = (before,) if before is not None else ()
+
+    def lose_place(self, rec: Record) -> None:
+        """`rec` (a dynamic child) stops alone: nothing leads to the children before it.
+
+        Neither its edge nor those of what it brought up: planning its stop would walk
+        the list of running children through them.
+        """
+        order_after(rec, ())
+        place = self.dynamic[rec].place
+        if place is not None:
+            place.after = ()
+
+    def place_brought(self, own: Record, rec: Record) -> None:
+        """What the start of `rec` (a dynamic child) brought up for it alone keeps its place.
+
+        Those services stop before the child before `rec`, as `rec` does.
+        """
+        brought = brought_up(rec, self, own)
+        if not brought:
+            return
+        slot = self.dynamic[rec]
+        place = slot.place
+        if place is None:
+            before = self._before(rec)
+            place = slot.place = Barrier(own, slot.position, [] if before is None else [before])
+        for node in brought:
+            if place not in node.after:
+                node.after = (*node.after, place)
 
     def _before(self, rec: Record) -> Node | None:
         prev = self.dynamic[rec].prev
@@ -141,12 +188,42 @@ class Children:
         else:
             self._last = prev
         rec.after = rec.deps  # its edge to its predecessor would keep that one alive
+        if slot.place is not None:
+            slot.place.after = ()  # and so would that of what it brought up
         detach(own, rec)
 
     def delete_static(self, own: Record, rec: Record) -> None:
         """A static child (down) leaves the list until the supervisor's next start."""
         self.deleted.add(rec)
         detach(own, rec)
+
+
+def brought_up(rec: Record, children: Children, own: Record) -> list[Record]:
+    """The running services `rec` depends on, directly or not, that only it uses.
+
+    Those its start brought up for itself: held by `rec` or by others of them alone,
+    neither children of the supervisor `own` nor roots. A service shared with
+    another one is left out at its first other holder, so a dependency shared by
+    thousands of children costs one look.
+    """
+    found: list[Record] = []
+    inside: set[Record] = {rec}
+    seen: set[Record] = {rec, own}
+    queue: list[Record] = list(rec.deps)
+    i = 0
+    while i < len(queue):
+        dep = queue[i]
+        i += 1
+        if dep in seen:
+            continue
+        seen.add(dep)
+        if dep.state is not ServiceState.RUNNING or dep.root_holds or dep in children:
+            continue
+        if all(holder in inside for holder in dep.holders):
+            inside.add(dep)
+            found.append(dep)
+            queue.extend(dep.deps)
+    return found
 
 
 def running_dependents(targets: Iterable[Record], children: Children, own: Record) -> set[Record]:

@@ -32,8 +32,9 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar, cast, overload
 
 from tether._core._base import ServiceBase, record
 from tether._core._engine import claim, signal_exit, start_root, stop_root, unclaim, wait_released
-from tether._core._errors import DefinitionError, ServiceStateError
+from tether._core._errors import DefinitionError, DependencyCycleError, ServiceStateError
 from tether._core._events import EventKind, LifecycleEvent, publish, publishing
+from tether._core._graph import path_to
 from tether._core._records import (
     Node,
     Record,
@@ -46,7 +47,7 @@ from tether._core._records import (
 from tether._core._scheduler import Operation
 from tether._core._service import Service
 
-from ._children import Children, running_dependents
+from ._children import Children, brought_up, running_dependents
 from ._policy import (
     Backoff,
     ExitKind,
@@ -359,26 +360,14 @@ class Supervisor(Service):
         service = await self._build(child, arguments)
         rec = record(service)
         restart_type(service)
-        if rec in self._children or rec is own:
-            raise ServiceStateError(
-                f"{rec.name} is a child of {display_name(self)} already; a service is "
-                f"added once (restart_child starts a terminated one again)."
-            )
-        other = rec.supervisor
-        if other is not None and other is not self:
-            raise DefinitionError(
-                f"{rec.name} is supervised by {display_name(other)} already; a service has "
-                f"one supervisor."
-            )
-        if rec.state in _BUSY:
-            raise ServiceStateError(
-                f"{display_name(self)}.start_child({rec.name}): it is {rec.state.value} "
-                f"already; give start_child a service that does not run, which the "
-                f"supervisor then starts and owns."
-            )
+        self._check_new_child(rec)
         await self._claim_for("start_child")
         try:
+            # Checked again: while this call waited for its turn, another may have added
+            # it, another supervisor taken it, or another root started it.
             self._check_room()
+            self._check_new_child(rec)
+            self._check_no_cycle(rec)
             await self._start_root(rec, "start")
             rec.root_holds -= 1
             self._children.add(own, rec)
@@ -556,6 +545,47 @@ class Supervisor(Service):
             return True
         busy = self._busy
         return busy is not None and busy.op is not None and busy.op.owns(current)
+
+    def _check_new_child(self, rec: Record) -> None:
+        """`rec` can be added: not a child yet, not supervised elsewhere, not running."""
+        if rec in self._children or rec is record(self):
+            raise ServiceStateError(
+                f"{rec.name} is a child of {display_name(self)} already; a service is "
+                f"added once (restart_child starts a terminated one again)."
+            )
+        other = rec.supervisor
+        if other is not None and other is not self:
+            raise DefinitionError(
+                f"{rec.name} is supervised by {display_name(other)} already; a service has "
+                f"one supervisor."
+            )
+        if rec.state in _BUSY:
+            raise ServiceStateError(
+                f"{display_name(self)}.start_child({rec.name}): it is {rec.state.value} "
+                f"already; give start_child a service that does not run, which the "
+                f"supervisor then starts and owns."
+            )
+
+    def _check_no_cycle(self, rec: Record) -> None:
+        """`rec` does not need this supervisor, which is about to depend on it.
+
+        Its start would wait for the supervisor, which waits for that start: refuse it
+        with the cycle instead, as a cycle in `dependencies` is refused.
+        """
+        path = path_to(rec, _needing(record(self)))
+        if path is None:
+            return
+        own = record(self)
+        tail = _path_down(path[-1], own)
+        cycle = [*path, *tail[1:], rec]
+        shown = " -> ".join(display_name(r.service) for r in cycle)
+        raise DependencyCycleError(
+            f"Dependency cycle: {shown}. {display_name(self)}.start_child({rec.name}) "
+            f"would make {display_name(self)} depend on a child that needs it. Hand the "
+            f"child a function that calls start_child instead of the supervisor (or what "
+            f"depends on it), or start it outside the supervisor.",
+            tuple(r.service for r in cycle),
+        )
 
     def _check_room(self) -> None:
         bound = self.max_children
@@ -754,7 +784,7 @@ class Supervisor(Service):
             if dynamic:
                 # Stopped alone, it has no place to keep: without its edge to the child
                 # before it, planning this stop does not walk the list of running ones.
-                order_after(rec, ())
+                self._children.lose_place(rec)
             try:
                 await stop_root(rec.service, None)
             except asyncio.CancelledError:
@@ -843,10 +873,15 @@ class Supervisor(Service):
         hold(rec, own)
         if self._children.is_dynamic(rec):
             self._children.keep_place(rec)
+            self._children.place_brought(own, rec)
         else:
             ordering = [n for n in self._order_edges.get(rec, ()) if n not in rec.after]
             if ordering:
                 order_after(rec, ordering)
+                # What its start brought up for it alone stops before those too, as when
+                # the supervisor's own start brought it up.
+                for node in brought_up(rec, self._children, own):
+                    node.after = (*node.after, *(n for n in ordering if n not in node.after))
 
     async def _start_child(
         self, rec: Record, failed: Record, cause: BaseException | None, kind: ExitKind
@@ -950,6 +985,39 @@ def _start_order(records: list[Record]) -> list[Record]:
                 remaining.remove(rec)
                 break
     return order
+
+
+def _needing(own: Record) -> set[Record]:
+    """`own` and the running services that depend on it, directly or not (its holders, up)."""
+    found = {own}
+    stack = [own]
+    while stack:
+        for holder in stack.pop().holders:
+            if holder not in found:
+                found.add(holder)
+                stack.append(holder)
+    return found
+
+
+def _path_down(start: Record, own: Record) -> list[Record]:
+    """A path of dependencies from `start` (a service that needs `own`) down to `own`."""
+    needing = _needing(own)
+    parents: dict[Record, Record | None] = {start: None}
+    queue = deque([start])
+    while queue:
+        rec = queue.popleft()
+        if rec is own:
+            break
+        for dep in rec.deps:
+            if dep in needing and dep not in parents:
+                parents[dep] = rec
+                queue.append(dep)
+    path: list[Record] = []
+    step: Record | None = own if own in parents else start
+    while step is not None:
+        path.append(step)
+        step = parents[step]
+    return path[::-1]
 
 
 def _current(exit_: _Pending) -> bool:
