@@ -255,3 +255,24 @@ async def test_an_idle_keep_alive_connection_is_closed_at_the_stop_not_left_to_t
         if listener.running:
             await listener.__aexit__(None, None, None)
     assert "still open after drain_timeout" not in caplog.text
+
+
+async def test_a_connection_of_a_protocol_without_idle_is_cut_off_at_drain_timeout(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Without idle=, a connection still open when drain_timeout ends is aborted, with a
+    warning, and only then does what the listener uses stop."""
+    caplog.set_level(logging.WARNING, logger="tether.ext.twisted")
+    log: list[str] = []
+    listener = Listener(
+        EchoFactory(log), reactor=Reactor(), port=0, uses=[Step("database", log)], drain_timeout=0.2
+    )
+    async with listener:
+        reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
+        writer.write(b"hello\r\n")
+        assert await bounded(reader.readline()) == b"HELLO\r\n"
+    with pytest.raises(ConnectionResetError):
+        await bounded(reader.read())
+    writer.close()
+    assert log == ["start:database", "echo connection lost", "stop:database"]
+    assert "1 connection(s) still open after drain_timeout=0.2s are closed" in caplog.text
