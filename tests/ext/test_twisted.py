@@ -12,6 +12,7 @@ import pytest
 pytest.importorskip("twisted")
 pytest.importorskip("aiohttp")  # the load test's client
 
+import aiohttp
 from twisted.internet import protocol
 from twisted.protocols import basic
 from twisted.web import resource, server
@@ -208,3 +209,70 @@ async def test_a_reactor_that_ran_is_not_replaced() -> None:
     async with first:
         with pytest.raises(tether.DefinitionError, match=r"Reactor\(install=False\)"):
             await Reactor().__aenter__()
+
+
+async def test_keep_alive_clients_of_a_site_get_connection_close_during_the_drain() -> None:
+    """From the drain stage on, a Site's responses carry Connection: close, and the
+    connection closes once the response is sent (the client reconnects elsewhere)."""
+    health = Health(port=0, drain_delay=0.3)
+    listener = Listener(server.Site(Work()), reactor=Reactor(), port=0, uses=[health])
+    await listener.__aenter__()
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{listener.url}/work/1") as before:
+                await before.read()
+            stopping = asyncio.create_task(listener.__aexit__(None, None, None))
+            while health.ready:
+                await bounded(asyncio.sleep(0.005))
+            async with session.get(f"{listener.url}/work/2") as during:
+                await during.read()
+            await bounded(stopping)
+    finally:
+        if listener.running:
+            await listener.__aexit__(None, None, None)
+    assert before.headers.get("Connection") is None
+    assert during.headers["Connection"] == "close"
+
+
+async def test_an_idle_keep_alive_connection_is_closed_at_the_stop_not_left_to_the_deadline(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A Site's connection with no request in flight is closed by the listener's stop
+    as an idle one, not kept until drain_timeout and then cut off."""
+    caplog.set_level(logging.WARNING, logger="tether.ext.twisted")
+    listener = Listener(server.Site(Work()), reactor=Reactor(), port=0, drain_timeout=30)
+    await listener.__aenter__()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
+        writer.write(b"GET /work/5 HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert b"200" in await bounded(reader.readline())
+        ended = asyncio.create_task(reader.read())
+        stopping = asyncio.create_task(listener.__aexit__(None, None, None))
+        await bounded(ended, 5)  # closed by the listener, well before drain_timeout
+        writer.close()
+        await bounded(stopping, 5)
+    finally:
+        if listener.running:
+            await listener.__aexit__(None, None, None)
+    assert "still open after drain_timeout" not in caplog.text
+
+
+async def test_a_connection_of_a_protocol_without_idle_is_cut_off_at_drain_timeout(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Without idle=, a connection still open when drain_timeout ends is aborted, with a
+    warning, and only then does what the listener uses stop."""
+    caplog.set_level(logging.WARNING, logger="tether.ext.twisted")
+    log: list[str] = []
+    listener = Listener(
+        EchoFactory(log), reactor=Reactor(), port=0, uses=[Step("database", log)], drain_timeout=0.2
+    )
+    async with listener:
+        reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
+        writer.write(b"hello\r\n")
+        assert await bounded(reader.readline()) == b"HELLO\r\n"
+    with pytest.raises(ConnectionResetError):
+        await bounded(reader.read())
+    writer.close()
+    assert log == ["start:database", "echo connection lost", "stop:database"]
+    assert "1 connection(s) still open after drain_timeout=0.2s are closed" in caplog.text

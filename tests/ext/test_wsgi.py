@@ -108,6 +108,50 @@ async def test_no_thread_is_left_and_the_server_starts_again() -> None:
         assert _wsgi_threads() == []
 
 
+async def test_a_view_that_raises_is_answered_500_and_the_server_serves_on() -> None:
+    """An exception in a view is the application's 500, not the server's end."""
+    app = flask_app()
+
+    @app.get("/boom")
+    def boom() -> str:
+        raise RuntimeError("boom")
+
+    server = Server(app, port=0)
+    async with server:
+        failed = await fetch(f"{server.url}/boom")
+        after = await fetch(f"{server.url}/work/2")
+        assert server.running
+    assert (failed.status, after.status, after.text) == (500, 200, "2")
+
+
+async def test_a_view_outliving_drain_timeout_is_answered_500_and_waited_for() -> None:
+    """A view still running when drain_timeout ends: its client gets 500, and the stop
+    waits for its thread to return before the services it uses stop."""
+    gate = ThreadGate(1, asyncio.get_running_loop())
+    container = tether.Container()
+    server = Server(
+        flask_app(gate), port=0, container=container, uses=[Database], drain_timeout=0.1
+    )
+    db = container.get(Database)
+    await server.__aenter__()
+    try:
+        slow = asyncio.create_task(fetch(f"{server.url}/slow", seconds=10))
+        await bounded(gate.all_in.wait())
+        stopping = asyncio.create_task(server.__aexit__(None, None, None))
+        answer = await bounded(slow)
+        db.log.append(f"client got {answer.status}")
+        assert not stopping.done()  # the view's thread still runs
+        gate.release.set()
+        await bounded(stopping)
+    finally:
+        gate.release.set()
+        if server.running:
+            await server.__aexit__(None, None, None)
+    assert db.log == ["start:Database", "client got 500", "stop:Database"]
+    assert gate.finished == 1
+    assert _wsgi_threads() == []
+
+
 async def test_health_answers_on_the_applications_port() -> None:
     """/livez and /readyz in front of Flask; other paths reach the application."""
     server = Server(flask_app(), port=0, health=Health(drain_delay=0))

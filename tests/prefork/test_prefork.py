@@ -276,6 +276,65 @@ async def test_ten_hup_reloads_under_load_drop_nothing_and_leave_no_old_worker(
         assert await proc.exit_code() == 0, proc.output
 
 
+FRAMEWORKS = "tests.prefork.prefork_frameworks"
+
+
+@pytest.mark.parametrize("framework", ["tornado", "twisted", "wsgi"])
+async def test_a_reload_under_keep_alive_load_moves_the_clients_to_the_new_workers(
+    framework: str,
+) -> None:
+    """Keep-alive clients through two SIGHUPs, on Tornado's, Twisted's and the WSGI
+    server: each old worker tells its clients to reconnect (Connection: close) and
+    exits by itself, nothing fails, and the new workers serve them."""
+    pytest.importorskip({"wsgi": "a2wsgi"}.get(framework, framework))
+    pytest.importorskip("aiohttp")
+    import aiohttp
+
+    async with master(2, app=f"{FRAMEWORKS}:{framework}") as proc:
+        port = await port_of(proc)
+        await ready_count(proc, 2)
+        pids: list[str] = []
+        errors: list[str] = []
+        running = True
+
+        async def client(session: aiohttp.ClientSession) -> None:
+            while running:
+                try:
+                    async with session.get(f"http://127.0.0.1:{port}/") as response:
+                        pids.append(await response.text())
+                except aiohttp.ClientError as exc:
+                    errors.append(f"{type(exc).__name__}: {exc}")
+
+        async def answered(count: int) -> None:
+            goal = len(pids) + count
+            while len(pids) < goal:
+                await asyncio.sleep(0.01)
+
+        async with aiohttp.ClientSession() as session:
+            clients = [asyncio.create_task(client(session)) for _ in range(4)]
+            await bounded(answered(20))
+            for round_ in (1, 2):
+                before = set(forked_pids(proc))
+                proc.send(signal.SIGHUP)
+                await proc.until(
+                    lambda goal=round_: count_lines(proc, "reload complete") >= goal,  # type: ignore[misc]
+                    f"reload {round_} complete",
+                    15,
+                )
+                # The old workers drain while the clients keep sending; they exit by themselves.
+                assert await all_gone(sorted(before), 3.5), proc.output
+                mark = len(pids)
+                await bounded(answered(20))
+                now = {str(pid) for pid in set(forked_pids(proc)) - before}
+                assert set(pids[mark + 4 :]) <= now, proc.output
+            running = False
+            await bounded(asyncio.gather(*clients))
+        assert errors == [], f"{errors[:5]}\n{proc.output}"
+        assert "killed by SIGKILL" not in proc.output
+        proc.send(signal.SIGTERM)
+        assert await proc.exit_code() == 0, proc.output
+
+
 async def test_reload_whose_new_code_fails_to_import_keeps_the_old_workers(tmp_path: Path) -> None:
     """SIGHUP with broken code: the new worker fails, the old ones serve on, the master lives."""
     broken = tmp_path / "broken"
@@ -615,6 +674,25 @@ async def test_sigterm_serves_the_connections_queued_behind_a_busy_worker(
 ) -> None:
     """The only worker is busy in synchronous work, five connections wait in the kernel's
     queue, SIGTERM arrives: every one of them is answered before the master exits."""
+    await _serves_the_connections_queued_behind_a_busy_worker(loop, app, tmp_path)
+
+
+@pytest.mark.parametrize("framework", ["tornado", "twisted", "wsgi"])
+async def test_sigterm_serves_the_queued_connections_on_the_other_frameworks_servers(
+    framework: str, tmp_path: Path
+) -> None:
+    """The same for Tornado's HTTPServer, a Twisted Site and a WSGI application: a
+    connection queued behind a busy worker at SIGTERM is answered."""
+    pytest.importorskip({"wsgi": "a2wsgi"}.get(framework, framework))
+    await _serves_the_connections_queued_behind_a_busy_worker(
+        "asyncio", f"tests.prefork.prefork_frameworks:{framework}", tmp_path
+    )
+
+
+async def _serves_the_connections_queued_behind_a_busy_worker(
+    loop: str, app: str, tmp_path: Path
+) -> None:
+    """Run ``app`` under one worker, busy at SIGTERM with five connections queued."""
     env = {"PREFORK_BUSY_DIR": str(tmp_path)}
     async with master(1, "--loop", loop, app=app, env=env) as proc:
         port = await port_of(proc)

@@ -7,6 +7,7 @@ the process exits 0.
 
 from __future__ import annotations
 
+import aiohttp
 import pytest
 
 from tests.process.harness import Tether
@@ -39,6 +40,35 @@ async def test_a_wsgi_application_stops_under_load_failing_nothing(
     async with program(module, "server") as proc:
         url = await served_url(proc, "Server serving on")
         seen = await through_sigterm(proc, url, f"{url}/readyz", lambda i: (path, body))
+    assert seen.failures == [], proc.output
+    assert seen.code == 0, proc.output
+
+
+@pytest.mark.parametrize(
+    ("module", "root", "ready", "needs"),
+    [
+        ("frameworks_flask", "server", "Server serving on", ("a2wsgi", "/items/apples")),
+        ("frameworks_tornado", "server", "Server serving on", ("tornado", "/items/plums")),
+        ("frameworks_twisted", "app", "Listener[web] serving on", ("twisted", "/items/figs")),
+    ],
+)
+async def test_the_framework_servers_run_on_rloop_under_load_failing_nothing(
+    module: str, root: str, ready: str, needs: tuple[str, str]
+) -> None:
+    """The WSGI, Tornado and Twisted examples on rloop (the page's third-party loop):
+    they start, serve and stop by SIGTERM under load as on asyncio's loop."""
+    framework, path = needs
+    pytest.importorskip("rloop")
+    pytest.importorskip(framework)
+    async with program(module, root, "--loop", "rloop:new_event_loop") as proc:
+        url = await served_url(proc, ready)
+        health = url
+        if module == "frameworks_twisted":  # its probes are on a port of their own
+            health = await served_url(proc, "health endpoints on")
+        async with aiohttp.ClientSession() as session, session.get(f"{url}{path}") as response:
+            expected = await response.text()
+        seen = await through_sigterm(proc, url, f"{health}/readyz", lambda i: (path, expected))
+    assert "rloop.loop.RLoop event loop" in proc.output
     assert seen.failures == [], proc.output
     assert seen.code == 0, proc.output
 

@@ -329,17 +329,28 @@ class Server(tether.Service):
     @property
     def port(self) -> int | None:
         """The port it listens on while running (useful with `port=0`), else None."""
-        if not self._sockets or self._server is None:
+        listening = self._listening()
+        if listening is None:
             return None
-        address = self._sockets[0].getsockname()
+        address = listening.getsockname()
         return address[1] if isinstance(address, tuple) else None
 
     @property
     def url(self) -> str | None:
         """`http://host:port` it listens on while running, else None."""
-        if not self._sockets or self._server is None:
-            return None
-        return url_of(self._sockets[0])
+        listening = self._listening()
+        return None if listening is None else url_of(listening)
+
+    def _listening(self) -> Any:
+        """The first socket the running server listens on, as its event loop holds it.
+
+        Not the socket handed to uvicorn: a loop may take that one over (rloop's
+        `create_server` detaches it, leaving the Python object closed).
+        """
+        for server in getattr(self._server, "servers", None) or ():
+            for sock in server.sockets:
+                return sock
+        return None
 
 
 def _fresh(protocol: Any) -> bool:

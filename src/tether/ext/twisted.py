@@ -186,8 +186,8 @@ class _Tracking(policies.WrappingFactory):
 
     def buildProtocol(self, addr: Any) -> Any:  # noqa: N802 - Twisted's name
         wrapper = super().buildProtocol(addr)
-        inner = getattr(wrapper, "wrappedProtocol", None)
-        if isinstance(inner, http.HTTPChannel):
+        inner = _http_channel(wrapper)
+        if inner is not None:
             self.requests[wrapper] = 0
             original = inner.checkPersistence
 
@@ -207,9 +207,20 @@ class _Tracking(policies.WrappingFactory):
         super().unregisterProtocol(p)
 
 
-def _http_idle(wrapper: Any) -> bool:
+def _http_channel(wrapper: Any) -> http.HTTPChannel | None:
+    """The HTTP channel behind a connection's protocol, if it speaks HTTP/1.
+
+    A `Site` builds a `_GenericHTTPChannelProtocol`, a proxy that would switch to
+    HTTP/2 on a TLS negotiation; the HTTP/1 channel it talks through is its `_channel`.
+    """
     inner = getattr(wrapper, "wrappedProtocol", wrapper)
-    return isinstance(inner, http.HTTPChannel) and not inner.requests
+    inner = getattr(inner, "_channel", inner)
+    return inner if isinstance(inner, http.HTTPChannel) else None
+
+
+def _http_idle(wrapper: Any) -> bool:
+    channel = _http_channel(wrapper)
+    return channel is not None and not channel.requests
 
 
 class Listener(tether.Service):
