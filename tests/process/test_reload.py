@@ -341,3 +341,23 @@ def _running(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+async def test_python_files_of_a_virtual_environment_do_not_restart(tmp_path: Path) -> None:
+    """A virtual environment inside the watched directory, whatever its name (`venv`,
+    not only `.venv`): installing into it restarts nothing; the next change of the
+    application's own module is the one reload."""
+    app = write_app(tmp_path, 1)
+    environment = tmp_path / "venv"
+    (environment / "lib" / "site-packages").mkdir(parents=True)
+    (environment / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    async with reloading(tmp_path) as proc:
+        await proc.line("version 1 up")
+        (environment / "lib" / "site-packages" / "installed.py").write_text("x = 1\n")
+        app.write_text(APP.format(version=2))
+        await proc.line("version 2 up")
+        proc.send(signal.SIGTERM)
+        assert await proc.exit_code() == 0, proc.output
+    reloads = [line for line in proc.stderr if re.search(r"tether\.reload: reload \d+:", line)]
+    assert len(reloads) == 1, proc.output
+    assert "reload 1: reloadable.py changed;" in reloads[0]
