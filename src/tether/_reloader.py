@@ -18,7 +18,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -60,7 +60,8 @@ class Reloader:
     """Runs `tether ARGV` in a child and starts it again after each change of a source.
 
     `directories` are watched for changes of Python files (watchfiles' `PythonFilter`:
-    `.py`, `.pyx`, `.pyd`, ignoring `.git`, `__pycache__`, virtual environments...);
+    `.py`, `.pyx`, `.pyd`, ignoring `.git`, `__pycache__`..., and any virtual
+    environment, a directory with a `pyvenv.cfg`);
     `listeners` are handed to every child; a child still running `grace` seconds after
     it was asked to stop is killed.
     """
@@ -86,13 +87,14 @@ class Reloader:
 
     async def run(self) -> int:
         """Watch and restart until SIGINT or SIGTERM; the last child's exit code."""
-        from watchfiles import PythonFilter, awatch  # noqa: PLC0415 - the extra, when used
+        from watchfiles import awatch  # noqa: PLC0415 - the extra, when used
 
         loop = asyncio.get_running_loop()
         for sig in (*_STOPS, *_FORWARDED):
             loop.add_signal_handler(sig, self._on_signal, sig)
         try:
-            changes = awatch(*self.directories, watch_filter=PythonFilter(), stop_event=self.done)
+            sources = _source_filter(self.directories)
+            changes = awatch(*self.directories, watch_filter=sources, stop_event=self.done)
             watching = loop.create_task(self._watch(changes))
             # One turn: the watcher is set up before the first child starts.
             await asyncio.sleep(0)
@@ -219,6 +221,31 @@ class Reloader:
             child.send_signal(signal.SIGTERM)
         elif not self.restarting:
             self.done.set()
+
+
+def _source_filter(directories: Sequence[Path]) -> Callable[[Change, str], bool]:
+    """The Python files to watch: also ignoring virtual environments, whatever their name.
+
+    watchfiles' `PythonFilter` ignores `.venv` but not `venv` or `env`: a
+    `pip install` into one of those would restart the application for each file.
+    A virtual environment is a directory with a `pyvenv.cfg` (PEP 405).
+    """
+    from watchfiles import PythonFilter  # noqa: PLC0415 - the extra, when used
+
+    python = PythonFilter()
+    tops = set(directories)
+
+    def wanted(change: Change, path: str) -> bool:
+        if not python(change, path):
+            return False
+        for parent in Path(path).parents:
+            if parent in tops:  # one inside it only: the directory watched may be one
+                break
+            if (parent / "pyvenv.cfg").exists():
+                return False
+        return True
+
+    return wanted
 
 
 def reload_main(args: argparse.Namespace, argv: Sequence[str]) -> int:

@@ -30,7 +30,7 @@ from ._core._base import record
 from ._core._records import Record, ServiceState
 from ._core._service import Service, status
 from ._core._stages import STOPPING, Stage
-from ._prefork._figures import MasterFigures, master_figures
+from ._prefork._figures import MasterFigures, master_figures, worker_number
 from ._process._listen import DEFAULT_HOST, check_address, check_seconds, completed, url_of
 from ._process._observe import LifecycleRecorder, recorder_in_context
 from ._process._picture import graph_records
@@ -357,6 +357,10 @@ class Health(Service):
     def _master_figures(self) -> MasterFigures | None:
         """The pre-fork master's figures, in one of its workers; None elsewhere."""
         return master_figures()
+
+    def _worker_number(self) -> int | None:
+        """The number of the pre-fork worker this runs in; None elsewhere."""
+        return worker_number()
 
     def _livez(self) -> _Reply:
         return _Reply.text(200, "ok")

@@ -272,3 +272,27 @@ async def test_a_crashed_task_is_an_event_on_the_stop_it_causes(spans: Spans) ->
         "exception.type": "RuntimeError",
         "exception.message": "bad",
     }
+
+
+async def test_a_service_threads_graph_is_traced_inside_the_outer_phases(spans: Spans) -> None:
+    """The graph a ServiceThread runs in its thread: its start, reload and stop are each
+    inside the outer phase that caused them, under that phase's stage."""
+
+    class Outer(tether.Service):
+        def __init__(self) -> None:
+            self.thread = tether.ServiceThread(Api(Database()))
+
+        @property
+        def dependencies(self) -> list[tether.Service]:
+            return [self.thread]
+
+    outer = Outer()
+    with tether.subscribe(spans.tracer()):
+        async with outer:
+            await tether.reload(outer)
+    for phase in ("start", "reload", "stop"):
+        inner = spans.named(f"tether {phase} Api")
+        stage = spans.parent_of(inner)
+        assert stage is not None, phase
+        assert stage.name == f"stage {phase}"
+        assert spans.parent_of(stage) == spans.named(f"tether {phase} Outer")

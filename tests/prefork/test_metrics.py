@@ -72,3 +72,29 @@ async def test_workers_report_their_masters_workers_respawns_and_reloads() -> No
         )
         proc.send(signal.SIGTERM)
         assert await proc.exit_code() == 0, proc.output
+
+
+async def test_each_workers_own_series_carry_its_number() -> None:
+    """Scrapes reach either worker: each one's series are labelled with its number, so a
+    counter never seems to jump between two workers' values; the master's have none."""
+    async with master(2, app=APP) as proc:
+        port = await port_of(proc)
+        await ready_count(proc, 2)
+        seen: set[str] = set()
+
+        async def both_answered() -> None:
+            while seen != {"1", "2"}:
+                response = await fetch(f"http://127.0.0.1:{port}/metrics")
+                workers = set()
+                for family in text_string_to_metric_families(response.text):
+                    for sample in family.samples:
+                        if sample.name.startswith("tether_prefork"):
+                            assert "worker" not in sample.labels, sample
+                        elif sample.name.startswith("tether_"):
+                            workers.add(sample.labels.get("worker"))
+                assert len(workers) == 1, workers  # one worker answers for all its series
+                seen.update(str(worker) for worker in workers)
+
+        await bounded(both_answered(), 15)
+        proc.send(signal.SIGTERM)
+        assert await proc.exit_code() == 0, proc.output

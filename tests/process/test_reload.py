@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -239,3 +240,124 @@ async def test_a_reload_dir_without_reload_is_refused() -> None:
     async with Tether("run", "--reload-dir", ".", "tests.process.apps:quick") as proc:
         assert await proc.exit_code() == 2
     assert "--reload-dir goes with --reload" in proc.output
+
+
+PATIENT = '''
+import asyncio
+import os
+import pathlib
+
+import tether
+
+MARKERS = pathlib.Path({markers!r})
+
+
+class Api(tether.Service):
+    """Stops only once its parent, the reloader, is gone entirely."""
+
+    async def start(self) -> None:
+        self.parent = os.getppid()
+        (MARKERS / "up").touch()
+        print("up", flush=True)
+
+    async def stop(self) -> None:
+        (MARKERS / "stopping").touch()
+        while os.getppid() == self.parent:
+            await asyncio.sleep(0.01)
+        print("down", flush=True)
+
+
+api = Api()
+'''
+
+# A reloader whose threads end one after the other: the thread that started the child
+# first, then the rest of the process. Each end hands the child to what remains of the
+# process, and Linux sends it the parent-death signal each time.
+DYING_RELOADER = """
+import os, pathlib, subprocess, sys, threading, time
+
+markers = pathlib.Path(sys.argv[1])
+env = {**os.environ, "TETHER_RELOADER": str(os.getpid()), "TETHER_RELOAD_SOCKETS": "[]"}
+command = [sys.executable, "-m", "tether", "run", "--reload", "patient:api", "--log-format=plain"]
+
+
+def until(name):
+    deadline = time.monotonic() + 10
+    while not (markers / name).exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def start():
+    subprocess.Popen(command, env=env)
+    until("up")
+
+
+thread = threading.Thread(target=start)
+thread.start()
+thread.join()
+until("stopping")
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+async def test_a_dying_reloader_stops_its_child_gracefully_once(tmp_path: Path) -> None:
+    """The reloader's threads end one by one (as when it is killed): the child gets one
+    SIGTERM, not one per thread, and so stops gracefully instead of being forced."""
+    (tmp_path / "patient.py").write_text(PATIENT.format(markers=str(tmp_path)))
+    env = {"PYTHONPATH": str(tmp_path), "PYTHONDONTWRITEBYTECODE": "1"}
+    proc = Tether(env=env, program=("-c", DYING_RELOADER, str(tmp_path)))
+    async with proc:
+        assert await proc.exit_code() == 0, proc.output
+        await proc.line("down")
+    assert "second SIGTERM" not in proc.output
+    assert "exit code 0 (OK)" in proc.output
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+async def test_a_reloader_killed_with_sigkill_leaves_no_child_running(tmp_path: Path) -> None:
+    """SIGKILL to the reloader: its child stops gracefully and exits; nothing is left."""
+    write_app(tmp_path, 1)
+    async with reloading(tmp_path) as proc:
+        await proc.line("version 1 up")
+        found = re.search(r"started pid (\d+)", proc.output)
+        assert found is not None
+        child = int(found.group(1))
+        proc.send(signal.SIGKILL)
+        assert await proc.exit_code() == -signal.SIGKILL
+        await proc.line("version 1 down")
+    assert "second SIGTERM" not in proc.output
+    await bounded(_gone(child))
+
+
+async def _gone(pid: int) -> None:
+    """Return once `pid` has exited (gone, or a zombie nobody reaped)."""
+    while _running(pid):
+        await asyncio.sleep(0.02)
+
+
+def _running(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+async def test_python_files_of_a_virtual_environment_do_not_restart(tmp_path: Path) -> None:
+    """A virtual environment inside the watched directory, whatever its name (`venv`,
+    not only `.venv`): installing into it restarts nothing; the next change of the
+    application's own module is the one reload."""
+    app = write_app(tmp_path, 1)
+    environment = tmp_path / "venv"
+    (environment / "lib" / "site-packages").mkdir(parents=True)
+    (environment / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    async with reloading(tmp_path) as proc:
+        await proc.line("version 1 up")
+        (environment / "lib" / "site-packages" / "installed.py").write_text("x = 1\n")
+        app.write_text(APP.format(version=2))
+        await proc.line("version 2 up")
+        proc.send(signal.SIGTERM)
+        assert await proc.exit_code() == 0, proc.output
+    reloads = [line for line in proc.stderr if re.search(r"tether\.reload: reload \d+:", line)]
+    assert len(reloads) == 1, proc.output
+    assert "reload 1: reloadable.py changed;" in reloads[0]

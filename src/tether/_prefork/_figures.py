@@ -12,7 +12,7 @@ from __future__ import annotations
 import mmap
 import struct
 
-__all__ = ["MasterFigures", "master_figures", "set_master_figures"]
+__all__ = ["MasterFigures", "master_figures", "set_master_figures", "worker_number"]
 
 _SEQUENCE = struct.Struct("=q")
 _COUNTERS = struct.Struct("=qqqq")
@@ -66,13 +66,23 @@ class _Process:
     """What this process knows of its pre-fork master (set in a worker after the fork)."""
 
     figures: MasterFigures | None = None
+    worker: int | None = None
 
 
-def set_master_figures(figures: MasterFigures | None) -> None:
-    """Make `figures` this worker's view of its master (after the fork)."""
+def set_master_figures(figures: MasterFigures | None, worker: int | None = None) -> None:
+    """Make `figures` this worker's view of its master, `worker` its number (after the fork)."""
     _Process.figures = figures
+    _Process.worker = worker
 
 
 def master_figures() -> MasterFigures | None:
     """The figures of this process's pre-fork master; None outside a worker."""
     return _Process.figures
+
+
+def worker_number() -> int | None:
+    """This pre-fork worker's number (as in the logs: `worker 3`); None outside a worker.
+
+    Each worker forked gets the next number, a respawned or reloaded one too.
+    """
+    return _Process.worker

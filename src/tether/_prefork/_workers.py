@@ -603,7 +603,7 @@ class Workers(BlockingService):
             os.environ["WATCHDOG_PID"] = str(os.getpid())
             os.environ["TETHER_WORKER"] = str(worker.serial)
             set_listeners(self.sockets.listeners)
-            set_master_figures(self.figures)
+            set_master_figures(self.figures, worker.serial)
             code = self.main()
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1

@@ -135,6 +135,18 @@ class _Run:
         self.main_task: asyncio.Task[None] | None = None
         """The task running the thread's graph (only touched from the thread's loop)."""
 
+    def publish_from_here(self) -> None:
+        """Forward the thread's events from now on in the current context.
+
+        Called where the parent asks the thread's graph for a reload or a stop, so that
+        what the graph then does is published in the context of the parent's phase (a
+        tracer sees the thread's stop inside the parent's stop), with the subscriptions
+        of the start all the same.
+        """
+        context = contextvars.copy_context()
+        context.run(_subscribers.set, self.parent_subscribers)
+        self.parent_context = context
+
     def forward(self, event: LifecycleEvent) -> None:
         """Publish an event of the thread's graph to the parent's subscribers, on its loop."""
         with contextlib.suppress(RuntimeError):  # the parent's loop closed: nobody to tell
@@ -278,6 +290,8 @@ class ServiceThread(Service, Generic[S]):
 
     async def on_reload(self) -> None:
         """Hook: the `reload` stage reaches the thread's graph, run in its loop."""
+        if self._run is not None:
+            self._run.publish_from_here()
         await self.call(reload, self.service)
 
     async def start(self) -> None:
@@ -323,6 +337,7 @@ class ServiceThread(Service, Generic[S]):
         back. Otherwise the thread's root is asked to stop, as `request_stop` does.
         """
         run.stopping = True
+        run.publish_from_here()
         with run.lock:
             loop = run.loop
             run.cancelled = cancel

@@ -36,7 +36,9 @@ For the process: `tether_ready` (1 while `/readyz` answers 200) and
 worker of [`tether.prefork`][tether.prefork], for its master: `tether_prefork_workers`
 (label `state`: `serving` for the workers ready, `desired` for those wanted),
 `tether_prefork_worker_respawns_total` (workers forked again after one died or was
-killed) and `tether_prefork_reloads_total` (rolling reloads begun).
+killed) and `tether_prefork_reloads_total` (rolling reloads begun); every other
+family then has a `worker` label, the worker's number, so that scrapes reaching one
+worker and then another never make a counter seem to reset.
 
 The durations come from the lifecycle events of the code that started the graph:
 `tether.run` (and so `tether run` and every pre-fork worker) records them. When you
@@ -113,71 +115,81 @@ class Metrics(LifecycleRecorder):
         health = self._health
         if health is None:
             return
+        # In a pre-fork worker, the series of this process carry its number: scrapes
+        # reach any worker, and one series holding two workers' counters would seem
+        # to reset at each switch.
+        number = health._worker_number()
+        worker = [] if number is None else ["worker"]
+        this = [] if number is None else [str(number)]
         state = GaugeMetricFamily(
             "tether_service_state",
             "Lifecycle state of the service: 1 for the current one.",
-            labels=["service", "state"],
+            labels=["service", "state", *worker],
         )
         start = GaugeMetricFamily(
             "tether_service_start_duration_seconds",
             "How long the last start of the service took.",
-            labels=["service"],
+            labels=["service", *worker],
         )
         stop = GaugeMetricFamily(
             "tether_service_stop_duration_seconds",
             "How long the last stop of the service took, its hook and its tasks.",
-            labels=["service"],
+            labels=["service", *worker],
         )
         restarts = CounterMetricFamily(
             "tether_service_restarts",
             "Restarts of the service by its supervisor.",
-            labels=["service"],
+            labels=["service", *worker],
         )
         tasks = GaugeMetricFamily(
             "tether_service_tasks",
             "Background tasks of the service now running.",
-            labels=["service"],
+            labels=["service", *worker],
         )
         skipped = CounterMetricFamily(
             "tether_service_timer_skipped_ticks",
             "Timer ticks skipped because a tick overran its interval.",
-            labels=["service"],
+            labels=["service", *worker],
         )
         blocks = CounterMetricFamily(
             "tether_service_loop_blocks",
             "Times the blocked-loop detector found the service blocking the event loop.",
-            labels=["service"],
+            labels=["service", *worker],
         )
         children = GaugeMetricFamily(
             "tether_supervisor_children",
             "Children of the supervisor in each state, given and added with start_child.",
-            labels=["supervisor", "state"],
+            labels=["supervisor", "state", *worker],
         )
         for service in health._service_figures():
             name = service.name
             current = service.state.value
             for value in _STATES:
-                state.add_metric([name, value], 1.0 if value == current else 0.0)
+                state.add_metric([name, value, *this], 1.0 if value == current else 0.0)
             if service.children is not None:
                 for value in _STATES:
-                    children.add_metric([name, value], service.children.get(value, 0))
+                    children.add_metric([name, value, *this], service.children.get(value, 0))
             if service.start_duration is not None:
-                start.add_metric([name], service.start_duration)
+                start.add_metric([name, *this], service.start_duration)
             if service.stop_duration is not None:
-                stop.add_metric([name], service.stop_duration)
-            restarts.add_metric([name], service.restarts)
-            tasks.add_metric([name], service.tasks)
-            skipped.add_metric([name], service.skipped_ticks)
-            blocks.add_metric([name], service.loop_blocks)
+                stop.add_metric([name, *this], service.stop_duration)
+            restarts.add_metric([name, *this], service.restarts)
+            tasks.add_metric([name, *this], service.tasks)
+            skipped.add_metric([name, *this], service.skipped_ticks)
+            blocks.add_metric([name, *this], service.loop_blocks)
         yield from (state, start, stop, restarts, tasks, skipped, blocks, children)
-        yield GaugeMetricFamily(
-            "tether_ready", "1 while the readiness endpoint answers 200.", value=health.ready
+        ready = GaugeMetricFamily(
+            "tether_ready", "1 while the readiness endpoint answers 200.", labels=worker
         )
-        yield GaugeMetricFamily(
+        ready.add_metric(this, health.ready)
+        yield ready
+        draining = GaugeMetricFamily(
             "tether_draining",
             "1 once the graph has begun to stop (the drain stage).",
-            value=health.draining,
+            labels=worker,
         )
+        draining.add_metric(this, health.draining)
+        yield draining
         master = health._master_figures()
         if master is not None:
             desired, serving, respawns, reloads = master.read()
