@@ -100,3 +100,42 @@ def test_loading_a_section_without_msgspec_names_the_section_and_the_extra(
     message = result.stdout.strip()
     assert message.startswith("Loading the config section DbConfig [db] needs msgspec"), message
     assert "pip install 'tether[config]'" in message
+
+
+@pytest.mark.parametrize(
+    ("module", "dependency", "extra"),
+    [
+        ("aiohttp", "aiohttp", "aiohttp"),
+        ("asgi", "uvicorn", "asgi"),
+        ("wsgi", "a2wsgi", "wsgi"),
+        ("wsgi", "uvicorn", "wsgi"),
+        ("tornado", "tornado", "tornado"),
+        ("twisted", "twisted", "twisted"),
+        ("otel", "opentelemetry", "otel"),
+        ("prometheus", "prometheus_client", "prometheus"),
+    ],
+)
+def test_an_integration_without_its_extra_says_which_to_install(
+    module: str, dependency: str, extra: str
+) -> None:
+    """Importing `tether.ext.X` without its framework names the package and the extra."""
+    program = textwrap.dedent(
+        f"""
+        import sys
+        sys.modules[{dependency!r}] = None  # as if it were not installed
+        try:
+            import tether.ext.{module}
+        except ModuleNotFoundError as error:
+            print(error.name)
+            print(error)
+        """
+    )
+    found = subprocess.run(  # noqa: S603 - our interpreter
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=True
+    )
+    name, message = found.stdout.splitlines()
+    assert name == dependency
+    assert message == (
+        f"tether.ext.{module} needs {dependency}, which is not installed: "
+        f"pip install 'tether[{extra}]'"
+    )

@@ -28,13 +28,15 @@ import socket
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
-from aiohttp import web
-
 import tether
 from tether._prefork._sockets import backlog_of
 from tether._process._listen import DEFAULT_HOST, check_address, check_seconds, completed
 from tether.ext._common import FIRST_REQUEST_GRACE, resolve_uses, running, until_first_requests
+from tether.ext._extra import needs
 from tether.health import DRAIN, Health
+
+with needs(__name__, "aiohttp", "aiohttp"):
+    from aiohttp import web
 
 __all__ = ["Server", "aget", "get"]
 

@@ -33,8 +33,6 @@ import socket
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import Any, Literal, TypeVar
 
-import uvicorn
-
 import tether
 from tether._prefork._sockets import backlog_of
 from tether._process._listen import (
@@ -46,7 +44,11 @@ from tether._process._listen import (
     url_of,
 )
 from tether.ext._common import FIRST_REQUEST_GRACE, resolve_uses, running, until_first_requests
+from tether.ext._extra import needs
 from tether.health import DRAIN, Health
+
+with needs(__name__, "asgi", "uvicorn"):
+    import uvicorn
 
 __all__ = ["LifespanError", "Server", "aget", "get"]
 

@@ -19,7 +19,10 @@ with tether.subscribe(LifecycleTracer()):
 
 from __future__ import annotations
 
-from tether._process._tracing import LifecycleTracer
+from tether.ext._extra import needs
+
+with needs(__name__, "otel", "opentelemetry"):
+    from tether._process._tracing import LifecycleTracer
 
 __all__ = ["LifecycleTracer"]
 

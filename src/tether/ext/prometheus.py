@@ -51,17 +51,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from prometheus_client.exposition import choose_encoder
-from prometheus_client.metrics_core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    Metric,
-)
-from prometheus_client.registry import REGISTRY, Collector
-
 from tether._core._records import ServiceState
 from tether._process._observe import LifecycleRecorder
+from tether.ext._extra import needs
 from tether.health import Health
+
+with needs(__name__, "prometheus", "prometheus_client"):
+    from prometheus_client.exposition import choose_encoder
+    from prometheus_client.metrics_core import (
+        CounterMetricFamily,
+        GaugeMetricFamily,
+        Metric,
+    )
+    from prometheus_client.registry import REGISTRY, Collector
 
 __all__ = ["Metrics"]
 

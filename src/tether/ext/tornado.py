@@ -29,14 +29,16 @@ import socket
 from collections.abc import Awaitable, Iterable, Mapping
 from typing import Any, TypeVar
 
-from tornado import httputil
-from tornado.httpserver import HTTPServer
-from tornado.iostream import IOStream
-
 import tether
 from tether._process._listen import DEFAULT_HOST, bind, check_address, check_seconds, url_of
 from tether.ext._common import FIRST_REQUEST_GRACE, resolve_uses, running, until_first_requests
+from tether.ext._extra import needs
 from tether.health import DRAIN, Health
+
+with needs(__name__, "tornado", "tornado"):
+    from tornado import httputil
+    from tornado.httpserver import HTTPServer
+    from tornado.iostream import IOStream
 
 __all__ = ["Server", "get"]
 

@@ -35,16 +35,18 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet import asyncioreactor, defer, interfaces
-from twisted.internet.main import installReactor
-from twisted.internet.posixbase import PosixReactorBase
-from twisted.protocols import policies
-from twisted.web import http
-
 import tether
 from tether._process._listen import DEFAULT_HOST, check_address, check_seconds
 from tether.ext._common import FIRST_REQUEST_GRACE, until_first_requests
+from tether.ext._extra import needs
 from tether.health import DRAIN
+
+with needs(__name__, "twisted", "twisted"):
+    from twisted.internet import asyncioreactor, defer, interfaces
+    from twisted.internet.main import installReactor
+    from twisted.internet.posixbase import PosixReactorBase
+    from twisted.protocols import policies
+    from twisted.web import http
 
 __all__ = ["Listener", "Reactor"]
 

@@ -33,12 +33,15 @@ import socket
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
-from a2wsgi import WSGIMiddleware
-
 import tether
-from tether.ext import asgi
 from tether.ext._common import running
+from tether.ext._extra import needs
 from tether.health import Health
+
+with needs(__name__, "wsgi", "a2wsgi", "uvicorn"):
+    from a2wsgi import WSGIMiddleware
+
+    from tether.ext import asgi
 
 __all__ = ["Server", "get"]
 
