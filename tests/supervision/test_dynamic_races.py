@@ -15,6 +15,7 @@ import pytest
 import tether
 from tests.conftest import Log, bounded
 from tests.supervision.test_supervise import Child, settle
+from tether import Restart
 
 
 class Held(Child):
@@ -211,3 +212,39 @@ async def test_a_restarted_given_child_keeps_its_own_services_before_the_ones_be
         await settle(supervisor, log, 8)
         log.clear()
     assert log == one_at_a_time("b", "q", "a")
+
+
+# ------------------------------------ found by the property test of test_dynamic_order
+
+
+@pytest.mark.parametrize("added", [False, True])
+async def test_a_child_needing_a_temporary_one_a_strategy_stopped_stays_down(added: bool) -> None:
+    """`one_for_all` does not start a TEMPORARY child again: what needs it stays down too.
+
+    It used to be started again, bring the TEMPORARY child up with it, be refused for
+    that, and fail the round after round until the supervisor gave up. Given, it stays
+    listed as down; added, it is removed; a later round leaves it down as well.
+    """
+    log = Log()
+    db = Child("db", log, Restart.TEMPORARY)
+    a = Child("a", log)
+    api = Child("api", log, deps=[db])
+    supervisor = tether.Supervisor(
+        [db, a] if added else [db, api, a], strategy="one_for_all", max_restarts=5
+    )
+    async with supervisor:
+        if added:
+            await supervisor.start_child(api)
+        log.clear()
+        await bounded(a.listening.wait())
+        a.exit_with("exception")
+        await settle(supervisor, log, 4)
+        assert sorted(log) == ["start:a", "stop:a", "stop:api", "stop:db"]
+        assert not api.running
+        assert (api in supervisor.which_children()) is not added
+        log.clear()
+        await bounded(a.listening.wait())
+        a.exit_with("exception")
+        await settle(supervisor, log, 2)
+        assert log == ["stop:a", "start:a"]
+        assert supervisor.running

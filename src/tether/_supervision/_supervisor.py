@@ -686,7 +686,10 @@ class Supervisor(Service):
                     self._leave_down(own, rec)  # as in OTP: not started again
         finally:
             self._release()
-        to_start = children.sort(r for r in chosen if r in children and r not in self._removed)
+        removed = self._removed
+        to_start = children.sort(
+            r for r in chosen if r in children and r not in removed and not depends_on(r, removed)
+        )
         self._resume = set(to_start)
         if not to_start:
             return True
