@@ -224,7 +224,8 @@ def affected(
     take more than the failed child); `restart` says whether `failed` itself is
     restarted; `dependents(targets)` are the running children that depend on one of
     `targets`. A restart takes the children `strategy` names and every child that
-    depends on one of them; a child left down takes down the children depending on it.
+    depends on one of them; a child left down takes down the children depending on it,
+    and so does a `TEMPORARY` child the restart stops (it is not started again).
     """
     if not restart:
         return set(), {failed} | dependents({failed})
@@ -235,7 +236,10 @@ def affected(
     else:
         children = order()
         chosen = set(children[children.index(failed) :])
-    return chosen | dependents(chosen), set()
+    chosen |= dependents(chosen)
+    temporary = {rec for rec in chosen if restart_type(rec.service) is Restart.TEMPORARY}
+    down = dependents(temporary) - temporary if temporary else set()
+    return chosen - down, down
 
 
 def subtree(roots: Iterable[Record]) -> set[Record]:

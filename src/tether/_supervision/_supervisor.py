@@ -686,7 +686,10 @@ class Supervisor(Service):
                     self._leave_down(own, rec)  # as in OTP: not started again
         finally:
             self._release()
-        to_start = children.sort(r for r in chosen if r in children and r not in self._removed)
+        removed = self._removed
+        to_start = children.sort(
+            r for r in chosen if r in children and r not in removed and not depends_on(r, removed)
+        )
         self._resume = set(to_start)
         if not to_start:
             return True
@@ -882,6 +885,24 @@ class Supervisor(Service):
                 # the supervisor's own start brought it up.
                 for node in brought_up(rec, self._children, own):
                     node.after = (*node.after, *(n for n in ordering if n not in node.after))
+        self._keep_place_above()
+
+    def _keep_place_above(self) -> None:
+        """What this supervisor started again keeps its place in the supervisors above it.
+
+        A child it restarts started as a root of its own, which forgot the edges a
+        supervisor above gave it when this supervisor was added there with
+        `start_child` (its children are what the start of this supervisor brought up):
+        without them, that child would stop together with the child before this
+        supervisor in the list above, instead of before it.
+        """
+        child = record(self)
+        parent = child.supervisor
+        while isinstance(parent, Supervisor) and child in parent._children:
+            if parent._children.is_dynamic(child):
+                parent._children.place_brought(record(parent), child)
+            child = record(parent)
+            parent = child.supervisor
 
     async def _start_child(
         self, rec: Record, failed: Record, cause: BaseException | None, kind: ExitKind
