@@ -326,7 +326,6 @@ async def test_a_child_of_an_added_supervisor_that_shares_with_an_outer_child_st
     assert log.index("stop:inner") < log.index("stop-begin:x")
 
 
-@pytest.mark.xfail(strict=True, reason="open: the stop does not look through b, run since c")
 async def test_given_children_stop_in_reverse_around_one_restarted_then_left_down() -> None:
     """`b` restarted (after `c` started), then stopped for good: `c` still stops before `a`.
 

@@ -463,9 +463,12 @@ def count_stop_preds(op: Operation, rec: Record) -> None:
     `rec` waited, when it started, for what its `after` lists: the services among
     those that stop in `op` now wait for it (their `pending` counts it). Through
     what does not stop here (a barrier of its group, a service that keeps running, one
-    stopped already) the wait passes on to what that one waited for, as long as it
-    started before `rec`: so if `a` started before `b`, `b` before `c`, and
-    `b` stays, `c` still stops before `a`. Indirect ones go to `op.extra`.
+    stopped already, even one that started again after `rec`) the wait passes on to
+    what that one waited for; of those, the ones that started before `rec` wait for
+    it: so if `a` started before `b`, `b` before `c`, and `b` stays (or ran again
+    since and stopped), `c` still stops before `a`. Waits only ever point from an
+    earlier start to a later one, so they make no cycle. Indirect ones go to
+    `op.extra`.
     """
     seq = rec.seq
     extra: list[Node] | None = None
@@ -479,30 +482,40 @@ def count_stop_preds(op: Operation, rec: Record) -> None:
 
 
 def _through(op: Operation, node: Node, bound: int, extra: list[Node] | None) -> list[Node] | None:
-    """The members of `op` that `node` waited for, looking through what is not one."""
-    stack = [node]
-    seen: set[int] = set()
+    """The members of `op` that `node` waited for, looking through what is not one.
+
+    Past a service that started again after the one whose predecessors these are
+    (`seq >= bound`: what it waited for is of its new run), only members that started
+    before that one count, so every wait still points from an earlier start to a
+    later one.
+    """
+    stack: list[tuple[Node, bool]] = [(node, False)]
+    seen: set[tuple[int, bool]] = set()  # a node, and whether it was reached late
+    counted: set[int] = set()
     while stack:
-        node = stack.pop()
-        if id(node) in seen:
+        node, late = stack.pop()
+        if (id(node), late) in seen:
             continue
-        seen.add(id(node))
+        seen.add((id(node), late))
         if type(node) is not Record:  # a barrier: the items it stood for
-            stack.extend(node.after)
+            stack.extend((pred, late) for pred in node.after)
         elif node.member is op:
+            if (late and node.seq >= bound) or id(node) in counted:
+                continue
+            counted.add(id(node))
             node.pending += 1
             if extra is None:
                 extra = [node]
             else:
                 extra.append(node)
-        elif node.seq >= bound:
-            continue  # started again since: what it waited for is of another run
-        elif node.state is _RUNNING:
-            # It keeps running, and so do its dependencies: only its group's order.
-            if len(node.after) > len(node.deps):
-                stack.append(node.after[-1])
         else:
-            stack.extend(node.after)  # stopped already: everything it waited for
+            late = late or node.seq >= bound
+            if node.state is _RUNNING:
+                # It keeps running, and so do its dependencies: only its group's order.
+                if len(node.after) > len(node.deps):
+                    stack.append((node.after[-1], late))
+            else:
+                stack.extend((pred, late) for pred in node.after)  # stopped already
     return extra
 
 
