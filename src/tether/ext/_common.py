@@ -7,8 +7,16 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import tether
+from tether.health import Health
 
-__all__ = ["FIRST_REQUEST_GRACE", "resolve_uses", "running", "until_first_requests"]
+__all__ = [
+    "FIRST_REQUEST_GRACE",
+    "check_health",
+    "resolve_uses",
+    "running",
+    "started_with",
+    "until_first_requests",
+]
 
 FIRST_REQUEST_GRACE = 1.0
 """Seconds a connection accepted as the server stops gets to deliver its first request."""
@@ -48,6 +56,22 @@ def resolve_uses(
             )
             raise
     return tuple(resolved)
+
+
+def check_health(owner: str, health: object) -> None:
+    """`health=` of a server: a `Health` or None (a clear error otherwise)."""
+    if health is not None and not isinstance(health, Health):
+        raise TypeError(f"{owner}: health= takes a tether.health.Health, got {health!r}.")
+
+
+def started_with(
+    uses: Iterable[tether.ServiceBase], health: Health | None
+) -> list[list[tether.ServiceBase]]:
+    """A server's `dependencies`: what `uses` resolved to and its mounted health, together."""
+    group = list(uses)
+    if health is not None:
+        group.append(health)
+    return [group] if group else []
 
 
 def running(value: T, key: Any, where: str) -> T:

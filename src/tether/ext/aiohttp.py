@@ -31,7 +31,14 @@ from typing import Any, TypeVar
 import tether
 from tether._prefork._sockets import backlog_of
 from tether._process._listen import DEFAULT_HOST, check_address, check_seconds, completed
-from tether.ext._common import FIRST_REQUEST_GRACE, resolve_uses, running, until_first_requests
+from tether.ext._common import (
+    FIRST_REQUEST_GRACE,
+    check_health,
+    resolve_uses,
+    running,
+    started_with,
+    until_first_requests,
+)
 from tether.ext._extra import needs
 from tether.health import DRAIN, Health
 
@@ -108,8 +115,7 @@ class Server(tether.Service):
                 f"the Server before the application runs, with a fresh web.Application."
             )
         check_address(owner, host, port, sock)
-        if health is not None and not isinstance(health, Health):
-            raise TypeError(f"{owner}: health= takes a tether.health.Health, got {health!r}.")
+        check_health(owner, health)
         self.app = app
         self.container = container
         self.drain_timeout = check_seconds(owner, "drain_timeout", drain_timeout)
@@ -133,10 +139,7 @@ class Server(tether.Service):
     @property
     def dependencies(self) -> list[list[tether.ServiceBase]]:
         """What `uses` resolved to, and the mounted health service: started together."""
-        group: list[tether.ServiceBase] = list(self._uses)
-        if self._health is not None:
-            group.append(self._health)
-        return [group] if group else []
+        return started_with(self._uses, self._health)
 
     @property
     def graceful_shutdown_timeout(self) -> float:

@@ -43,7 +43,14 @@ from tether._process._listen import (
     completed,
     url_of,
 )
-from tether.ext._common import FIRST_REQUEST_GRACE, resolve_uses, running, until_first_requests
+from tether.ext._common import (
+    FIRST_REQUEST_GRACE,
+    check_health,
+    resolve_uses,
+    running,
+    started_with,
+    until_first_requests,
+)
 from tether.ext._extra import needs
 from tether.health import DRAIN, Health
 
@@ -152,8 +159,7 @@ class Server(tether.Service):
                 f"{owner} serves an ASGI application, got {app!r} ({type(app).__name__})."
             )
         check_address(owner, host, port, sock)
-        if health is not None and not isinstance(health, Health):
-            raise TypeError(f"{owner}: health= takes a tether.health.Health, got {health!r}.")
+        check_health(owner, health)
         if lifespan not in _LIFESPAN_MODES:
             raise ValueError(
                 f"{owner}: lifespan= must be one of {', '.join(map(repr, _LIFESPAN_MODES))}, "
@@ -193,10 +199,7 @@ class Server(tether.Service):
     @property
     def dependencies(self) -> list[list[tether.ServiceBase]]:
         """What `uses` resolved to, and the mounted health service: started together."""
-        group: list[tether.ServiceBase] = list(self._uses)
-        if self._health is not None:
-            group.append(self._health)
-        return [group] if group else []
+        return started_with(self._uses, self._health)
 
     @property
     def graceful_shutdown_timeout(self) -> float:
